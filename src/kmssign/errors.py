@@ -1,0 +1,43 @@
+"""The one error hierarchy of kmssign.
+
+Everything kmssign raises on purpose derives from :class:`KmsSignError`; front ends
+(CLI, build hooks) catch it once and turn it into a one-line message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class KmsSignError(Exception):
+    """Root of every error kmssign reports to a user."""
+
+
+class ConfigError(KmsSignError):
+    """Invalid settings. Holds every problem found, so all are reported at once."""
+
+    def __init__(self, problems: Iterable[str] | str) -> None:
+        if isinstance(problems, str):
+            problems = [problems]
+        self.problems: list[str] = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class PEFormatError(KmsSignError):
+    """The file is not a PE image kmssign can sign, or its structure is broken."""
+
+
+class CertificateError(KmsSignError):
+    """A certificate or chain cannot be loaded or does not fit the signing key."""
+
+
+class SigningError(KmsSignError):
+    """Producing a signature failed (key file, KMS, self-check)."""
+
+
+class TimestampError(KmsSignError):
+    """No acceptable RFC 3161 timestamp could be obtained."""
+
+
+class VerificationError(KmsSignError):
+    """A signature, digest, chain or timestamp did not verify."""

@@ -1,0 +1,1 @@
+"""TSA fixtures (loopback RFC 3161 server)."""
