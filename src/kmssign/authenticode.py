@@ -1,0 +1,366 @@
+"""Authenticode SignedData: build it for a file digest, parse it, check it.
+
+Pure: no files, no network. The private key is behind a :class:`Signer`; timestamp
+tokens arrive as ready ``ContentInfo`` values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from asn1crypto import algos, cms, core
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from kmssign import asn1
+from kmssign.errors import SigningError, VerificationError
+from kmssign.signers import DigestName, Signer
+
+HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+def _digest_algorithm(name: str) -> algos.DigestAlgorithm:
+    return algos.DigestAlgorithm({"algorithm": name, "parameters": core.Null()})
+
+
+def _to_asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
+    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+
+
+def indirect_data(digest: str, file_digest: bytes) -> asn1.SpcIndirectDataContent:
+    """SpcIndirectDataContent for a PE image digest (SpcPeImageData, obsolete file link)."""
+    image_data = asn1.SpcPeImageData(
+        {
+            "flags": set(),
+            "file": asn1.SpcLink(
+                name="file",
+                value=asn1.SpcString(name="unicode", value=asn1.OBSOLETE_FILE_LINK),
+            ),
+        }
+    )
+    return asn1.SpcIndirectDataContent(
+        {
+            "data": {"type": asn1.OID_SPC_PE_IMAGE_DATA, "value": image_data},
+            "message_digest": {"digest_algorithm": _digest_algorithm(digest), "digest": file_digest},
+        }
+    )
+
+
+def content_digest(content: asn1.SpcIndirectDataContent, digest: str) -> bytes:
+    """Hash of the SpcIndirectDataContent's contents, without its own tag and length."""
+    content.dump()
+    return hashlib.new(digest, content.contents).digest()
+
+
+def _opus_info(description: str | None, url: str | None) -> asn1.SpcSpOpusInfo:
+    value: dict[str, Any] = {}
+    if description:
+        value["program_name"] = asn1.SpcString(name="unicode", value=description)
+    if url:
+        value["more_info"] = asn1.SpcLink(name="url", value=url)
+    return asn1.SpcSpOpusInfo(value)
+
+
+def signed_attributes(
+    content: asn1.SpcIndirectDataContent,
+    digest: str,
+    *,
+    description: str | None = None,
+    url: str | None = None,
+    signing_time: dt.datetime | None = None,
+) -> cms.CMSAttributes:
+    attrs = [
+        cms.CMSAttribute({"type": "content_type", "values": ["spc_indirect_data"]}),
+        cms.CMSAttribute(
+            {"type": "message_digest", "values": [content_digest(content, digest)]}
+        ),
+        cms.CMSAttribute(
+            {"type": "spc_sp_opus_info", "values": [_opus_info(description, url)]}
+        ),
+        cms.CMSAttribute(
+            {
+                "type": "spc_statement_type",
+                "values": [[asn1.OID_SPC_INDIVIDUAL_SP_KEY_PURPOSE]],
+            }
+        ),
+    ]
+    if signing_time is not None:
+        attrs.append(cms.CMSAttribute({"type": "signing_time", "values": [signing_time]}))
+    return cms.CMSAttributes(attrs)
+
+
+def _signature_algorithm(key_type: str, digest: str) -> algos.SignedDigestAlgorithm:
+    if key_type == "rsa":
+        return algos.SignedDigestAlgorithm(
+            {"algorithm": "rsassa_pkcs1v15", "parameters": core.Null()}
+        )
+    return algos.SignedDigestAlgorithm({"algorithm": f"{digest}_ecdsa"})
+
+
+def verify_raw_signature(
+    public_key: Any, signature: bytes, data: bytes, digest: str
+) -> bool:
+    """True when ``signature`` over ``data`` verifies with an RSA or EC public key."""
+    algorithm = HASHES[digest]()
+    try:
+        if isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, data, padding.PKCS1v15(), algorithm)
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, data, ec.ECDSA(algorithm))
+        else:
+            return False
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def build_signed_data(
+    *,
+    file_digest: bytes,
+    digest: DigestName,
+    signer: Signer,
+    leaf: x509.Certificate,
+    chain: Sequence[x509.Certificate] = (),
+    description: str | None = None,
+    url: str | None = None,
+    signing_time: dt.datetime | None = None,
+) -> cms.ContentInfo:
+    """Sign a file digest: SignedData with the leaf and chain, self-checked before return.
+
+    Raises SigningError when the signature the signer produced does not verify with the
+    leaf certificate's public key (wrong certificate for the key), so nothing is written
+    and no timestamp is requested for it.
+    """
+    content = indirect_data(digest, file_digest)
+    attrs = signed_attributes(
+        content, digest, description=description, url=url, signing_time=signing_time
+    )
+    to_sign = attrs.dump()
+    signature = signer.sign(to_sign, digest)
+    if not verify_raw_signature(leaf.public_key(), signature, to_sign, digest):
+        raise SigningError(
+            f"the signature made with {signer.name} does not verify with the certificate "
+            f"{leaf.subject.rfc4514_string()}: the certificate does not belong to the key"
+        )
+    asn1_leaf = _to_asn1(leaf)
+    signer_info = cms.SignerInfo(
+        {
+            "version": "v1",
+            "sid": cms.SignerIdentifier(
+                name="issuer_and_serial_number",
+                value={
+                    "issuer": asn1_leaf.issuer,
+                    "serial_number": asn1_leaf.serial_number,
+                },
+            ),
+            "digest_algorithm": _digest_algorithm(digest),
+            "signed_attrs": attrs,
+            "signature_algorithm": _signature_algorithm(signer.key_type, digest),
+            "signature": signature,
+        }
+    )
+    signed_data = cms.SignedData(
+        {
+            "version": "v1",
+            "digest_algorithms": [_digest_algorithm(digest)],
+            "encap_content_info": cms.ContentInfo(
+                {"content_type": "spc_indirect_data", "content": content}
+            ),
+            "certificates": [asn1_leaf, *(_to_asn1(c) for c in chain)],
+            "signer_infos": [signer_info],
+        }
+    )
+    return cms.ContentInfo({"content_type": "signed_data", "content": signed_data})
+
+
+def signature_value(content_info: cms.ContentInfo) -> bytes:
+    """The first SignerInfo's signature (what an RFC 3161 timestamp is taken over)."""
+    signer_info = content_info["content"]["signer_infos"][0]
+    return bytes(signer_info["signature"].native)
+
+
+def _with_unsigned_attribute(
+    content_info: cms.ContentInfo, attr_type: str, value: cms.ContentInfo, *, replace: bool
+) -> cms.ContentInfo:
+    """A copy of ``content_info`` whose first SignerInfo carries ``value`` in ``attr_type``.
+
+    Unchanged parts keep their exact encodings (nothing signed is re-encoded).
+    """
+    original = cms.ContentInfo.load(content_info.dump())
+    signed_data = original["content"]
+    signer_info = signed_data["signer_infos"][0]
+    attrs: list[cms.CMSAttribute] = []
+    added = False
+    if signer_info["unsigned_attrs"].native is not None:
+        for attr in signer_info["unsigned_attrs"]:
+            if attr["type"].native == attr_type:
+                values = [] if replace else list(attr["values"])
+                attrs.append(cms.CMSAttribute({"type": attr_type, "values": [*values, value]}))
+                added = True
+            else:
+                attrs.append(attr)
+    if not added:
+        attrs.append(cms.CMSAttribute({"type": attr_type, "values": [value]}))
+    fields = {name: signer_info[name] for name, _spec, *_ in cms.SignerInfo._fields}
+    fields["unsigned_attrs"] = cms.CMSAttributes(attrs)
+    new_signer_info = cms.SignerInfo({k: v for k, v in fields.items() if not _absent(v)})
+    signer_infos = [new_signer_info, *list(signed_data["signer_infos"])[1:]]
+    sd_fields = {name: signed_data[name] for name, _spec, *_ in cms.SignedData._fields}
+    sd_fields["signer_infos"] = signer_infos
+    new_sd = cms.SignedData({k: v for k, v in sd_fields.items() if not _absent(v)})
+    return cms.ContentInfo({"content_type": "signed_data", "content": new_sd})
+
+
+def _absent(value: Any) -> bool:
+    return isinstance(value, core.Void)
+
+
+def add_timestamp(content_info: cms.ContentInfo, token: cms.ContentInfo) -> cms.ContentInfo:
+    """Embed an RFC 3161 token as unsigned attribute 1.3.6.1.4.1.311.3.3.1 (replacing any)."""
+    return _with_unsigned_attribute(content_info, "ms_rfc3161_timestamp", token, replace=True)
+
+
+def add_nested(outer: cms.ContentInfo, inner: cms.ContentInfo) -> cms.ContentInfo:
+    """Nest ``inner`` in ``outer`` as unsigned attribute 1.3.6.1.4.1.311.2.4.1."""
+    return _with_unsigned_attribute(outer, "spc_nested_signature", inner, replace=False)
+
+
+@dataclass(frozen=True)
+class ParsedSignature:
+    """One Authenticode signature as found in a file (with its nested ones)."""
+
+    content_info: cms.ContentInfo
+    digest: str
+    file_digest: bytes
+    signer_cert: x509.Certificate
+    certificates: tuple[x509.Certificate, ...]
+    signature: bytes
+    timestamp_token: cms.ContentInfo | None
+    nested: tuple[ParsedSignature, ...] = field(default=())
+
+    @property
+    def intermediates(self) -> tuple[x509.Certificate, ...]:
+        return tuple(c for c in self.certificates if c != self.signer_cert)
+
+
+def parse_signature(der: bytes) -> ParsedSignature:
+    """Parse DER PKCS#7 SignedData holding an Authenticode signature.
+
+    Raises VerificationError for anything that is not a well-formed Authenticode
+    SignedData (garbage bytes included).
+    """
+    try:
+        content_info = cms.ContentInfo.load(der)
+        trailing = der[len(content_info.dump()) :]
+        if trailing.strip(b"\0"):
+            raise VerificationError("data after the Authenticode signature")
+        return _parse(content_info)
+    except VerificationError:
+        raise
+    except Exception as exc:  # asn1crypto raises ValueError, TypeError, KeyError, ...
+        raise VerificationError(f"malformed Authenticode signature ({exc})") from exc
+
+
+def _parse(content_info: cms.ContentInfo) -> ParsedSignature:
+    if content_info["content_type"].native != "signed_data":
+        raise VerificationError("signature is not PKCS#7 SignedData")
+    signed_data = content_info["content"]
+    encap = signed_data["encap_content_info"]
+    if encap["content_type"].native != "spc_indirect_data":
+        raise VerificationError("signature does not hold SpcIndirectDataContent")
+    content = encap["content"]
+    if not isinstance(content, asn1.SpcIndirectDataContent):
+        content = asn1.SpcIndirectDataContent.load(content.dump())
+    message_digest = content["message_digest"]
+    digest = message_digest["digest_algorithm"]["algorithm"].native
+    if digest not in HASHES:
+        raise VerificationError(f"unsupported digest algorithm {digest}")
+    certs = tuple(
+        x509.load_der_x509_certificate(choice.chosen.dump())
+        for choice in signed_data["certificates"]
+        if choice.name == "certificate"
+    )
+    signer_infos = signed_data["signer_infos"]
+    if len(signer_infos) != 1:
+        raise VerificationError(f"expected one SignerInfo, found {len(signer_infos)}")
+    signer_info = signer_infos[0]
+    signer_cert = _find_signer_cert(signer_info, certs)
+    token = None
+    nested: list[ParsedSignature] = []
+    if signer_info["unsigned_attrs"].native is not None:
+        for attr in signer_info["unsigned_attrs"]:
+            kind = attr["type"].native
+            if kind == "ms_rfc3161_timestamp":
+                token = attr["values"][0]
+            elif kind == "spc_nested_signature":
+                nested.extend(_parse(cms.ContentInfo.load(v.dump())) for v in attr["values"])
+    return ParsedSignature(
+        content_info=content_info,
+        digest=digest,
+        file_digest=bytes(message_digest["digest"].native),
+        signer_cert=signer_cert,
+        certificates=certs,
+        signature=bytes(signer_info["signature"].native),
+        timestamp_token=token,
+        nested=tuple(nested),
+    )
+
+
+def _find_signer_cert(
+    signer_info: cms.SignerInfo, certs: Sequence[x509.Certificate]
+) -> x509.Certificate:
+    sid = signer_info["sid"]
+    if sid.name == "issuer_and_serial_number":
+        serial = sid.chosen["serial_number"].native
+        issuer = sid.chosen["issuer"].dump()
+        for cert in certs:
+            if cert.serial_number == serial and _to_asn1(cert).issuer.dump() == issuer:
+                return cert
+    else:
+        ski = sid.chosen.native
+        for cert in certs:
+            try:
+                ext = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+            except x509.ExtensionNotFound:
+                continue
+            if ext.value.digest == ski:
+                return cert
+    raise VerificationError("the signer's certificate is not in the signature")
+
+
+def check_signature(parsed: ParsedSignature) -> None:
+    """Check the signed attributes and the signature itself (not the file digest, not the chain)."""
+    signer_info = parsed.content_info["content"]["signer_infos"][0]
+    digest = signer_info["digest_algorithm"]["algorithm"].native
+    if digest not in HASHES:
+        raise VerificationError(f"unsupported digest algorithm {digest}")
+    attrs = signer_info["signed_attrs"]
+    if attrs.native is None:
+        raise VerificationError("signature has no signed attributes")
+    found: dict[str, Any] = {a["type"].native: a["values"] for a in attrs}
+    if "content_type" not in found or found["content_type"][0].native != "spc_indirect_data":
+        raise VerificationError("signed contentType attribute is not SpcIndirectDataContent")
+    if "message_digest" not in found:
+        raise VerificationError("signature has no messageDigest attribute")
+    content = parsed.content_info["content"]["encap_content_info"]["content"]
+    expected = hashlib.new(digest, content.contents).digest()
+    if bytes(found["message_digest"][0].native) != expected:
+        raise VerificationError("messageDigest does not match the signed content")
+    # What was signed is the [0] IMPLICIT encoding re-tagged as a SET OF.
+    signed_bytes = b"\x31" + attrs.dump()[1:]
+    if not verify_raw_signature(
+        parsed.signer_cert.public_key(), parsed.signature, signed_bytes, digest
+    ):
+        raise VerificationError("the signature does not verify with the signer's certificate")

@@ -1,0 +1,91 @@
+"""A signer backed by a private key file (PEM or DER; PKCS#8 or traditional)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from kmssign.errors import SigningError
+from kmssign.signers import DigestName, KeyType
+
+HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+CURVE_DIGESTS: dict[str, DigestName] = {
+    "secp256r1": "sha256",
+    "secp384r1": "sha384",
+    "secp521r1": "sha512",
+}
+PASSWORD_ENV = "KMSSIGN_KEY_PASSWORD"
+
+
+class KeyFileSigner:
+    """Signs with a private key loaded from a file; the key never leaves this process."""
+
+    def __init__(self, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, name: str) -> None:
+        self._key = key
+        self._name = name
+
+    @classmethod
+    def from_file(cls, path: Path, password: bytes | None = None) -> KeyFileSigner:
+        if password is None and os.environ.get(PASSWORD_ENV):
+            password = os.environ[PASSWORD_ENV].encode()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise SigningError(f"{path}: cannot read key file: {exc.strerror or exc}") from exc
+        loader = (
+            serialization.load_pem_private_key
+            if b"-----BEGIN" in data
+            else serialization.load_der_private_key
+        )
+        try:
+            key = loader(data, password=password)
+        except TypeError as exc:
+            raise SigningError(
+                f"{path}: the key is encrypted; set {PASSWORD_ENV}"
+                if password is None
+                else f"{path}: {exc}"
+            ) from exc
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            reason = "wrong password or not a private key" if password else "not a private key"
+            raise SigningError(f"{path}: {reason} (PEM or DER, PKCS#8 or traditional)") from exc
+        if isinstance(key, rsa.RSAPrivateKey):
+            if not 2048 <= key.key_size <= 16384:
+                raise SigningError(f"{path}: RSA key of {key.key_size} bits is not supported")
+        elif isinstance(key, ec.EllipticCurvePrivateKey):
+            if key.curve.name not in CURVE_DIGESTS:
+                raise SigningError(f"{path}: elliptic curve {key.curve.name} is not supported")
+        else:
+            raise SigningError(f"{path}: only RSA and ECDSA (P-256/P-384/P-521) keys can sign")
+        return cls(key, f"key file {path}")
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def key_type(self) -> KeyType:
+        return "rsa" if isinstance(self._key, rsa.RSAPrivateKey) else "ec"
+
+    def public_key_der(self) -> bytes:
+        return self._key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def digest_for(self, requested: DigestName) -> DigestName:
+        if isinstance(self._key, ec.EllipticCurvePrivateKey):
+            return CURVE_DIGESTS[self._key.curve.name]
+        return requested
+
+    def sign(self, data: bytes, digest: DigestName) -> bytes:
+        algorithm = HASHES[digest]()
+        if isinstance(self._key, rsa.RSAPrivateKey):
+            return self._key.sign(data, padding.PKCS1v15(), algorithm)
+        return self._key.sign(data, ec.ECDSA(algorithm))
