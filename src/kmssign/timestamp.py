@@ -1,0 +1,230 @@
+"""RFC 3161 timestamp client with retries and failover across an ordered list of TSAs.
+
+Three separate jobs live here: building the request (:func:`build_request`), talking
+HTTP (:func:`http_post`, replaceable through ``post=``), and reading the reply
+(:func:`parse_response`). Token validation is :func:`kmssign.tsp.check_token`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import secrets
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+
+from asn1crypto import cms, tsp
+
+from kmssign.errors import ConfigError, TimestampError, VerificationError
+from kmssign.tsp import TokenInfo, check_token, digest_bytes
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_TRIES",
+    "REQUEST_DIGESTS",
+    "PostFn",
+    "TimestampClient",
+    "TokenInfo",
+    "build_request",
+    "check_token",
+    "http_post",
+    "parse_response",
+]
+
+DEFAULT_TRIES = 3
+DEFAULT_TIMEOUT = 10.0  # seconds per request
+REQUEST_DIGESTS = ("sha256", "sha384", "sha512")
+RETRY_STATUSES = frozenset({429, 502, 503, 504})  # busy or briefly unreachable: try again
+MAX_REPLY_BYTES = 1 << 20
+
+PostFn = Callable[[str, bytes, float], bytes]  # (url, body, timeout) -> reply body
+
+
+# -- request -------------------------------------------------------------------------
+
+
+def new_nonce() -> int:
+    """A random positive 64-bit nonce."""
+    return secrets.randbits(63) | (1 << 62)
+
+
+def build_request(signature_value: bytes, digest: str, nonce: int) -> bytes:
+    """DER TimeStampReq over ``digest(signature_value)`` with ``nonce`` and certReq."""
+    if digest not in REQUEST_DIGESTS:
+        raise TimestampError(f"unsupported timestamp digest {digest!r}")
+    request = tsp.TimeStampReq(
+        {
+            "version": "v1",
+            "message_imprint": {
+                "hash_algorithm": {"algorithm": digest},
+                "hashed_message": digest_bytes(digest, signature_value),
+            },
+            "nonce": nonce,
+            "cert_req": True,
+        }
+    )
+    return bytes(request.dump())
+
+
+# -- HTTP ----------------------------------------------------------------------------
+
+
+def http_post(url: str, body: bytes, timeout: float) -> bytes:
+    """POST a timestamp query; return the reply body.
+
+    Raises ``urllib.error.HTTPError`` for an HTTP error status and ``OSError`` (or
+    ``http.client.HTTPException``) for network problems and timeouts.
+    """
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/timestamp-query",
+            "Accept": "application/timestamp-reply",
+            "User-Agent": "kmssign",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        data = response.read(MAX_REPLY_BYTES + 1)
+    if len(data) > MAX_REPLY_BYTES:
+        raise TimestampError(f"reply larger than {MAX_REPLY_BYTES} bytes")
+    return bytes(data)
+
+
+# -- reply ---------------------------------------------------------------------------
+
+
+def parse_response(body: bytes) -> cms.ContentInfo:
+    """The token of a DER TimeStampResp whose status is granted; TimestampError otherwise."""
+    try:
+        response = tsp.TimeStampResp.load(body, strict=True)
+        status = response["status"]["status"].native
+        text = response["status"]["status_string"].native
+        fail_info = response["status"]["fail_info"].native
+        token = response["time_stamp_token"]
+        if token.native is None:  # also parses the whole token, so errors show up here
+            token = None
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError) as exc:
+        raise TimestampError(f"reply is not a DER TimeStampResp ({exc})") from exc
+    if status not in ("granted", "granted_with_mods"):
+        details = [str(status)]
+        if text:
+            details.append(" ".join(text))
+        if fail_info:
+            details.append(", ".join(sorted(fail_info)))
+        raise TimestampError(f"request refused: {'; '.join(details)}")
+    if token is None:
+        raise TimestampError(f"status {status} but the reply holds no token")
+    return token
+
+
+# -- client --------------------------------------------------------------------------
+
+
+class _Retry(Exception):
+    """A failure worth another try at the same URL."""
+
+
+def _network_reason(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException):
+        exc = exc.reason
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return f"no reply within {timeout:g} s"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, urllib.error.URLError):
+        return f"network error: {exc.reason}"
+    return f"network error: {exc}"
+
+
+class TimestampClient:
+    """Gets validated RFC 3161 tokens from the first TSA in ``urls`` that delivers one.
+
+    Each URL gets ``tries`` attempts; HTTP 429/502/503/504, network errors and timeouts
+    are retried after ``backoff * 2**attempt`` seconds, any other failure moves on to
+    the next URL at once. Every failed attempt is reported through ``log`` in one line.
+    Safe to share between threads: it keeps no per-request state.
+    """
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        tries: int = DEFAULT_TRIES,
+        timeout: float = DEFAULT_TIMEOUT,
+        backoff: float = 1.0,
+        log: Callable[[str], None] | None = None,
+        post: PostFn | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        problems = []
+        if not urls:
+            problems.append("no timestamp server URL given")
+        for url in urls:
+            if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+                problems.append(f"timestamp server URL {url!r} is not http(s)")
+        if tries < 1:
+            problems.append(f"timestamp tries must be at least 1, not {tries}")
+        if timeout <= 0:
+            problems.append(f"timestamp timeout must be positive, not {timeout:g}")
+        if backoff < 0:
+            problems.append(f"timestamp backoff must not be negative, not {backoff:g}")
+        if problems:
+            raise ConfigError(problems)
+        self.urls = tuple(urls)
+        self.tries = tries
+        self.timeout = timeout
+        self.backoff = backoff
+        self._log = log or (lambda message: None)
+        self._post: PostFn = post or http_post
+        self._sleep = sleep
+        self._log_lock = threading.Lock()
+
+    def timestamp(self, signature_value: bytes, digest: str = "sha256") -> cms.ContentInfo:
+        """A validated timestamp token over ``digest(signature_value)``."""
+        nonce = new_nonce()
+        request = build_request(signature_value, digest, nonce)
+        failures: list[str] = []
+        for url in self.urls:
+            reason = ""
+            for attempt in range(self.tries):
+                try:
+                    return self._attempt(url, request, signature_value, digest, nonce)
+                except _Retry as exc:
+                    reason = f"{exc} (try {attempt + 1} of {self.tries})"
+                    self._report(url, reason)
+                    if attempt + 1 < self.tries:
+                        self._sleep(self.backoff * 2**attempt)
+                except (TimestampError, VerificationError) as exc:
+                    reason = str(exc)
+                    self._report(url, reason)
+                    break
+            failures.append(f"{url}: {reason}")
+        raise TimestampError("no timestamp server answered: " + "; ".join(failures))
+
+    def _report(self, url: str, reason: str) -> None:
+        with self._log_lock:
+            self._log(f"timestamp server {url} failed: {reason}")
+
+    def _attempt(
+        self, url: str, request: bytes, signature_value: bytes, digest: str, nonce: int
+    ) -> cms.ContentInfo:
+        try:
+            body = self._post(url, request, self.timeout)
+        except urllib.error.HTTPError as exc:
+            reason = f"HTTP {exc.code} {exc.reason}".rstrip()
+            if exc.code in RETRY_STATUSES:
+                raise _Retry(reason) from exc
+            raise TimestampError(reason) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise _Retry(_network_reason(exc, self.timeout)) from exc
+        token = parse_response(body)
+        info = check_token(token, signature_value, nonce=nonce)
+        if info.digest != digest:
+            raise TimestampError(f"token imprint uses {info.digest}, {digest} was requested")
+        return token

@@ -1,0 +1,283 @@
+"""Checking RFC 3161 timestamp tokens: imprint, nonce, CMS signature, TSA certificate.
+
+A token is a CMS ``ContentInfo`` holding ``SignedData`` whose encapsulated content is a
+``TSTInfo``. This module never touches the network; :mod:`kmssign.timestamp` fetches
+tokens and calls :func:`check_token` before handing them out, and ``kmssign verify``
+calls it with the trusted roots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from asn1crypto import cms, tsp
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from kmssign.errors import VerificationError
+
+# Hash algorithms a token may use (sha1 only appears in old tokens read by `verify`).
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+MAX_CHAIN_LENGTH = 8
+
+# asn1crypto raises a zoo of exceptions on malformed input; all mean "not parsable".
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What a valid token says."""
+
+    gen_time: datetime
+    tsa_subject: str  # RFC 4514 string of the TSA signing certificate
+    digest: str  # hash algorithm of the message imprint
+
+
+def digest_bytes(algorithm: str, data: bytes) -> bytes:
+    """Hash ``data`` with one of the supported algorithms (``sha256``, ...)."""
+    if algorithm not in _HASHES:
+        raise VerificationError(f"unsupported hash algorithm {algorithm}")
+    return hashlib.new(algorithm, data).digest()
+
+
+def check_token(
+    token: cms.ContentInfo,
+    signature_value: bytes,
+    *,
+    roots: Sequence[x509.Certificate] = (),
+    nonce: int | None = None,
+) -> TokenInfo:
+    """Validate ``token`` as a timestamp over ``signature_value`` and return what it says.
+
+    Raises :class:`VerificationError` with a one-line reason when anything is wrong.
+    """
+    try:
+        return _check(token, signature_value, roots, nonce)
+    except _PARSE_ERRORS as exc:
+        raise VerificationError(f"timestamp token is malformed: {exc}") from exc
+
+
+def _check(
+    token: cms.ContentInfo,
+    signature_value: bytes,
+    roots: Sequence[x509.Certificate],
+    nonce: int | None,
+) -> TokenInfo:
+    signed_data, signer_info, tst_bytes, tst_info = _unpack(token)
+    pool = [c.chosen for c in signed_data["certificates"] if c.name == "certificate"]
+    tsa_cert = _find_signer_cert(signer_info, pool)
+    _check_signed_attributes(signer_info, tst_bytes, tsa_cert)
+    _check_signature(signer_info, tsa_cert)
+
+    imprint_algo = tst_info["message_imprint"]["hash_algorithm"]["algorithm"].native
+    imprint = tst_info["message_imprint"]["hashed_message"].native
+    if imprint != digest_bytes(imprint_algo, signature_value):
+        raise VerificationError("timestamp token message imprint does not match the signature")
+    token_nonce = tst_info["nonce"].native
+    if nonce is not None and token_nonce != nonce:
+        raise VerificationError(
+            f"timestamp token nonce {token_nonce} does not match the request nonce {nonce}"
+        )
+    gen_time = tst_info["gen_time"].native
+
+    certificate = x509.load_der_x509_certificate(tsa_cert.dump())
+    _check_timestamping_eku(certificate)
+    if roots:
+        others = [x509.load_der_x509_certificate(c.dump()) for c in pool if c is not tsa_cert]
+        verify_chain(certificate, others, roots, gen_time, what="TSA certificate")
+    return TokenInfo(
+        gen_time=gen_time, tsa_subject=certificate.subject.rfc4514_string(), digest=imprint_algo
+    )
+
+
+def _unpack(
+    token: cms.ContentInfo,
+) -> tuple[cms.SignedData, cms.SignerInfo, bytes, tsp.TSTInfo]:
+    if token["content_type"].native != "signed_data":
+        raise VerificationError(
+            f"timestamp token is {token['content_type'].native}, not signed data"
+        )
+    signed_data = token["content"]
+    encap = signed_data["encap_content_info"]
+    if encap["content_type"].native != "tst_info":
+        raise VerificationError(
+            f"timestamp token content is {encap['content_type'].native}, not a TSTInfo"
+        )
+    signer_infos = signed_data["signer_infos"]
+    if len(signer_infos) != 1:
+        raise VerificationError(
+            f"timestamp token has {len(signer_infos)} signers, expected exactly one"
+        )
+    content = encap["content"]
+    tst_bytes = content.contents  # the encapsulated DER, exactly as signed
+    tst_info = tsp.TSTInfo.load(tst_bytes, strict=True)
+    return signed_data, signer_infos[0], tst_bytes, tst_info
+
+
+def _find_signer_cert(
+    signer_info: cms.SignerInfo, pool: Sequence[asn1_x509.Certificate]
+) -> asn1_x509.Certificate:
+    sid = signer_info["sid"]
+    for cert in pool:
+        if sid.name == "issuer_and_serial_number":
+            if (
+                cert.issuer == sid.chosen["issuer"]
+                and cert.serial_number == sid.chosen["serial_number"].native
+            ):
+                return cert
+        elif cert.key_identifier is not None and cert.key_identifier == sid.chosen.native:
+            return cert
+    raise VerificationError("timestamp token does not contain the TSA signing certificate")
+
+
+def _signed_attribute(signer_info: cms.SignerInfo, name: str) -> object:
+    values = [a["values"] for a in signer_info["signed_attrs"] if a["type"].native == name]
+    if len(values) > 1 or (values and len(values[0]) != 1):
+        raise VerificationError(f"timestamp token has more than one {name} attribute value")
+    return values[0][0] if values else None
+
+
+def _check_signed_attributes(
+    signer_info: cms.SignerInfo, tst_bytes: bytes, tsa_cert: asn1_x509.Certificate
+) -> None:
+    if not signer_info["signed_attrs"]:
+        raise VerificationError("timestamp token has no signed attributes")
+    digest_algo = signer_info["digest_algorithm"]["algorithm"].native
+    content_type = _signed_attribute(signer_info, "content_type")
+    message_digest = _signed_attribute(signer_info, "message_digest")
+    ess_v2 = _signed_attribute(signer_info, "signing_certificate_v2")
+    ess_v1 = _signed_attribute(signer_info, "signing_certificate")
+    if not isinstance(content_type, cms.ContentType) or content_type.native != "tst_info":
+        raise VerificationError("timestamp token contentType attribute is not id-ct-TSTInfo")
+    if not isinstance(message_digest, cms.OctetString):
+        raise VerificationError("timestamp token has no messageDigest attribute")
+    if message_digest.native != digest_bytes(digest_algo, tst_bytes):
+        raise VerificationError("timestamp token messageDigest does not match its TSTInfo")
+    # ESS signingCertificate(V2) binds the signer to one certificate; check it when present.
+    for ess in (ess_v2, ess_v1):
+        if not isinstance(ess, (tsp.SigningCertificateV2, tsp.SigningCertificate)):
+            continue
+        cert_id = ess["certs"][0]
+        algo = (
+            cert_id["hash_algorithm"]["algorithm"].native
+            if isinstance(ess, tsp.SigningCertificateV2)
+            else "sha1"
+        )
+        cert_hash = cert_id["cert_hash"].native
+        if cert_hash != digest_bytes(algo, tsa_cert.dump()):
+            raise VerificationError(
+                "timestamp token signingCertificate does not name the TSA certificate"
+            )
+
+
+def _check_signature(signer_info: cms.SignerInfo, tsa_cert: asn1_x509.Certificate) -> None:
+    signed = b"\x31" + signer_info["signed_attrs"].dump()[1:]  # [0] IMPLICIT -> SET OF
+    signature = signer_info["signature"].native
+    digest_algo = signer_info["digest_algorithm"]["algorithm"].native
+    if digest_algo not in _HASHES:
+        raise VerificationError(f"timestamp token uses unsupported digest {digest_algo}")
+    hash_algorithm = _HASHES[digest_algo]()
+    try:
+        kind = signer_info["signature_algorithm"].signature_algo
+    except ValueError as exc:
+        raise VerificationError(f"timestamp token signature algorithm unsupported: {exc}") from exc
+    public_key = x509.load_der_x509_certificate(tsa_cert.dump()).public_key()
+    try:
+        if kind == "rsassa_pkcs1v15" and isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, signed, padding.PKCS1v15(), hash_algorithm)
+        elif kind == "ecdsa" and isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, signed, ec.ECDSA(hash_algorithm))
+        else:
+            raise VerificationError(
+                f"timestamp token signature algorithm {kind} does not fit the TSA key"
+            )
+    except InvalidSignature as exc:
+        raise VerificationError("timestamp token signature does not verify") from exc
+
+
+def _check_timestamping_eku(certificate: x509.Certificate) -> None:
+    try:
+        eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        eku = None
+    if eku is None or ExtendedKeyUsageOID.TIME_STAMPING not in eku:
+        raise VerificationError(
+            f"TSA certificate {certificate.subject.rfc4514_string()} "
+            "lacks the timeStamping extended key usage"
+        )
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        return certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        child.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _check_validity(certificate: x509.Certificate, at: datetime, what: str) -> None:
+    if not certificate.not_valid_before_utc <= at <= certificate.not_valid_after_utc:
+        raise VerificationError(
+            f"{what} {certificate.subject.rfc4514_string()} is not valid at {at.isoformat()}"
+        )
+
+
+def verify_chain(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    at: datetime,
+    *,
+    what: str = "certificate",
+) -> list[x509.Certificate]:
+    """Chain ``leaf`` through ``intermediates`` to one of ``roots``, valid at ``at``.
+
+    Checks every signature along the path, that issuers are CAs and that every
+    certificate (root included) is valid at ``at``. Returns the path leaf-first, ending
+    with the root. Raises :class:`VerificationError` when no such path exists.
+    """
+    path = [leaf]
+    current = leaf
+    for _ in range(MAX_CHAIN_LENGTH):
+        _check_validity(current, at, what)
+        if current in roots:
+            return path
+        for root in roots:
+            if _issued_by(current, root):
+                _check_validity(root, at, "root certificate")
+                return [*path, root]
+        issuer = next(
+            (
+                c
+                for c in intermediates
+                if c not in path and _is_ca(c) and _issued_by(current, c)
+            ),
+            None,
+        )
+        if issuer is None:
+            break
+        path.append(issuer)
+        current = issuer
+    raise VerificationError(
+        f"{what} {leaf.subject.rfc4514_string()} does not chain to a trusted root"
+    )
