@@ -1,0 +1,102 @@
+"""The PE image checksum (OptionalHeader.CheckSum), computed incrementally.
+
+The algorithm sums the file as little-endian 16-bit words with end-around carry (the
+running sum is folded to 16 bits after every addition), then adds the file length.
+Because ``2**16 == 1 (mod 0xFFFF)``, the folded sum is the plain sum of the words modulo
+``0xFFFF``, except that a non-zero sum that is a multiple of ``0xFFFF`` folds to
+``0xFFFF`` and not 0. That lets a whole buffer be reduced at once: read as one
+little-endian integer, its value modulo ``0xFFFF`` equals its word sum modulo ``0xFFFF``.
+
+numpy, when importable, is used as an optional accelerator (about 20x faster); the
+pure-Python path gives identical results and is always available.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+_MOD = 0xFFFF
+
+Buffer = bytes | bytearray | memoryview
+
+
+def word_sum_python(buf: Buffer) -> int:
+    """Sum of the little-endian 16-bit words of ``buf`` (zero-padded to even), mod 0xFFFF."""
+    return int.from_bytes(buf, "little") % _MOD
+
+
+def _load_numpy() -> Any:
+    try:
+        import numpy
+    except ImportError:  # optional accelerator only
+        return None
+    return numpy
+
+
+_np = _load_numpy()
+
+
+def _word_sum_numpy(buf: Buffer) -> int:
+    # A little-endian 32-bit word w0 + w1 * 2**16 is congruent to w0 + w1 mod 0xFFFF,
+    # so summing 32-bit words gives the same residue with half the elements.
+    n = len(buf)
+    whole = n & ~3
+    total = 0
+    if whole:
+        words = _np.frombuffer(buf, dtype="<u4", count=whole // 4)
+        total = int(words.sum(dtype=_np.uint64))
+    if whole != n:
+        total += int.from_bytes(buf[whole:], "little")
+    return total % _MOD
+
+
+word_sum_numpy: Callable[[Buffer], int] | None = _word_sum_numpy if _np is not None else None
+
+#: The implementation in use; tests swap it to compare both paths.
+word_sum: Callable[[Buffer], int] = word_sum_numpy or word_sum_python
+
+
+class Checksum:
+    """Accumulates the PE checksum over pieces of a file given with their file offsets.
+
+    Pieces may come in any order and may start at odd offsets; bytes never added count
+    as zero (that is how the CheckSum field itself is left out).
+    """
+
+    __slots__ = ("_nonzero", "_total")
+
+    def __init__(self) -> None:
+        self._total = 0
+        self._nonzero = False
+
+    def add(self, buf: Buffer, offset: int) -> None:
+        if not buf:
+            return
+        residue = word_sum(buf)
+        if offset & 1:
+            # Every byte moves to the other half of its word: weight 2**8 instead of 1.
+            residue = (residue << 8) % _MOD
+        self._total = (self._total + residue) % _MOD
+        if not self._nonzero:
+            self._nonzero = residue != 0 or any(bytes(buf))
+
+    def value(self, file_size: int) -> int:
+        """The final checksum for a file of ``file_size`` bytes."""
+        folded = self._total
+        if folded == 0 and self._nonzero:
+            folded = _MOD
+        return (folded + file_size) & 0xFFFFFFFF
+
+
+def reference_checksum(data: bytes, checksum_offset: int) -> int:
+    """Word-by-word fold, straight from the definition; slow, for tests of small files."""
+    padded = bytearray(data)
+    padded[checksum_offset : checksum_offset + 4] = bytes(4)
+    if len(padded) & 1:
+        padded.append(0)
+    total = 0
+    for i in range(0, len(padded), 2):
+        total += padded[i] | (padded[i + 1] << 8)
+        total = (total & 0xFFFF) + (total >> 16)
+    return (total + len(data)) & 0xFFFFFFFF
