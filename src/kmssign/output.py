@@ -1,0 +1,120 @@
+"""What the CLI prints: one line per file, a summary, a live progress line, or JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from kmssign.api import FileResult, Report
+
+
+def describe(result: FileResult) -> str:
+    """One line for one file: ``signed: path (signer, sha256, timestamp ...)``."""
+    if result.status == "failed":
+        return f"failed: {result.path}: {result.reason}"
+    details = []
+    if result.signer:
+        details.append(result.signer)
+    if result.digest:
+        details.append(result.digest)
+    if result.timestamp is not None:
+        details.append(f"timestamp {result.timestamp:%Y-%m-%dT%H:%M:%SZ}")
+    elif result.status in ("signed", "verified"):
+        details.append("no timestamp")
+    if result.reason:
+        details.append(result.reason)
+    suffix = f" ({', '.join(details)})" if details else ""
+    return f"{result.status}: {result.path}{suffix}"
+
+
+def as_json(report: Report) -> dict[str, Any]:
+    return {
+        "ok": report.ok,
+        "summary": report.summary(),
+        "files": [
+            {
+                "path": str(r.path),
+                "status": r.status,
+                "reason": r.reason,
+                "signer": r.signer,
+                "digest": r.digest,
+                "timestamp": r.timestamp.isoformat() if r.timestamp else None,
+                "sha256_before": r.sha256_before,
+                "sha256_after": r.sha256_after,
+                "warnings": r.warnings,
+            }
+            for r in report.results
+        ],
+    }
+
+
+class Printer:
+    """Prints results as they come; thread-safe; progress only on a terminal."""
+
+    def __init__(
+        self,
+        *,
+        quiet: bool = False,
+        json_mode: bool = False,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+    ) -> None:
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.quiet = quiet
+        self.json_mode = json_mode
+        self.total = 0
+        self.done = 0
+        self._start = time.monotonic()
+        self._lock = threading.Lock()
+        isatty = getattr(self.err, "isatty", None)
+        self.progress = bool(isatty and isatty()) and not quiet and not json_mode
+        self._progress_shown = False
+
+    def start(self, total: int) -> None:
+        self.total = total
+        self._start = time.monotonic()
+
+    def log(self, message: str) -> None:
+        with self._lock:
+            self._clear_progress()
+            print(message, file=self.err)
+            self._draw_progress()
+
+    def result(self, result: FileResult) -> None:
+        with self._lock:
+            self.done += 1
+            self._clear_progress()
+            if not self.json_mode and (not self.quiet or result.status == "failed"):
+                stream = self.err if result.status == "failed" else self.out
+                print(describe(result), file=stream, flush=True)
+            self._draw_progress()
+
+    def finish(self, report: Report) -> None:
+        with self._lock:
+            self._clear_progress()
+        if self.json_mode:
+            json.dump(as_json(report), self.out, indent=2)
+            self.out.write("\n")
+        elif not self.quiet:
+            print(f"kmssign: {report.summary()}", file=self.out)
+
+    def _clear_progress(self) -> None:
+        if self._progress_shown:
+            self.err.write("\r\x1b[K")
+            self._progress_shown = False
+
+    def _draw_progress(self) -> None:
+        if not self.progress or not self.total or self.done >= self.total:
+            return
+        elapsed = max(time.monotonic() - self._start, 1e-6)
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate if rate else 0.0
+        self.err.write(
+            f"[{self.done}/{self.total}] {rate:.1f} files/s, ETA {eta:.0f}s"
+        )
+        self.err.flush()
+        self._progress_shown = True
