@@ -14,7 +14,8 @@ The URL path picks the behaviour, e.g. ``http://127.0.0.1:PORT/tsa``:
 ``no-eku``         a token signed by ``pki.tsa_no_eku`` (no timeStamping EKU)
 ``flaky-N``        HTTP 503 for the first N requests on that path, then good
 
-Every request is counted per path (:meth:`LoopbackTSA.count`).
+A POST whose Content-Type is not ``application/timestamp-query`` gets HTTP 415 (and is
+not counted). Every other request is counted per path (:meth:`LoopbackTSA.count`).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from asn1crypto import cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 
+from kmssign.timestamp import TimeStampResp
 from tests.pki import TIME_STAMPING, Issued, TestPKI
 
 SLOW_SECONDS = 2.0
@@ -151,7 +153,7 @@ def response(status: str, token: cms.ContentInfo | None = None, text: str = "") 
     reply: dict[str, object] = {"status": status_info}
     if token is not None:
         reply["time_stamp_token"] = token
-    return tsp.TimeStampResp(reply).dump()
+    return TimeStampResp(reply).dump()
 
 
 class LoopbackTSA:
@@ -251,11 +253,14 @@ class LoopbackTSA:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         tsa: LoopbackTSA = self.server.tsa  # type: ignore[attr-defined]
-        status, payload = tsa.handle(self.path.strip("/"), body)
+        if self.headers.get("Content-Type") != "application/timestamp-query":
+            status, payload = 415, b"expected Content-Type application/timestamp-query\n"
+        else:
+            status, payload = tsa.handle(self.path.strip("/"), body)
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/timestamp-reply")
@@ -267,5 +272,5 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up (timeout tests)
         self.close_connection = True
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass

@@ -16,8 +16,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
-from asn1crypto import cms, tsp
+from asn1crypto import cms, core, tsp
 
 from kmssign.errors import ConfigError, TimestampError, VerificationError
 from kmssign.tsp import TokenInfo, check_token, digest_bytes
@@ -99,15 +100,24 @@ def http_post(url: str, body: bytes, timeout: float) -> bytes:
 # -- reply ---------------------------------------------------------------------------
 
 
+class TimeStampResp(core.Sequence):  # type: ignore[misc]
+    """RFC 3161 TimeStampResp; asn1crypto's own spec wrongly makes the token mandatory."""
+
+    _fields: ClassVar[list[tuple[object, ...]]] = [
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
+    ]
+
+
 def parse_response(body: bytes) -> cms.ContentInfo:
     """The token of a DER TimeStampResp whose status is granted; TimestampError otherwise."""
     try:
-        response = tsp.TimeStampResp.load(body, strict=True)
+        response = TimeStampResp.load(body, strict=True)
         status = response["status"]["status"].native
         text = response["status"]["status_string"].native
         fail_info = response["status"]["fail_info"].native
         token = response["time_stamp_token"]
-        if token.native is None:  # also parses the whole token, so errors show up here
+        if token.native is None:  # .native parses the whole token: errors show up here
             token = None
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError) as exc:
         raise TimestampError(f"reply is not a DER TimeStampResp ({exc})") from exc

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from kmssign.certs import validate_chain
 from kmssign.errors import VerificationError
 
 # Hash algorithms a token may use (sha1 only appears in old tokens read by `verify`).
@@ -30,8 +31,6 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
 }
-
-MAX_CHAIN_LENGTH = 8
 
 # asn1crypto raises a zoo of exceptions on malformed input; all mean "not parsable".
 _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError)
@@ -87,6 +86,8 @@ def _check(
     if imprint != digest_bytes(imprint_algo, signature_value):
         raise VerificationError("timestamp token message imprint does not match the signature")
     token_nonce = tst_info["nonce"].native
+    if nonce is not None and token_nonce is None:
+        raise VerificationError("timestamp token carries no nonce although one was sent")
     if nonce is not None and token_nonce != nonce:
         raise VerificationError(
             f"timestamp token nonce {token_nonce} does not match the request nonce {nonce}"
@@ -95,9 +96,17 @@ def _check(
 
     certificate = x509.load_der_x509_certificate(tsa_cert.dump())
     _check_timestamping_eku(certificate)
+    if not certificate.not_valid_before_utc <= gen_time <= certificate.not_valid_after_utc:
+        raise VerificationError(
+            f"TSA certificate {certificate.subject.rfc4514_string()} "
+            f"is not valid at the token time {gen_time:%Y-%m-%d %H:%M:%S} UTC"
+        )
     if roots:
         others = [x509.load_der_x509_certificate(c.dump()) for c in pool if c is not tsa_cert]
-        verify_chain(certificate, others, roots, gen_time, what="TSA certificate")
+        try:
+            validate_chain(certificate, others, roots, gen_time)
+        except VerificationError as exc:
+            raise VerificationError(f"timestamp token TSA chain: {exc}") from exc
     return TokenInfo(
         gen_time=gen_time, tsa_subject=certificate.subject.rfc4514_string(), digest=imprint_algo
     )
@@ -218,66 +227,3 @@ def _check_timestamping_eku(certificate: x509.Certificate) -> None:
             f"TSA certificate {certificate.subject.rfc4514_string()} "
             "lacks the timeStamping extended key usage"
         )
-
-
-def _is_ca(certificate: x509.Certificate) -> bool:
-    try:
-        return certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        return False
-
-
-def _issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        child.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def _check_validity(certificate: x509.Certificate, at: datetime, what: str) -> None:
-    if not certificate.not_valid_before_utc <= at <= certificate.not_valid_after_utc:
-        raise VerificationError(
-            f"{what} {certificate.subject.rfc4514_string()} is not valid at {at.isoformat()}"
-        )
-
-
-def verify_chain(
-    leaf: x509.Certificate,
-    intermediates: Sequence[x509.Certificate],
-    roots: Sequence[x509.Certificate],
-    at: datetime,
-    *,
-    what: str = "certificate",
-) -> list[x509.Certificate]:
-    """Chain ``leaf`` through ``intermediates`` to one of ``roots``, valid at ``at``.
-
-    Checks every signature along the path, that issuers are CAs and that every
-    certificate (root included) is valid at ``at``. Returns the path leaf-first, ending
-    with the root. Raises :class:`VerificationError` when no such path exists.
-    """
-    path = [leaf]
-    current = leaf
-    for _ in range(MAX_CHAIN_LENGTH):
-        _check_validity(current, at, what)
-        if current in roots:
-            return path
-        for root in roots:
-            if _issued_by(current, root):
-                _check_validity(root, at, "root certificate")
-                return [*path, root]
-        issuer = next(
-            (
-                c
-                for c in intermediates
-                if c not in path and _is_ca(c) and _issued_by(current, c)
-            ),
-            None,
-        )
-        if issuer is None:
-            break
-        path.append(issuer)
-        current = issuer
-    raise VerificationError(
-        f"{what} {leaf.subject.rfc4514_string()} does not chain to a trusted root"
-    )
