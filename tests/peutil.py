@@ -91,3 +91,14 @@ def osslsigncode_digest(path: Path) -> bytes:
     match = re.search(r"Calculated message digest\s*:\s*([0-9A-Fa-f]+)", proc.stdout)
     assert match, proc.stdout + proc.stderr
     return bytes.fromhex(match.group(1))
+
+
+def osslsigncode_sign(src: Path, dst: Path, identity: object, *extra: str) -> None:
+    """Sign with osslsigncode (a known-good reference signer)."""
+    assert OSSLSIGNCODE
+    subprocess.run(
+        [OSSLSIGNCODE, "sign", "-certs", str(identity.cert_path),  # type: ignore[attr-defined]
+         "-key", str(identity.key_path), *extra,  # type: ignore[attr-defined]
+         "-in", str(src), "-out", str(dst)],
+        check=True, capture_output=True,
+    )

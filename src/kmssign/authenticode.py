@@ -70,6 +70,8 @@ def _opus_info(description: str | None, url: str | None) -> asn1.SpcSpOpusInfo:
         value["program_name"] = asn1.SpcString(name="unicode", value=description)
     if url:
         value["more_info"] = asn1.SpcLink(name="url", value=url)
+    if not value:  # asn1crypto cannot build an empty SEQUENCE from a dict
+        return asn1.SpcSpOpusInfo.load(b"\x30\x00")
     return asn1.SpcSpOpusInfo(value)
 
 
