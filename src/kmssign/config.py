@@ -1,10 +1,21 @@
-"""Settings: one frozen object used by every front end."""
+"""Settings: one frozen object used by every front end.
+
+Sources, lowest to highest precedence: the ``[tool.kmssign]`` table of the nearest
+``pyproject.toml`` (or an explicit config file), an extra table handed in by a front end
+(e.g. a Hatch hook table), environment variables ``KMSSIGN_<KEY>``, and explicit
+overrides (CLI flags). Every problem is collected and reported in one ``ConfigError``.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from kmssign.errors import ConfigError
 
 TimestampPolicy = Literal["required", "optional", "off"]
 
@@ -37,3 +48,320 @@ class Settings:
     jobs: int = DEFAULT_JOBS
     source: Path | None = field(default=None, compare=False)
     """The pyproject.toml the file-level settings came from, if any."""
+
+
+ENV_PREFIX = "KMSSIGN_"
+DIGEST_CHOICES = ("sha256", "sha384", "sha512")
+TIMESTAMP_CHOICES = ("required", "optional", "off")
+
+# kebab-case key -> kind of value
+_KINDS: dict[str, str] = {
+    "key-id": "str",
+    "key-file": "path",
+    "certificate": "path",
+    "chain": "paths",
+    "region": "str",
+    "profile": "str",
+    "endpoint-url": "url",
+    "digest": "digest",
+    "timestamp-urls": "urls",
+    "timestamp": "timestamp",
+    "description": "str",
+    "url": "str",
+    "include": "strs",
+    "exclude": "strs",
+    "skip-signed": "bool",
+    "jobs": "jobs",
+}
+KEYS: tuple[str, ...] = tuple(_KINDS)
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def _field(key: str) -> str:
+    return key.replace("-", "_")
+
+
+def _env_name(key: str) -> str:
+    return ENV_PREFIX + key.upper().replace("-", "_")
+
+
+def find_pyproject(start: Path) -> Path | None:
+    """The nearest ``pyproject.toml`` in ``start`` or one of its parents."""
+    start = start.absolute()
+    for directory in (start, *start.parents):
+        candidate = directory / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class _Layer:
+    """Values from one source, converted to Settings field types, with its problems."""
+
+    def __init__(self, naming: str, base: Path, problems: list[str]) -> None:
+        self.naming = naming  # "toml:<table>", "env" or "cli"
+        self.base = base
+        self.problems = problems
+        self.values: dict[str, object] = {}
+
+    def name(self, key: str) -> str:
+        if self.naming == "env":
+            return _env_name(key)
+        if self.naming == "cli":
+            return "--" + key
+        return f"{self.naming[5:]}.{key}"
+
+    def where(self) -> str:
+        """How the whole source is named in cross-key messages."""
+        if self.naming == "env":
+            return "environment"
+        if self.naming == "cli":
+            return "command line"
+        return self.naming[5:]
+
+    def add(self, key: str, value: object) -> None:
+        name = self.name(key)
+        text = not self.naming.startswith("toml:")  # env and CLI values may be text
+        converted = _convert(_KINDS[key], value, name, self.base, text, self.problems)
+        if converted is not _INVALID:
+            self.values[_field(key)] = converted
+
+    def check_exclusive(self) -> None:
+        if "key_id" in self.values and "key_file" in self.values:
+            if self.naming == "env":
+                message = "KMSSIGN_KEY_ID and KMSSIGN_KEY_FILE are mutually exclusive"
+            elif self.naming == "cli":
+                message = "--key-id and --key-file are mutually exclusive"
+            else:
+                message = f"{self.where()}: key-id and key-file are mutually exclusive"
+            self.problems.append(message)
+
+
+_INVALID = object()
+
+
+def _path(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _is_url(value: str) -> bool:
+    scheme, sep, rest = value.partition("://")
+    return bool(sep) and scheme.lower() in ("http", "https") and bool(rest.strip("/"))
+
+
+def _strings(
+    value: object, name: str, text: bool, problems: list[str], what: str
+) -> list[str] | None:
+    """A string or list of strings; from text sources a comma-separated string."""
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")] if text else [value]
+        return [v for v in items if v]
+    if isinstance(value, Sequence) and all(isinstance(v, (str, os.PathLike)) for v in value):
+        return [os.fspath(v) for v in value]
+    problems.append(f"{name} must be {what}, not {value!r}")
+    return None
+
+
+def _convert(
+    kind: str, value: object, name: str, base: Path, text: bool, problems: list[str]
+) -> object:
+    """Convert one raw value; on failure record a problem and return ``_INVALID``."""
+    if isinstance(value, os.PathLike) and kind in ("path", "str"):
+        value = os.fspath(value)
+    if kind in ("str", "url", "path", "digest", "timestamp"):
+        if not isinstance(value, str):
+            problems.append(f"{name} must be a string, not {value!r}")
+            return _INVALID
+        value = value.strip()
+        if not value:
+            problems.append(f"{name} must not be empty")
+            return _INVALID
+    if kind == "str":
+        return value
+    if kind == "path":
+        return _path(str(value), base)
+    if kind == "url":
+        if not _is_url(str(value)):
+            problems.append(f"{name} must be an http:// or https:// URL, not {value!r}")
+            return _INVALID
+        return value
+    if kind in ("digest", "timestamp"):
+        choices = DIGEST_CHOICES if kind == "digest" else TIMESTAMP_CHOICES
+        lowered = str(value).lower()
+        if lowered not in choices:
+            problems.append(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+            return _INVALID
+        return lowered
+    if kind == "paths":
+        items = _strings(value, name, text, problems, "a path or a list of paths")
+        return _INVALID if items is None else tuple(_path(v, base) for v in items)
+    if kind == "strs":
+        items = _strings(value, name, text, problems, "a string or a list of strings")
+        return _INVALID if items is None else tuple(items)
+    if kind == "urls":
+        items = _strings(value, name, text, problems, "a list of URLs")
+        if items is None:
+            return _INVALID
+        bad = [v for v in items if not _is_url(v)]
+        if bad:
+            problems.append(
+                f"{name} must contain http:// or https:// URLs, not {', '.join(map(repr, bad))}"
+            )
+            return _INVALID
+        return tuple(items)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if text and isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            problems.append(f"{name} must be one of true, false, 1, 0, yes, no, not {value!r}")
+            return _INVALID
+        problems.append(f"{name} must be true or false, not {value!r}")
+        return _INVALID
+    if kind == "jobs":
+        number: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif text and isinstance(value, str) and value.strip().lstrip("+").isdigit():
+            number = int(value)
+        if number is None or number < 1:
+            problems.append(f"{name} must be an integer >= 1, not {value!r}")
+            return _INVALID
+        return number
+    raise AssertionError(kind)  # pragma: no cover - _KINDS is closed
+
+
+def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+    try:
+        with path.open("rb") as handle:
+            data: dict[str, Any] = tomllib.load(handle)
+    except OSError as exc:
+        problems.append(f"{path}: cannot read: {exc.strerror or exc}")
+        return None
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"{path}: invalid TOML: {exc}")
+        return None
+    return data
+
+
+def _table_at(data: Mapping[str, Any], dotted: str, problems: list[str]) -> Mapping[str, Any]:
+    node: object = data
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping):
+            problems.append(f"{dotted} must be a table")
+            return {}
+        node = node.get(part, {})
+    if not isinstance(node, Mapping):
+        problems.append(f"{dotted} must be a table")
+        return {}
+    return node
+
+
+def _table_layer(
+    table: Mapping[str, object], table_name: str, base: Path, problems: list[str]
+) -> _Layer:
+    layer = _Layer("toml:" + table_name, base, problems)
+    for key, value in table.items():
+        if key not in _KINDS:
+            problems.append(f"{table_name}.{key} is not a known setting")
+            continue
+        layer.add(key, value)
+    layer.check_exclusive()
+    return layer
+
+
+def _env_layer(env: Mapping[str, str], cwd: Path, problems: list[str]) -> _Layer:
+    layer = _Layer("env", cwd, problems)
+    for key in _KINDS:
+        value = env.get(_env_name(key))
+        if value is not None and value.strip():  # empty means unset (e.g. a missing CI secret)
+            layer.add(key, value)
+    layer.check_exclusive()
+    return layer
+
+
+def _override_layer(overrides: Mapping[str, object], cwd: Path, problems: list[str]) -> _Layer:
+    layer = _Layer("cli", cwd, problems)
+    known = {_field(k): k for k in _KINDS}
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        key = known.get(name)
+        if key is None:
+            problems.append(f"override {name} is not a known setting")
+            continue
+        layer.add(key, value)
+    layer.check_exclusive()
+    return layer
+
+
+def load_settings(
+    *,
+    config: Path | None = None,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+    table: Mapping[str, object] | None = None,
+    table_name: str = "tool.kmssign",
+) -> Settings:
+    """Merge every source into one :class:`Settings`, or raise one ``ConfigError``.
+
+    ``config`` is a TOML file (or a directory holding ``pyproject.toml``) read instead
+    of the nearest ``pyproject.toml`` from ``cwd``. ``table`` holds extra keys from a
+    front end (same kebab-case keys, paths relative to the same pyproject); its keys are
+    named ``table_name.<key>`` in messages. ``overrides`` uses Settings field names;
+    ``None`` values mean "not given". Paths from the environment and overrides are
+    relative to ``cwd``. A missing key-id/key-file is not checked here.
+    """
+    cwd = (cwd or Path.cwd()).absolute()
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    layers: list[_Layer] = []
+
+    pyproject: Path | None
+    if config is not None:
+        pyproject = _path(os.fspath(config), cwd)
+        if pyproject.is_dir():
+            pyproject = pyproject / "pyproject.toml"
+        if not pyproject.is_file():
+            problems.append(f"{pyproject}: config file not found")
+            pyproject = None
+    else:
+        pyproject = find_pyproject(cwd)
+
+    base = pyproject.parent if pyproject is not None else cwd
+    if pyproject is not None:
+        data = _read_toml(pyproject, problems)
+        if data is not None:
+            file_table = _table_at(data, "tool.kmssign", problems)
+            layers.append(_table_layer(file_table, "tool.kmssign", base, problems))
+    if table:
+        layers.append(_table_layer(table, table_name, base, problems))
+    layers.append(_env_layer(env, cwd, problems))
+    if overrides:
+        layers.append(_override_layer(overrides, cwd, problems))
+
+    merged: dict[str, object] = {}
+    for layer in layers:
+        # key-id and key-file exclude each other: a higher source choosing one drops the other.
+        if "key_id" in layer.values:
+            merged.pop("key_file", None)
+        if "key_file" in layer.values:
+            merged.pop("key_id", None)
+        merged.update(layer.values)
+
+    if merged.get("timestamp", "required") == "required" and merged.get("timestamp_urls") == ():
+        problems.append("timestamp-urls is empty but timestamp is 'required'")
+    if problems:
+        raise ConfigError(problems)
+    return Settings(source=pyproject, **merged)  # type: ignore[arg-type]
