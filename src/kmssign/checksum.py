@@ -7,8 +7,9 @@ Because ``2**16 == 1 (mod 0xFFFF)``, the folded sum is the plain sum of the word
 ``0xFFFF`` and not 0. That lets a whole buffer be reduced at once: read as one
 little-endian integer, its value modulo ``0xFFFF`` equals its word sum modulo ``0xFFFF``.
 
-numpy, when importable, is used as an optional accelerator (about 20x faster); the
-pure-Python path gives identical results and is always available.
+numpy, when importable, is used as an optional accelerator for large buffers (about
+20x faster; imported on first need, never required); the pure-Python path gives
+identical results and is always available.
 """
 
 from __future__ import annotations
@@ -26,35 +27,57 @@ def word_sum_python(buf: Buffer) -> int:
     return int.from_bytes(buf, "little") % _MOD
 
 
+_numpy: Any = None
+_numpy_checked = False
+
+
 def _load_numpy() -> Any:
-    try:
-        import numpy
-    except ImportError:  # optional accelerator only
-        return None
-    return numpy
+    """numpy if it can be imported (looked up once, on first need), else None."""
+    global _numpy, _numpy_checked
+    if not _numpy_checked:
+        _numpy_checked = True
+        try:
+            import numpy
+
+            _numpy = numpy
+        except ImportError:  # an optional accelerator only
+            _numpy = None
+    return _numpy
 
 
-_np = _load_numpy()
+def numpy_available() -> bool:
+    return _load_numpy() is not None
 
 
-def _word_sum_numpy(buf: Buffer) -> int:
+def word_sum_numpy(buf: Buffer) -> int:
+    """Same result as :func:`word_sum_python`, about 20x faster (that path without numpy)."""
+    np = _load_numpy()
+    if np is None:
+        return word_sum_python(buf)
     # A little-endian 32-bit word w0 + w1 * 2**16 is congruent to w0 + w1 mod 0xFFFF,
     # so summing 32-bit words gives the same residue with half the elements.
     n = len(buf)
     whole = n & ~3
     total = 0
     if whole:
-        words = _np.frombuffer(buf, dtype="<u4", count=whole // 4)
-        total = int(words.sum(dtype=_np.uint64))
+        words = np.frombuffer(buf, dtype="<u4", count=whole // 4)
+        total = int(words.sum(dtype=np.uint64))
     if whole != n:
         total += int.from_bytes(buf[whole:], "little")
     return total % _MOD
 
 
-word_sum_numpy: Callable[[Buffer], int] | None = _word_sum_numpy if _np is not None else None
+_NUMPY_MIN = 1 << 16  # smaller buffers are not worth numpy (or importing it)
+
+
+def word_sum_auto(buf: Buffer) -> int:
+    if len(buf) >= _NUMPY_MIN and numpy_available():
+        return word_sum_numpy(buf)
+    return word_sum_python(buf)
+
 
 #: The implementation in use; tests swap it to compare both paths.
-word_sum: Callable[[Buffer], int] = word_sum_numpy or word_sum_python
+word_sum: Callable[[Buffer], int] = word_sum_auto
 
 
 class Checksum:
