@@ -146,7 +146,10 @@ def test_layers_merge_key_by_key(tmp_path: Path) -> None:
         overrides={"url": "d", "description": None},
     )
     assert (settings.region, settings.profile, settings.description, settings.url) == (
-        "a", "b", "c", "d"
+        "a",
+        "b",
+        "c",
+        "d",
     )
 
 
@@ -188,7 +191,8 @@ def test_environment_parsing(tmp_path: Path) -> None:
     [("true", True), ("1", True), ("YES", True), ("false", False), ("0", False), ("no", False)],
 )
 def test_environment_booleans(tmp_path: Path, text: str, value: bool) -> None:
-    settings = load_settings(cwd=tmp_path, env={"KMSSIGN_SKIP_SIGNED": text}, config=project(tmp_path, ""))
+    config = project(tmp_path, "")
+    settings = load_settings(cwd=tmp_path, env={"KMSSIGN_SKIP_SIGNED": text}, config=config)
     assert settings.skip_signed is value
 
 
@@ -213,8 +217,11 @@ def test_paths_relative_to_their_source(tmp_path: Path) -> None:
 
     settings = load_settings(cwd=cwd, env={"KMSSIGN_CERTIFICATE": "env.pem"})
     assert settings.certificate == cwd / "env.pem"
-    settings = load_settings(cwd=cwd, env={}, overrides={"certificate": Path("cli.pem"),
-                                                         "chain": ["a.pem", Path("b.pem")]})
+    settings = load_settings(
+        cwd=cwd,
+        env={},
+        overrides={"certificate": Path("cli.pem"), "chain": ["a.pem", Path("b.pem")]},
+    )
     assert settings.certificate == cwd / "cli.pem"
     assert settings.chain == (cwd / "a.pem", cwd / "b.pem")
     settings = load_settings(cwd=cwd, env={}, table={"key-file": "keys/dev.pem"})
@@ -222,8 +229,11 @@ def test_paths_relative_to_their_source(tmp_path: Path) -> None:
 
 
 def test_explicit_config_file_and_directory(tmp_path: Path) -> None:
-    other = project(tmp_path / "other", '[tool.kmssign]\nregion = "other"\nkey-file = "k.pem"\n',
-                    name="signing.toml")
+    other = project(
+        tmp_path / "other",
+        '[tool.kmssign]\nregion = "other"\nkey-file = "k.pem"\n',
+        name="signing.toml",
+    )
     project(tmp_path, '[tool.kmssign]\nregion = "nearest"\n')
     settings = load_settings(cwd=tmp_path, env={}, config=other)
     assert (settings.region, settings.source) == ("other", other)
@@ -236,8 +246,9 @@ def test_explicit_config_file_and_directory(tmp_path: Path) -> None:
 
 def test_home_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    settings = load_settings(cwd=tmp_path, env={"KMSSIGN_CERTIFICATE": "~/leaf.pem"},
-                             config=project(tmp_path, ""))
+    settings = load_settings(
+        cwd=tmp_path, env={"KMSSIGN_CERTIFICATE": "~/leaf.pem"}, config=project(tmp_path, "")
+    )
     assert settings.certificate == tmp_path / "home" / "leaf.pem"
 
 
@@ -267,8 +278,13 @@ description = ""
         cwd=tmp_path,
         table={"jobs": 0, "color": 1},
         table_name="tool.hatch.build.targets.wheel.hooks.kmssign",
-        env={"KMSSIGN_DIGEST": "md5", "KMSSIGN_SKIP_SIGNED": "perhaps", "KMSSIGN_JOBS": "-2",
-             "KMSSIGN_KEY_ID": "a", "KMSSIGN_KEY_FILE": "b"},
+        env={
+            "KMSSIGN_DIGEST": "md5",
+            "KMSSIGN_SKIP_SIGNED": "perhaps",
+            "KMSSIGN_JOBS": "-2",
+            "KMSSIGN_KEY_ID": "a",
+            "KMSSIGN_KEY_FILE": "b",
+        },
         overrides={"jobs": 0, "key_id": "c", "key_file": "d", "colour": "red"},
     )
     assert set(found) == {
@@ -295,9 +311,11 @@ description = ""
     }
     assert len(found) == 20
     # file problems come before table, env and command-line problems
-    assert found.index("tool.kmssign.colour is not a known setting") < found.index(
-        "KMSSIGN_JOBS must be an integer >= 1, not '-2'"
-    ) < found.index("--jobs must be an integer >= 1, not 0")
+    assert (
+        found.index("tool.kmssign.colour is not a known setting")
+        < found.index("KMSSIGN_JOBS must be an integer >= 1, not '-2'")
+        < found.index("--jobs must be an integer >= 1, not 0")
+    )
 
 
 @pytest.mark.parametrize(

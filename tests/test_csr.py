@@ -183,9 +183,12 @@ def test_csr_from_the_kms_server(
     ).stdout
     assert pubkey == public_key_pem(signer)
     der = kms_server.public_key_der(key_id)
-    assert serialization.load_pem_public_key(pubkey).public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ) == der
+    assert (
+        serialization.load_pem_public_key(pubkey).public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        == der
+    )
 
 
 class LyingSigner:
@@ -224,6 +227,9 @@ def test_public_key_pem(mocked: Any) -> None:
     pem = public_key_pem(signer)
     assert pem.startswith(b"-----BEGIN PUBLIC KEY-----\n")
     key = serialization.load_pem_public_key(pem)
-    assert key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ) == signer.public_key_der()
+    assert (
+        key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        == signer.public_key_der()
+    )

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
@@ -18,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from moto import mock_aws
 
 from kmssign.errors import SigningError
-from kmssign.signers import DIGESTS, DigestName, Signer
+from kmssign.signers import DIGESTS, Signer
 from kmssign.signers.aws_kms import KmsSigner, resolve_digest_note
 from tests.fixtures_kms import KmsServer, create_kms_key, kms_client
 
@@ -203,8 +202,9 @@ def test_key_id_not_found(mocked: Any) -> None:
         KmsSigner(key_id, mocked).sign(DATA, "sha256")
 
 
-@pytest.mark.parametrize(("spec", "usage"), [("RSA_2048", "ENCRYPT_DECRYPT"),
-                                             ("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT")])
+@pytest.mark.parametrize(
+    ("spec", "usage"), [("RSA_2048", "ENCRYPT_DECRYPT"), ("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT")]
+)
 def test_wrong_key_usage(mocked: Any, spec: str, usage: str) -> None:
     key_id = create_kms_key(mocked, spec, usage)
     sign_calls = count_calls(mocked, "Sign")
@@ -250,39 +250,70 @@ def test_message_too_long_for_raw(mocked: Any) -> None:
 @pytest.mark.parametrize(
     ("operation", "code", "aws_message", "expected"),
     [
-        ("get_public_key", "DisabledException", f"{ARN} is disabled.",
-         "KMS key alias/release is disabled"),
-        ("get_public_key", "KMSInvalidStateException", f"{ARN} is pending deletion.",
-         "KMS key alias/release is pending deletion"),
-        ("get_public_key", "KMSInvalidStateException", f"{ARN} is pending import.",
-         "KMS key alias/release has no key material imported yet"),
-        ("get_public_key", "AccessDeniedException",
-         "User: arn:aws:iam::111122223333:user/ci is not authorized to perform: "
-         "kms:GetPublicKey on resource: " + ARN,
-         "access denied: this AWS identity may not call kms:GetPublicKey on KMS key "
-         "alias/release (kmssign needs kms:GetPublicKey and kms:Sign)"),
-        ("get_public_key", "UnsupportedOperationException",
-         f"{ARN} key usage is ENCRYPT_DECRYPT which is not valid for GetPublicKey.",
-         "KMS key alias/release is a symmetric or HMAC key; an asymmetric SIGN_VERIFY key "
-         "is needed"),
-        ("get_public_key", "UnrecognizedClientException",
-         "The security token included in the request is invalid.",
-         "AWS rejected the credentials used for KMS key alias/release "
-         "(UnrecognizedClientException): The security token included in the request is "
-         "invalid."),
-        ("get_public_key", "ThrottlingException", "Rate exceeded",
-         "KMS kept throttling kms:GetPublicKey for KMS key alias/release after retries; "
-         "lower jobs or raise the KMS request quota"),
-        ("get_public_key", "InvalidArnException", "Invalid arn",
-         "'alias/release' is not a valid KMS key id, key ARN or alias"),
-        ("get_public_key", "KMSInternalException", "Internal\nfailure",
-         "kms:GetPublicKey failed for KMS key alias/release (KMSInternalException): "
-         "Internal failure"),
+        (
+            "get_public_key",
+            "DisabledException",
+            f"{ARN} is disabled.",
+            "KMS key alias/release is disabled",
+        ),
+        (
+            "get_public_key",
+            "KMSInvalidStateException",
+            f"{ARN} is pending deletion.",
+            "KMS key alias/release is pending deletion",
+        ),
+        (
+            "get_public_key",
+            "KMSInvalidStateException",
+            f"{ARN} is pending import.",
+            "KMS key alias/release has no key material imported yet",
+        ),
+        (
+            "get_public_key",
+            "AccessDeniedException",
+            "User: arn:aws:iam::111122223333:user/ci is not authorized to perform: "
+            "kms:GetPublicKey on resource: " + ARN,
+            "access denied: this AWS identity may not call kms:GetPublicKey on KMS key "
+            "alias/release (kmssign needs kms:GetPublicKey and kms:Sign)",
+        ),
+        (
+            "get_public_key",
+            "UnsupportedOperationException",
+            f"{ARN} key usage is ENCRYPT_DECRYPT which is not valid for GetPublicKey.",
+            "KMS key alias/release is a symmetric or HMAC key; an asymmetric SIGN_VERIFY key "
+            "is needed",
+        ),
+        (
+            "get_public_key",
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+            "AWS rejected the credentials used for KMS key alias/release "
+            "(UnrecognizedClientException): The security token included in the request is "
+            "invalid.",
+        ),
+        (
+            "get_public_key",
+            "ThrottlingException",
+            "Rate exceeded",
+            "KMS kept throttling kms:GetPublicKey for KMS key alias/release after retries; "
+            "lower jobs or raise the KMS request quota",
+        ),
+        (
+            "get_public_key",
+            "InvalidArnException",
+            "Invalid arn",
+            "'alias/release' is not a valid KMS key id, key ARN or alias",
+        ),
+        (
+            "get_public_key",
+            "KMSInternalException",
+            "Internal\nfailure",
+            "kms:GetPublicKey failed for KMS key alias/release (KMSInternalException): "
+            "Internal failure",
+        ),
     ],
 )
-def test_get_public_key_errors(
-    operation: str, code: str, aws_message: str, expected: str
-) -> None:
+def test_get_public_key_errors(operation: str, code: str, aws_message: str, expected: str) -> None:
     signer, stubber = stubbed_signer()
     stubber.add_client_error(operation, service_error_code=code, service_message=aws_message)
     with stubber, pytest.raises(SigningError) as info:
@@ -294,23 +325,35 @@ def test_get_public_key_errors(
 @pytest.mark.parametrize(
     ("code", "aws_message", "expected"),
     [
-        ("AccessDeniedException",
-         "User: arn:aws:iam::111122223333:user/ci is not authorized to perform: kms:Sign",
-         "access denied: this AWS identity may not call kms:Sign on KMS key alias/release "
-         "(kmssign needs kms:GetPublicKey and kms:Sign)"),
-        ("ThrottlingException", "Rate exceeded",
-         "KMS kept throttling kms:Sign for KMS key alias/release after retries; lower jobs "
-         "or raise the KMS request quota"),
-        ("InvalidKeyUsageException",
-         "You cannot use RSASSA_PKCS1_V1_5_SHA_256 with this key.",
-         "KMS key alias/release does not support signing algorithm "
-         "RSASSA_PKCS1_V1_5_SHA_256"),
-        ("InvalidKeyUsageException", f"{ARN} key usage is ENCRYPT_DECRYPT, not SIGN_VERIFY.",
-         "KMS key alias/release is not a SIGN_VERIFY key; a SIGN_VERIFY key is needed"),
+        (
+            "AccessDeniedException",
+            "User: arn:aws:iam::111122223333:user/ci is not authorized to perform: kms:Sign",
+            "access denied: this AWS identity may not call kms:Sign on KMS key alias/release "
+            "(kmssign needs kms:GetPublicKey and kms:Sign)",
+        ),
+        (
+            "ThrottlingException",
+            "Rate exceeded",
+            "KMS kept throttling kms:Sign for KMS key alias/release after retries; lower jobs "
+            "or raise the KMS request quota",
+        ),
+        (
+            "InvalidKeyUsageException",
+            "You cannot use RSASSA_PKCS1_V1_5_SHA_256 with this key.",
+            "KMS key alias/release does not support signing algorithm RSASSA_PKCS1_V1_5_SHA_256",
+        ),
+        (
+            "InvalidKeyUsageException",
+            f"{ARN} key usage is ENCRYPT_DECRYPT, not SIGN_VERIFY.",
+            "KMS key alias/release is not a SIGN_VERIFY key; a SIGN_VERIFY key is needed",
+        ),
         ("DisabledException", f"{ARN} is disabled.", "KMS key alias/release is disabled"),
-        ("ExpiredTokenException", "The security token included in the request is expired",
-         "AWS rejected the credentials used for KMS key alias/release "
-         "(ExpiredTokenException): The security token included in the request is expired"),
+        (
+            "ExpiredTokenException",
+            "The security token included in the request is expired",
+            "AWS rejected the credentials used for KMS key alias/release "
+            "(ExpiredTokenException): The security token included in the request is expired",
+        ),
     ],
 )
 def test_sign_errors(code: str, aws_message: str, expected: str) -> None:
@@ -401,7 +444,7 @@ def test_unknown_profile(no_aws_env: None) -> None:
 
 
 def test_invalid_endpoint_url(no_aws_env: None) -> None:
-    with pytest.raises(SigningError, match="^invalid KMS endpoint URL 'localhost:4566': "):
+    with pytest.raises(SigningError, match=r"^invalid KMS endpoint URL 'localhost:4566': "):
         KmsSigner.create("alias/x", region="eu-west-1", endpoint_url="localhost:4566")
 
 
@@ -422,11 +465,15 @@ def test_endpoint_unreachable(no_aws_env: None, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     port = closed_port()
-    signer = KmsSigner.create("alias/x", region="eu-west-1", endpoint_url=f"http://127.0.0.1:{port}")
+    signer = KmsSigner.create(
+        "alias/x", region="eu-west-1", endpoint_url=f"http://127.0.0.1:{port}"
+    )
     with pytest.raises(SigningError) as info:
         signer.public_key_der()
     message = str(info.value)
-    assert message.startswith(f"cannot reach the KMS endpoint http://127.0.0.1:{port}/ for KMS key alias/x: ")
+    assert message.startswith(
+        f"cannot reach the KMS endpoint http://127.0.0.1:{port}/ for KMS key alias/x: "
+    )
     assert "Could not connect to the endpoint URL" in message
 
 
@@ -490,6 +537,6 @@ def test_throttling_that_outlasts_retries(
         return _throttled(request.url)
 
     signer._client.meta.events.register_first("before-send.kms.Sign", always_throttle)
-    with pytest.raises(SigningError, match="^KMS kept throttling kms:Sign for KMS key "):
+    with pytest.raises(SigningError, match=r"^KMS kept throttling kms:Sign for KMS key "):
         signer.sign(DATA, "sha256")
     assert len(attempts) == 2

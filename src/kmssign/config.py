@@ -241,7 +241,7 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib
+        import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]
     try:
         with path.open("rb") as handle:
             data: dict[str, Any] = tomllib.load(handle)

@@ -108,7 +108,7 @@ class KmsSigner:
             parts = key_id.split(":")
             if len(parts) > 3 and parts[3]:
                 region = parts[3]  # a key ARN names its region; KMS wants that one
-        retries: dict[str, Any] = {}
+        retries: Any = {}  # botocore's retry dict
         if not os.environ.get("AWS_RETRY_MODE"):
             retries["mode"] = RETRY_MODE
         if not os.environ.get("AWS_MAX_ATTEMPTS"):
@@ -212,9 +212,7 @@ class KmsSigner:
         response = self._call("GetPublicKey", KeyId=self._key_id)
         usage = response.get("KeyUsage")
         if usage != "SIGN_VERIFY":
-            raise SigningError(
-                f"{self.name} has key usage {usage}; a SIGN_VERIFY key is needed"
-            )
+            raise SigningError(f"{self.name} has key usage {usage}; a SIGN_VERIFY key is needed")
         spec = str(response.get("KeySpec") or response.get("CustomerMasterKeySpec") or "")
         if spec not in KEY_SPECS:
             raise SigningError(
@@ -254,7 +252,6 @@ def kms_error(
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
-        ConnectionError as BotoConnectionError,
         CredentialRetrievalError,
         HTTPClientError,
         NoCredentialsError,
@@ -263,6 +260,9 @@ def kms_error(
         PartialCredentialsError,
         SSOError,
         TokenRetrievalError,
+    )
+    from botocore.exceptions import (
+        ConnectionError as BotoConnectionError,
     )
 
     meta = getattr(client, "meta", None)
@@ -310,9 +310,7 @@ def kms_error(
                 "raise the KMS request quota"
             )
         if code in _BAD_CREDENTIALS:
-            return SigningError(
-                f"AWS rejected the credentials used for {key} ({code}): {message}"
-            )
+            return SigningError(f"AWS rejected the credentials used for {key} ({code}): {message}")
         if code == "InvalidArnException":
             return SigningError(f"{key_id!r} is not a valid KMS key id, key ARN or alias")
         return SigningError(f"{action} failed for {key} ({code or 'error'}): {message}")
