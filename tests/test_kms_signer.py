@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -19,7 +22,8 @@ from moto import mock_aws
 from kmssign.errors import SigningError
 from kmssign.signers import DIGESTS, Signer
 from kmssign.signers.aws_kms import KmsSigner, resolve_digest_note
-from tests.fixtures_kms import KmsServer, create_kms_key, kms_client
+from tests.fixtures_kms import KmsIdentity, KmsServer, create_kms_key, kms_client
+from tests.pki import TestPKI
 
 REGION = "eu-west-1"
 ARN = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -540,3 +544,49 @@ def test_throttling_that_outlasts_retries(
     with pytest.raises(SigningError, match=r"^KMS kept throttling kms:Sign for KMS key "):
         signer.sign(DATA, "sha256")
     assert len(attempts) == 2
+
+
+def test_importing_kmssign_does_not_import_boto3() -> None:
+    code = (
+        "import sys, kmssign, kmssign.config, kmssign.csr, kmssign.signers.aws_kms; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("spec", ["RSA_2048", "ECC_NIST_P256"])
+def test_kms_identity_fixture(
+    kms_identity: Callable[..., KmsIdentity],
+    kms_server: KmsServer,
+    pki: TestPKI,
+    aws_env: dict[str, str],
+    spec: str,
+) -> None:
+    key_id, cert_path = kms_identity(spec)
+    assert kms_identity(spec) == (key_id, cert_path)  # cached for the session
+    leaf = x509.load_pem_x509_certificates(cert_path.read_bytes())[0]
+    signer = KmsSigner.create(key_id)
+    assert (
+        leaf.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        == signer.public_key_der()
+    )
+    result = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            str(pki.root_pem),
+            "-untrusted",
+            str(cert_path),
+            str(cert_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert x509.oid.ExtendedKeyUsageOID.CODE_SIGNING in eku
