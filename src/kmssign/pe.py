@@ -444,7 +444,10 @@ def begin_signed_copy(
 ) -> tuple[bytes, SignedCopy]:
     """Stream the image once: return its Authenticode digest and write it, without its old
     certificate table and zero-padded to 8, to ``out`` (from its current position)."""
-    hasher = _Hasher(_new_hash(digest), threaded=image.image_end >= _THREAD_MIN)
+    h = _new_hash(digest)
+    if _align8(image.image_end) + _WIN_CERT.size > 0xFFFFFFFF:
+        raise PEFormatError("file is too large to sign (a PE image ends below 4 GiB)")
+    hasher = _Hasher(h, threaded=image.image_end >= _THREAD_MIN)
     try:
         state = _copy_without_table(f, image, out, hasher)
     finally:
