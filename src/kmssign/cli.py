@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     pubkey.add_argument("-o", "--output", type=Path, metavar="FILE")
     _add_kms(pubkey)
 
+    from kmssign import pyinstaller_cli
+
+    pyinstaller_cli.add_parser(sub)
     return parser
 
 

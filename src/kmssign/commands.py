@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kmssign import api
+from kmssign import api, pyinstaller_cli
 from kmssign.config import Settings, load_settings
 from kmssign.errors import ConfigError
 from kmssign.output import Printer
@@ -147,6 +147,7 @@ COMMANDS = {
     "timestamp": cmd_timestamp,
     "csr": cmd_csr,
     "pubkey": cmd_pubkey,
+    "pyinstaller": pyinstaller_cli.run,  # PyInstaller itself is imported in run()
 }
 
 
