@@ -109,7 +109,7 @@ def test_parse_subject_syntax_errors(dn: str, message: str) -> None:
     assert str(info.value) == message
 
 
-_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=16)
 
 
 @settings(max_examples=200, deadline=None)

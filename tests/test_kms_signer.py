@@ -590,3 +590,18 @@ def test_kms_identity_fixture(
     assert result.returncode == 0, result.stdout + result.stderr
     eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert x509.oid.ExtendedKeyUsageOID.CODE_SIGNING in eku
+
+
+def test_subprocess_reaches_the_server_through_aws_env(
+    kms_server: KmsServer, aws_env: dict[str, str]
+) -> None:
+    key_id = kms_server.create_key("ECC_NIST_P256", alias="alias/subprocess")
+    code = (
+        "from kmssign.signers.aws_kms import KmsSigner; "
+        "print(KmsSigner.create('alias/subprocess').public_key_der().hex())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=aws_env
+    )
+    assert result.returncode == 0, result.stderr
+    assert bytes.fromhex(result.stdout.strip()) == kms_server.public_key_der(key_id)
