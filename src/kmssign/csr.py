@@ -166,9 +166,7 @@ def build_csr(signer: Signer, subject: x509.Name, digest: DigestName = "sha256")
     except ValueError as exc:
         raise SigningError(f"{signer.name}: the certificate request is malformed: {exc}") from exc
     if not valid:
-        raise SigningError(
-            f"{signer.name} returned a signature that does not match its public key"
-        )
+        raise SigningError(f"{signer.name} returned a signature that does not match its public key")
     pem: bytes = asn1_pem.armor("CERTIFICATE REQUEST", der)
     return pem
 
