@@ -17,7 +17,12 @@ from typing import Literal
 from asn1crypto import cms
 
 from kmssign import authenticode, pe
-from kmssign.certs import SigningCertificates, leaf_warnings, load_roots, select_signing_certificates
+from kmssign.certs import (
+    SigningCertificates,
+    leaf_warnings,
+    load_roots,
+    select_signing_certificates,
+)
 from kmssign.certs import subject_of
 from kmssign.config import Settings
 from kmssign.discovery import discover
@@ -63,7 +68,12 @@ class Report:
 
     def summary(self) -> str:
         order: tuple[Status, ...] = (
-            "signed", "timestamped", "verified", "would-sign", "skipped", "failed",
+            "signed",
+            "timestamped",
+            "verified",
+            "would-sign",
+            "skipped",
+            "failed",
         )
         parts = [f"{self.count(s)} {s}" for s in order if self.count(s) or s == "failed"]
         return ", ".join(parts)
@@ -179,8 +189,10 @@ def _timestamp(
         return content_info
     from kmssign.tsp import check_token
 
-    result.timestamp = check_token(token, authenticode.signature_value(content_info)).gen_time
-    return authenticode.add_timestamp(content_info, token)
+    token_der = token.dump()
+    signature = authenticode.signature_value(content_info)
+    result.timestamp = check_token(cms.ContentInfo.load(token_der), signature).gen_time
+    return authenticode.add_timestamp(content_info, cms.ContentInfo.load(token_der))
 
 
 def sign_file(
@@ -356,8 +368,11 @@ def timestamp_file(path: Path, timestamper: TimestampClient, log: Log = _nolog) 
                 token = timestamper.timestamp(parsed.signature, parsed.digest)
                 from kmssign.tsp import check_token
 
+                token_der = token.dump()
                 result.timestamp = check_token(token, parsed.signature).gen_time
-                content_info = authenticode.add_timestamp(parsed.content_info, token)
+                content_info = authenticode.add_timestamp(
+                    parsed.content_info, cms.ContentInfo.load(token_der)
+                )
                 pe.finish_signed_copy(out, state, content_info.dump())
         result.status = "timestamped"
     except KmsSignError as exc:
@@ -415,7 +430,11 @@ def verify_files(
         primary = verified.primary
         reason = None if primary.chain_checked else "chain not checked (no --ca given)"
         return FileResult(
-            path, "verified", reason=reason, signer=primary.signer, digest=primary.digest,
+            path,
+            "verified",
+            reason=reason,
+            signer=primary.signer,
+            digest=primary.digest,
             timestamp=primary.timestamp,
         )
 

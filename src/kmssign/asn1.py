@@ -96,14 +96,21 @@ class SetOfContentInfo(core.SetOf):
     _child_spec = cms.ContentInfo
 
 
+def _name_oid(cls: type[core.ObjectIdentifier], oid: str, name: str) -> None:
+    cls._map[oid] = name
+    # asn1crypto builds the name -> OID map on first use; extend it when it exists already.
+    if cls._reverse_map is not None:
+        cls._reverse_map[name] = oid
+
+
 def _register() -> None:
     """Teach asn1crypto's CMS module the Authenticode content and attribute types."""
-    cms.ContentType._map[OID_SPC_INDIRECT_DATA] = "spc_indirect_data"
+    _name_oid(cms.ContentType, OID_SPC_INDIRECT_DATA, "spc_indirect_data")
     cms.ContentInfo._oid_specs["spc_indirect_data"] = SpcIndirectDataContent
-    cms.CMSAttributeType._map[OID_SPC_SP_OPUS_INFO] = "spc_sp_opus_info"
-    cms.CMSAttributeType._map[OID_SPC_STATEMENT_TYPE] = "spc_statement_type"
-    cms.CMSAttributeType._map[OID_SPC_NESTED_SIGNATURE] = "spc_nested_signature"
-    cms.CMSAttributeType._map[OID_MS_RFC3161_TIMESTAMP] = "ms_rfc3161_timestamp"
+    _name_oid(cms.CMSAttributeType, OID_SPC_SP_OPUS_INFO, "spc_sp_opus_info")
+    _name_oid(cms.CMSAttributeType, OID_SPC_STATEMENT_TYPE, "spc_statement_type")
+    _name_oid(cms.CMSAttributeType, OID_SPC_NESTED_SIGNATURE, "spc_nested_signature")
+    _name_oid(cms.CMSAttributeType, OID_MS_RFC3161_TIMESTAMP, "ms_rfc3161_timestamp")
     cms.CMSAttribute._oid_specs["spc_sp_opus_info"] = SetOfSpcSpOpusInfo
     cms.CMSAttribute._oid_specs["spc_statement_type"] = SetOfSpcStatementType
     cms.CMSAttribute._oid_specs["spc_nested_signature"] = SetOfContentInfo

@@ -53,7 +53,10 @@ def indirect_data(digest: str, file_digest: bytes) -> asn1.SpcIndirectDataConten
     return asn1.SpcIndirectDataContent(
         {
             "data": {"type": asn1.OID_SPC_PE_IMAGE_DATA, "value": image_data},
-            "message_digest": {"digest_algorithm": _digest_algorithm(digest), "digest": file_digest},
+            "message_digest": {
+                "digest_algorithm": _digest_algorithm(digest),
+                "digest": file_digest,
+            },
         }
     )
 
@@ -85,12 +88,8 @@ def signed_attributes(
 ) -> cms.CMSAttributes:
     attrs = [
         cms.CMSAttribute({"type": "content_type", "values": ["spc_indirect_data"]}),
-        cms.CMSAttribute(
-            {"type": "message_digest", "values": [content_digest(content, digest)]}
-        ),
-        cms.CMSAttribute(
-            {"type": "spc_sp_opus_info", "values": [_opus_info(description, url)]}
-        ),
+        cms.CMSAttribute({"type": "message_digest", "values": [content_digest(content, digest)]}),
+        cms.CMSAttribute({"type": "spc_sp_opus_info", "values": [_opus_info(description, url)]}),
         cms.CMSAttribute(
             {
                 "type": "spc_statement_type",
@@ -111,9 +110,7 @@ def _signature_algorithm(key_type: str, digest: str) -> algos.SignedDigestAlgori
     return algos.SignedDigestAlgorithm({"algorithm": f"{digest}_ecdsa"})
 
 
-def verify_raw_signature(
-    public_key: Any, signature: bytes, data: bytes, digest: str
-) -> bool:
+def verify_raw_signature(public_key: Any, signature: bytes, data: bytes, digest: str) -> bool:
     """True when ``signature`` over ``data`` verifies with an RSA or EC public key."""
     algorithm = HASHES[digest]()
     try:
@@ -173,24 +170,43 @@ def build_signed_data(
             "signature": signature,
         }
     )
-    signed_data = cms.SignedData(
-        {
-            "version": "v1",
-            "digest_algorithms": [_digest_algorithm(digest)],
-            "encap_content_info": cms.ContentInfo(
-                {"content_type": "spc_indirect_data", "content": content}
-            ),
-            "certificates": [asn1_leaf, *(_to_asn1(c) for c in chain)],
-            "signer_infos": [signer_info],
-        }
+    encap = cms.ContentInfo({"content_type": "spc_indirect_data", "content": content})
+    # Certificates go in as their own DER: building them into an asn1crypto tree would
+    # re-serialize every certificate (slow) for no gain.
+    certificates = b"".join(
+        c.public_bytes(serialization.Encoding.DER) for c in (leaf, *chain)
     )
-    return cms.ContentInfo({"content_type": "signed_data", "content": signed_data})
+    signed_data = _der(
+        0x30,
+        cms.CMSVersion("v1").dump()
+        + cms.DigestAlgorithms([_digest_algorithm(digest)]).dump()
+        + encap.dump()
+        + _der(0xA0, certificates)
+        + _der(0x31, signer_info.dump()),
+    )
+    return cms.ContentInfo.load(
+        _der(0x30, cms.ContentType("signed_data").dump() + _der(0xA0, signed_data))
+    )
 
 
 def signature_value(content_info: cms.ContentInfo) -> bytes:
     """The first SignerInfo's signature (what an RFC 3161 timestamp is taken over)."""
     signer_info = content_info["content"]["signer_infos"][0]
     return bytes(signer_info["signature"].native)
+
+
+def _der(tag: int, contents: bytes) -> bytes:
+    n = len(contents)
+    if n < 0x80:
+        return bytes([tag, n]) + contents
+    length = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + contents
+
+
+def _attribute(attr_type: str, values: Sequence[bytes]) -> cms.CMSAttribute:
+    """A CMSAttribute made from the exact DER of its values (nothing is re-encoded)."""
+    oid = cms.CMSAttributeType(attr_type).dump()
+    return cms.CMSAttribute.load(_der(0x30, oid + _der(0x31, b"".join(sorted(values)))))
 
 
 def _with_unsigned_attribute(
@@ -208,21 +224,39 @@ def _with_unsigned_attribute(
     if signer_info["unsigned_attrs"].native is not None:
         for attr in signer_info["unsigned_attrs"]:
             if attr["type"].native == attr_type:
-                values = [] if replace else list(attr["values"])
-                attrs.append(cms.CMSAttribute({"type": attr_type, "values": [*values, value]}))
+                values = [] if replace else [v.dump() for v in attr["values"]]
+                attrs.append(_attribute(attr_type, [*values, value.dump()]))
                 added = True
             else:
                 attrs.append(attr)
     if not added:
-        attrs.append(cms.CMSAttribute({"type": attr_type, "values": [value]}))
-    fields = {name: signer_info[name] for name, _spec, *_ in cms.SignerInfo._fields}
-    fields["unsigned_attrs"] = cms.CMSAttributes(attrs)
-    new_signer_info = cms.SignerInfo({k: v for k, v in fields.items() if not _absent(v)})
-    signer_infos = [new_signer_info, *list(signed_data["signer_infos"])[1:]]
-    sd_fields = {name: signed_data[name] for name, _spec, *_ in cms.SignedData._fields}
-    sd_fields["signer_infos"] = signer_infos
-    new_sd = cms.SignedData({k: v for k, v in sd_fields.items() if not _absent(v)})
-    return cms.ContentInfo({"content_type": "signed_data", "content": new_sd})
+        attrs.append(_attribute(attr_type, [value.dump()]))
+    # Re-assemble from the original encodings of every untouched part: asn1crypto would
+    # otherwise re-serialize the whole tree (slow, and a re-encoding risks signed bytes).
+    unsigned = _der(0xA1, b"".join(sorted(a.dump() for a in attrs)))
+    signer_info_der = _der(
+        0x30,
+        b"".join(
+            signer_info[name].dump()
+            for name, *_ in cms.SignerInfo._fields
+            if name != "unsigned_attrs" and not _absent(signer_info[name])
+        )
+        + unsigned,
+    )
+    others = b"".join(si.dump() for si in list(signed_data["signer_infos"])[1:])
+    signed_data_der = _der(
+        0x30,
+        b"".join(
+            signed_data[name].dump()
+            for name, *_ in cms.SignedData._fields
+            if name != "signer_infos" and not _absent(signed_data[name])
+        )
+        + _der(0x31, signer_info_der + others),
+    )
+    content_info_der = _der(
+        0x30, original["content_type"].dump() + _der(0xA0, signed_data_der)
+    )
+    return cms.ContentInfo.load(content_info_der)
 
 
 def _absent(value: Any) -> bool:

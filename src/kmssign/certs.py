@@ -140,9 +140,7 @@ def leaf_warnings(leaf: x509.Certificate, now: dt.datetime | None = None) -> lis
     subject = subject_of(leaf)
     warnings = []
     if now > leaf.not_valid_after_utc:
-        warnings.append(
-            f"certificate {subject} expired on {leaf.not_valid_after_utc:%Y-%m-%d}"
-        )
+        warnings.append(f"certificate {subject} expired on {leaf.not_valid_after_utc:%Y-%m-%d}")
     if now < leaf.not_valid_before_utc:
         warnings.append(
             f"certificate {subject} is not valid before {leaf.not_valid_before_utc:%Y-%m-%d}"

@@ -24,10 +24,16 @@ def _add_kms(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("AWS KMS")
     g.add_argument("--key-id", metavar="ID", help="KMS key id, ARN or alias/NAME")
     g.add_argument("--region", metavar="R", help="AWS region of the key")
-    g.add_argument("--profile", metavar="P", help="AWS profile (default credential chain otherwise)")
+    g.add_argument(
+        "--profile", metavar="P", help="AWS profile (default credential chain otherwise)"
+    )
     g.add_argument("--endpoint-url", metavar="URL", help="KMS endpoint (e.g. a local test server)")
-    g.add_argument("--config", metavar="PYPROJECT", type=Path,
-                   help="pyproject.toml to read [tool.kmssign] from (default: nearest one)")
+    g.add_argument(
+        "--config",
+        metavar="PYPROJECT",
+        type=Path,
+        help="pyproject.toml to read [tool.kmssign] from (default: nearest one)",
+    )
 
 
 def _add_output(p: argparse.ArgumentParser, jobs: bool = True) -> None:
@@ -35,8 +41,12 @@ def _add_output(p: argparse.ArgumentParser, jobs: bool = True) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="print failures and errors only")
     g.add_argument("--json", action="store_true", help="print a machine-readable JSON report")
     if jobs:
-        g.add_argument("--jobs", type=int, metavar="N",
-                       help="files processed concurrently (default 16; 1 = sequential)")
+        g.add_argument(
+            "--jobs",
+            type=int,
+            metavar="N",
+            help="files processed concurrently (default 16; 1 = sequential)",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,58 +63,121 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
     k = sign.add_argument_group("key and certificate")
     k.add_argument("--key-file", type=Path, metavar="KEY", help="private key file (PEM/DER)")
-    k.add_argument("--cert", type=Path, metavar="CERT",
-                   help="signing certificate: PEM, DER, PEM bundle (leaf first) or PKCS#7 .p7b")
-    k.add_argument("--chain", type=Path, action="append", metavar="PEM",
-                   help="intermediate certificates (repeatable)")
+    k.add_argument(
+        "--cert",
+        type=Path,
+        metavar="CERT",
+        help="signing certificate: PEM, DER, PEM bundle (leaf first) or PKCS#7 .p7b",
+    )
+    k.add_argument(
+        "--chain",
+        type=Path,
+        action="append",
+        metavar="PEM",
+        help="intermediate certificates (repeatable)",
+    )
     k.add_argument("--digest", choices=("sha256", "sha384", "sha512"), help="default sha256")
     _add_kms(sign)
     s = sign.add_argument_group("signature")
     s.add_argument("--description", metavar="TEXT", help="program name shown by Windows")
     s.add_argument("--url", metavar="URL", help="program URL shown by Windows")
-    s.add_argument("--append", action="store_true",
-                   help="add a nested signature instead of replacing the existing one")
-    s.add_argument("--skip-signed", dest="skip_signed", action="store_true", default=None,
-                   help="leave files that already carry a signature as they are (default)")
-    s.add_argument("--no-skip-signed", dest="skip_signed", action="store_false",
-                   help="replace existing signatures")
-    s.add_argument("--include", action="append", metavar="GLOB",
-                   help="only files matching GLOB (repeatable)")
-    s.add_argument("--exclude", action="append", metavar="GLOB",
-                   help="skip files matching GLOB (repeatable)")
+    s.add_argument(
+        "--append",
+        action="store_true",
+        help="add a nested signature instead of replacing the existing one",
+    )
+    s.add_argument(
+        "--skip-signed",
+        dest="skip_signed",
+        action="store_true",
+        default=None,
+        help="leave files that already carry a signature as they are (default)",
+    )
+    s.add_argument(
+        "--no-skip-signed",
+        dest="skip_signed",
+        action="store_false",
+        help="replace existing signatures",
+    )
+    s.add_argument(
+        "--include", action="append", metavar="GLOB", help="only files matching GLOB (repeatable)"
+    )
+    s.add_argument(
+        "--exclude", action="append", metavar="GLOB", help="skip files matching GLOB (repeatable)"
+    )
     t = sign.add_argument_group("timestamp")
-    t.add_argument("--timestamp-url", action="append", metavar="URL",
-                   help="RFC 3161 server, tried in order (repeatable)")
-    t.add_argument("--timestamp", choices=("required", "optional", "off"),
-                   help="required (default): fail when no server answers; optional: warn")
+    t.add_argument(
+        "--timestamp-url",
+        action="append",
+        metavar="URL",
+        help="RFC 3161 server, tried in order (repeatable)",
+    )
+    t.add_argument(
+        "--timestamp",
+        choices=("required", "optional", "off"),
+        help="required (default): fail when no server answers; optional: warn",
+    )
     t.add_argument("--no-timestamp", action="store_true", help="same as --timestamp off")
-    sign.add_argument("-o", "--output", type=Path, metavar="OUT",
-                      help="write the signed file here (one input file only)")
-    sign.add_argument("--dry-run", action="store_true",
-                      help="list what would be signed and skipped; call no service")
+    sign.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="OUT",
+        help="write the signed file here (one input file only)",
+    )
+    sign.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list what would be signed and skipped; call no service",
+    )
     _add_output(sign)
 
     verify = sub.add_parser("verify", help="verify signatures, chains and timestamps")
     verify.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
-    verify.add_argument("--ca", type=Path, action="append", metavar="PEM",
-                        help="trusted root certificates (repeatable)")
-    verify.add_argument("--tsa-ca", type=Path, action="append", metavar="PEM",
-                        help="trusted roots for timestamp servers (default: --ca)")
-    verify.add_argument("--require-timestamp", action="store_true",
-                        help="fail files whose signature has no valid timestamp")
+    verify.add_argument(
+        "--ca",
+        type=Path,
+        action="append",
+        metavar="PEM",
+        help="trusted root certificates (repeatable)",
+    )
+    verify.add_argument(
+        "--tsa-ca",
+        type=Path,
+        action="append",
+        metavar="PEM",
+        help="trusted roots for timestamp servers (default: --ca)",
+    )
+    verify.add_argument(
+        "--require-timestamp",
+        action="store_true",
+        help="fail files whose signature has no valid timestamp",
+    )
     _add_output(verify)
 
     stamp = sub.add_parser("timestamp", help="add a timestamp to signatures that have none")
     stamp.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
-    stamp.add_argument("--timestamp-url", action="append", metavar="URL",
-                       help="RFC 3161 server, tried in order (repeatable)")
-    stamp.add_argument("--config", metavar="PYPROJECT", type=Path,
-                       help="pyproject.toml to read [tool.kmssign] from")
+    stamp.add_argument(
+        "--timestamp-url",
+        action="append",
+        metavar="URL",
+        help="RFC 3161 server, tried in order (repeatable)",
+    )
+    stamp.add_argument(
+        "--config",
+        metavar="PYPROJECT",
+        type=Path,
+        help="pyproject.toml to read [tool.kmssign] from",
+    )
     _add_output(stamp)
 
     csr = sub.add_parser("csr", help="make a certificate signing request signed by a KMS key")
-    csr.add_argument("--subject", required=True, metavar="DN",
-                     help='e.g. "CN=Example Ltd,O=Example Ltd,L=Berlin,C=DE"')
+    csr.add_argument(
+        "--subject",
+        required=True,
+        metavar="DN",
+        help='e.g. "CN=Example Ltd,O=Example Ltd,L=Berlin,C=DE"',
+    )
     csr.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
     csr.add_argument("--digest", choices=("sha256", "sha384", "sha512"), help="default sha256")
     _add_kms(csr)

@@ -113,8 +113,6 @@ class Printer:
         elapsed = max(time.monotonic() - self._start, 1e-6)
         rate = self.done / elapsed
         eta = (self.total - self.done) / rate if rate else 0.0
-        self.err.write(
-            f"[{self.done}/{self.total}] {rate:.1f} files/s, ETA {eta:.0f}s"
-        )
+        self.err.write(f"[{self.done}/{self.total}] {rate:.1f} files/s, ETA {eta:.0f}s")
         self.err.flush()
         self._progress_shown = True

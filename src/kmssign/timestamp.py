@@ -117,8 +117,9 @@ def parse_response(body: bytes) -> cms.ContentInfo:
         text = response["status"]["status_string"].native
         fail_info = response["status"]["fail_info"].native
         token = response["time_stamp_token"]
-        if token.native is None:  # .native parses the whole token: errors show up here
-            token = None
+        # Re-load from its own bytes: check_token parses what it needs (and reports
+        # malformed content); .native here would re-serialize the whole tree (slow).
+        token = None if isinstance(token, core.Void) else cms.ContentInfo.load(token.dump())
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError) as exc:
         raise TimestampError(f"reply is not a DER TimeStampResp ({exc})") from exc
     if status not in ("granted", "granted_with_mods"):
@@ -234,7 +235,9 @@ class TimestampClient:
         except (OSError, http.client.HTTPException) as exc:
             raise _Retry(_network_reason(exc, self.timeout)) from exc
         token = parse_response(body)
+        der = token.dump()
         info = check_token(token, signature_value, nonce=nonce)
         if info.digest != digest:
             raise TimestampError(f"token imprint uses {info.digest}, {digest} was requested")
-        return token
+        # A fresh parse: asn1crypto would re-serialize the inspected tree on every dump.
+        return cms.ContentInfo.load(der)

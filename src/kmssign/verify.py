@@ -35,7 +35,8 @@ class VerifiedFile:
 def read_signatures(f: pe.BinaryIO, image: pe.PEImage) -> list[authenticode.ParsedSignature]:
     """Every Authenticode signature in the file: each PKCS#7 entry, nested ones after it."""
     entries = [
-        c for c in pe.read_certificates(f, image)
+        c
+        for c in pe.read_certificates(f, image)
         if c.cert_type == pe.WIN_CERT_TYPE_PKCS_SIGNED_DATA
     ]
     if not entries:
@@ -71,9 +72,7 @@ def verify_signature(
     authenticode.check_signature(parsed)
     when: dt.datetime | None = None
     if parsed.timestamp_token is not None:
-        info = tsp.check_token(
-            parsed.timestamp_token, parsed.signature, roots=tsa_roots or roots
-        )
+        info = tsp.check_token(parsed.timestamp_token, parsed.signature, roots=tsa_roots or roots)
         when = info.gen_time
     if roots:
         validate_chain(
