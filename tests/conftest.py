@@ -8,7 +8,8 @@ from tests import peutil
 from tests.pki import TestPKI
 
 # Fixture modules owned by the parts that need them (KMS server, TSA server, ...).
-pytest_plugins = ["tests.fixtures_kms", "tests.fixtures_tsa"]
+pytest_plugins = ["tests.fixtures_kms", "tests.fixtures_tsa", "tests.fixtures_pyinstaller",
+                  "tests.fixtures_build"]
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 from kmssign import api, pe
 from kmssign.config import Settings, load_settings
-from kmssign.discovery import selected
+from kmssign.discovery import discover, selected
 from kmssign.errors import ConfigError, KmsSignError, SigningError
 from kmssign.signers import Signer
 from kmssign.timestamp import TimestampClient
@@ -237,7 +237,7 @@ def _sign_copies(
 
 def _output_path(target: Any) -> Path:
     if isinstance(target, (str, os.PathLike)):
-        return Path(target)
+        return _spec_dir() / target  # relative paths: from the spec file, as in PyInstaller
     if getattr(target, "exclude_binaries", False):
         raise ConfigError(
             "this EXE is part of a onedir build (exclude_binaries=True): "
@@ -286,6 +286,7 @@ def _sign_outputs(
         logger.info("kmssign: %s is not a PE file (not a Windows build); left unsigned", path)
         return api.Report()
     settings = _settings(config, overrides)
+    found = discover([path], settings.include, settings.exclude)
     if path.is_dir():
         others = sum(
             1
@@ -295,13 +296,23 @@ def _sign_outputs(
         )
         if others:
             logger.info("kmssign: %d files in %s are not PE files; left as they are", others, path)
-    report = api.sign_files([path], settings, signer=signer, timestamper=timestamper,
-                            log=logger.info)
-    if not report.ok:
-        raise SigningError(_failure_message("output file(s)", report))
-    for result in report.results:
-        if result.status == "signed":
+    report = api.Report()
+    todo: list[Path] = []
+    for file in found.files:
+        if settings.skip_signed and _already_signed(file):
+            report.results.append(api.FileResult(file, "skipped", reason="already signed"))
+        else:
+            todo.append(file)
+    if todo:  # no key, certificate or KMS call when everything is signed already
+        signed = api.sign_files(
+            todo, replace(settings, include=(), exclude=()), signer=signer,
+            timestamper=timestamper, log=logger.info,
+        )
+        if not signed.ok:
+            raise SigningError(_failure_message("output file(s)", signed))
+        for result in signed.results:
             logger.info("kmssign: signed %s", result.path)
+        report.results.extend(signed.results)
     logger.info("kmssign: %s: %s", path, report.summary())
     return report
 

@@ -1,0 +1,180 @@
+"""Fixtures for the PyInstaller tests: Windows bootloader, wine, KMS Sign counter, builds."""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures_kms import KmsServer
+
+WINE_CANDIDATES = ("wine64", "/usr/lib/wine/wine64", "/usr/lib64/wine/wine64", "wine")
+BOOTLOADER = "PyInstaller/bootloader/Windows-64bit-intel/run.exe"
+
+
+def find_wine() -> str | None:
+    for candidate in WINE_CANDIDATES:
+        found = shutil.which(candidate) if "/" not in candidate else candidate
+        if found and os.access(found, os.X_OK):
+            return found
+    return None
+
+
+@dataclass
+class Wine:
+    """wine64 with a private prefix for this session."""
+
+    binary: str
+    env: dict[str, str]
+
+    def run(self, exe: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.binary, str(exe), *args],
+            capture_output=True, text=True, env=self.env, cwd=exe.parent, timeout=300,
+        )
+
+
+@pytest.fixture(scope="session")
+def wine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wine]:
+    """Runs Windows executables; the first use creates the prefix (about 10 s)."""
+    binary = find_wine()
+    if binary is None:
+        pytest.skip("wine64 is not installed (apt-get install wine64)")
+    env = dict(os.environ)
+    env.update(WINEPREFIX=str(tmp_path_factory.mktemp("wineprefix")), WINEDEBUG="-all",
+               WINEDLLOVERRIDES="mscoree,mshtml=")  # no Mono/Gecko installer dialogs
+    proc = subprocess.run([binary, "wineboot", "--init"], capture_output=True, text=True,
+                          env=env, timeout=600)
+    if proc.returncode != 0:
+        pytest.skip(f"wine could not create a prefix: {proc.stderr.strip()[-300:]}")
+    try:
+        yield Wine(binary, env)
+    finally:
+        server = shutil.which("wineserver") or str(Path(binary).with_name("wineserver"))
+        if os.access(server, os.X_OK):
+            subprocess.run([server, "-k"], env=env, capture_output=True, timeout=60, check=False)
+
+
+@pytest.fixture(scope="session")
+def windows_bootloader(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """PyInstaller's own Windows x64 bootloader (run.exe) from its win_amd64 wheel.
+
+    The wheel is the installed PyInstaller's version, so its archive format matches
+    PyInstaller's CArchiveWriter here.
+    """
+    import PyInstaller
+
+    directory = tmp_path_factory.mktemp("pyinstaller-win")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--platform", "win_amd64",
+         "--only-binary=:all:", "--no-deps", f"pyinstaller=={PyInstaller.__version__}",
+         "-d", str(directory)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    wheels = sorted(directory.glob("pyinstaller-*-win_amd64.whl"))
+    if proc.returncode != 0 or not wheels:
+        pytest.skip(f"cannot download PyInstaller's win_amd64 wheel: {proc.stderr.strip()[-300:]}")
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        run_exe = directory / "run.exe"
+        run_exe.write_bytes(wheel.read(BOOTLOADER))
+    return run_exe
+
+
+class KmsCounter:
+    """An HTTP proxy in front of the moto KMS that counts requests by X-Amz-Target.
+
+    Builds run PyInstaller in a subprocess, so KMS calls are counted on the wire:
+    ``KMSSIGN_ENDPOINT_URL=counter.url`` and ``counter.count("Sign")``.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+        counter = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                target = self.headers.get("X-Amz-Target", "")
+                with counter._lock:
+                    counter.counts[target.rpartition(".")[2]] += 1
+                skip = {"host", "content-length", "connection", "accept-encoding"}
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+                request = urllib.request.Request(
+                    counter.upstream + self.path, data=body, headers=headers, method="POST"
+                )
+                try:
+                    with urllib.request.urlopen(request, timeout=60) as response:
+                        status, data, ctype = response.status, response.read(), response.headers
+                except urllib.error.HTTPError as exc:
+                    status, data, ctype = exc.code, exc.read(), exc.headers
+                self.send_response(status)
+                self.send_header("Content-Type", ctype.get("Content-Type", "application/json"))
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def count(self, operation: str) -> int:
+        with self._lock:
+            return self.counts[operation]
+
+    def start(self) -> KmsCounter:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="session")
+def kms_counter(kms_server: KmsServer) -> Iterator[KmsCounter]:
+    counter = KmsCounter(kms_server.endpoint_url).start()
+    try:
+        yield counter
+    finally:
+        counter.stop()
+
+
+def run_pyinstaller(
+    project: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m PyInstaller`` in ``project`` (output in project/dist, project/build)."""
+    return subprocess.run(
+        [sys.executable, "-m", "PyInstaller", "--noconfirm", *args],
+        cwd=project, capture_output=True, text=True, env=env, timeout=900, check=False,
+    )
+
+
+def run_kmssign(
+    project: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The ``kmssign`` command in a fresh interpreter, in ``project``."""
+    code = "import sys; from kmssign.cli import main; sys.exit(main())"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=project, capture_output=True, text=True, env=env, timeout=900, check=False,
+    )
