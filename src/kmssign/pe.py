@@ -36,7 +36,7 @@ DIGESTS = ("sha1", "sha256", "sha384", "sha512")
 CHUNK = 1 << 20  # read size; at most a few of these are alive at once
 MAX_CERT_TABLE = 64 << 20  # read_certificates refuses larger tables (memory bound)
 _THREAD_MIN = 4 * CHUNK  # below this, hashing in a worker thread does not pay
-_QUEUE_DEPTH = 4
+_QUEUE_DEPTH = 8  # chunks in flight to the hashing thread (bounded memory)
 
 _COFF = struct.Struct("<HHIIIHH")  # Machine .. Characteristics
 _SECTION = struct.Struct("<8sIIIIIIHHI")
