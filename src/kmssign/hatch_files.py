@@ -154,8 +154,14 @@ def describe(result: FileResult, name: str) -> str:
 
 
 def failure_error(failed: list[tuple[str, FileResult]]) -> SigningError:
-    """One error naming every file that failed."""
-    parts = "; ".join(f"{name}: {r.reason}" for name, r in failed)
+    """One error naming every file that failed; files failing the same way share a reason."""
+    by_reason: dict[str, list[str]] = {}
+    for name, result in failed:
+        by_reason.setdefault(result.reason or "unknown error", []).append(name)
+    parts = "; ".join(
+        f"{names[0]}: {reason}" if len(names) == 1 else f"{', '.join(names)}: {reason}"
+        for reason, names in by_reason.items()
+    )
     noun = "file" if len(failed) == 1 else "files"
     return SigningError(f"{len(failed)} {noun} could not be signed: {parts}")
 
