@@ -7,6 +7,7 @@ tokens arrive as ready ``ContentInfo`` values.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,8 +40,26 @@ def _to_asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
 
 
-def indirect_data(digest: str, file_digest: bytes) -> asn1.SpcIndirectDataContent:
-    """SpcIndirectDataContent for a PE image digest (SpcPeImageData, obsolete file link)."""
+def der(tag: int, contents: bytes) -> bytes:
+    """One DER TLV (definite length)."""
+    n = len(contents)
+    if n < 0x80:
+        return bytes([tag, n]) + contents
+    length = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + contents
+
+
+# Everything that does not change between files is encoded once (asn1crypto is slow to
+# build trees); per file only the digests and the signature are spliced in.
+
+
+@functools.lru_cache(maxsize=8)
+def _algorithmder(digest: str) -> bytes:
+    return _digest_algorithm(digest).dump()
+
+
+@functools.lru_cache(maxsize=1)
+def _pe_image_datader() -> bytes:
     image_data = asn1.SpcPeImageData(
         {
             "flags": set(),
@@ -50,64 +69,81 @@ def indirect_data(digest: str, file_digest: bytes) -> asn1.SpcIndirectDataConten
             ),
         }
     )
-    return asn1.SpcIndirectDataContent(
-        {
-            "data": {"type": asn1.OID_SPC_PE_IMAGE_DATA, "value": image_data},
-            "message_digest": {
-                "digest_algorithm": _digest_algorithm(digest),
-                "digest": file_digest,
-            },
-        }
+    value = asn1.SpcAttributeTypeAndOptionalValue(
+        {"type": asn1.OID_SPC_PE_IMAGE_DATA, "value": image_data}
     )
+    return bytes(value.dump())
 
 
-def content_digest(content: asn1.SpcIndirectDataContent, digest: str) -> bytes:
-    """Hash of the SpcIndirectDataContent's contents, without its own tag and length."""
-    content.dump()
-    return hashlib.new(digest, content.contents).digest()
+def indirect_datader(digest: str, file_digest: bytes) -> bytes:
+    """DER SpcIndirectDataContent for a PE image digest (SpcPeImageData, obsolete link)."""
+    digest_info = der(0x30, _algorithmder(digest) + der(0x04, file_digest))
+    return der(0x30, _pe_image_datader() + digest_info)
 
 
-def _opus_info(description: str | None, url: str | None) -> asn1.SpcSpOpusInfo:
+def _content_octets(tlv: bytes) -> bytes:
+    """The contents of a DER TLV, without its tag and length octets."""
+    first = tlv[1]
+    return tlv[2:] if first < 0x80 else tlv[2 + (first & 0x7F) :]
+
+
+def _attributeder(attr_type: str, value_der: bytes) -> bytes:
+    return der(0x30, cms.CMSAttributeType(attr_type).dump() + der(0x31, value_der))
+
+
+def _opus_infoder(description: str | None, url: str | None) -> bytes:
     value: dict[str, Any] = {}
     if description:
         value["program_name"] = asn1.SpcString(name="unicode", value=description)
     if url:
         value["more_info"] = asn1.SpcLink(name="url", value=url)
-    if not value:  # asn1crypto cannot build an empty SEQUENCE from a dict
-        return asn1.SpcSpOpusInfo.load(b"\x30\x00")
-    return asn1.SpcSpOpusInfo(value)
+    return bytes(asn1.SpcSpOpusInfo(value).dump()) if value else b"\x30\x00"
 
 
-def signed_attributes(
-    content: asn1.SpcIndirectDataContent,
+@functools.lru_cache(maxsize=32)
+def _constant_attributes(description: str | None, url: str | None) -> tuple[bytes, ...]:
+    statement = asn1.SpcStatementType([asn1.OID_SPC_INDIVIDUAL_SP_KEY_PURPOSE]).dump()
+    return (
+        _attributeder("content_type", cms.ContentType("spc_indirect_data").dump()),
+        _attributeder("spc_sp_opus_info", _opus_infoder(description, url)),
+        _attributeder("spc_statement_type", bytes(statement)),
+    )
+
+
+def signed_attributesder(
+    content_der: bytes,
     digest: str,
     *,
     description: str | None = None,
     url: str | None = None,
     signing_time: dt.datetime | None = None,
-) -> cms.CMSAttributes:
+) -> bytes:
+    """The DER SET OF signed attributes (what the signer signs).
+
+    messageDigest is over the SpcIndirectDataContent's contents without its own tag and
+    length octets, as Windows computes it.
+    """
+    message_digest = hashlib.new(digest, _content_octets(content_der)).digest()
     attrs = [
-        cms.CMSAttribute({"type": "content_type", "values": ["spc_indirect_data"]}),
-        cms.CMSAttribute({"type": "message_digest", "values": [content_digest(content, digest)]}),
-        cms.CMSAttribute({"type": "spc_sp_opus_info", "values": [_opus_info(description, url)]}),
-        cms.CMSAttribute(
-            {
-                "type": "spc_statement_type",
-                "values": [[asn1.OID_SPC_INDIVIDUAL_SP_KEY_PURPOSE]],
-            }
-        ),
+        *_constant_attributes(description, url),
+        _attributeder("message_digest", der(0x04, message_digest)),
     ]
     if signing_time is not None:
-        attrs.append(cms.CMSAttribute({"type": "signing_time", "values": [signing_time]}))
-    return cms.CMSAttributes(attrs)
+        attrs.append(
+            _attributeder("signing_time", cms.Time(name="utc_time", value=signing_time).dump())
+        )
+    return der(0x31, b"".join(sorted(attrs)))
 
 
-def _signature_algorithm(key_type: str, digest: str) -> algos.SignedDigestAlgorithm:
+@functools.lru_cache(maxsize=8)
+def _signature_algorithmder(key_type: str, digest: str) -> bytes:
     if key_type == "rsa":
-        return algos.SignedDigestAlgorithm(
+        algorithm = algos.SignedDigestAlgorithm(
             {"algorithm": "rsassa_pkcs1v15", "parameters": core.Null()}
         )
-    return algos.SignedDigestAlgorithm({"algorithm": f"{digest}_ecdsa"})
+    else:
+        algorithm = algos.SignedDigestAlgorithm({"algorithm": f"{digest}_ecdsa"})
+    return bytes(algorithm.dump())
 
 
 def verify_raw_signature(public_key: Any, signature: bytes, data: bytes, digest: str) -> bool:
@@ -123,6 +159,20 @@ def verify_raw_signature(public_key: Any, signature: bytes, data: bytes, digest:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+@functools.lru_cache(maxsize=16)
+def _identityder(certs: tuple[x509.Certificate, ...]) -> tuple[bytes, bytes]:
+    """(IssuerAndSerialNumber of the leaf, [0] IMPLICIT certificates) for a chain."""
+    leaf = certs[0]
+    sid = der(
+        0x30,
+        leaf.issuer.public_bytes() + core.Integer(leaf.serial_number).dump(),
+    )
+    certificates = der(
+        0xA0, b"".join(c.public_bytes(serialization.Encoding.DER) for c in certs)
+    )
+    return sid, certificates
 
 
 def build_signed_data(
@@ -142,50 +192,37 @@ def build_signed_data(
     leaf certificate's public key (wrong certificate for the key), so nothing is written
     and no timestamp is requested for it.
     """
-    content = indirect_data(digest, file_digest)
-    attrs = signed_attributes(
+    content = indirect_datader(digest, file_digest)
+    to_sign = signed_attributesder(
         content, digest, description=description, url=url, signing_time=signing_time
     )
-    to_sign = attrs.dump()
     signature = signer.sign(to_sign, digest)
     if not verify_raw_signature(leaf.public_key(), signature, to_sign, digest):
         raise SigningError(
             f"the signature made with {signer.name} does not verify with the certificate "
             f"{leaf.subject.rfc4514_string()}: the certificate does not belong to the key"
         )
-    asn1_leaf = _to_asn1(leaf)
-    signer_info = cms.SignerInfo(
-        {
-            "version": "v1",
-            "sid": cms.SignerIdentifier(
-                name="issuer_and_serial_number",
-                value={
-                    "issuer": asn1_leaf.issuer,
-                    "serial_number": asn1_leaf.serial_number,
-                },
-            ),
-            "digest_algorithm": _digest_algorithm(digest),
-            "signed_attrs": attrs,
-            "signature_algorithm": _signature_algorithm(signer.key_type, digest),
-            "signature": signature,
-        }
-    )
-    encap = cms.ContentInfo({"content_type": "spc_indirect_data", "content": content})
-    # Certificates go in as their own DER: building them into an asn1crypto tree would
-    # re-serialize every certificate (slow) for no gain.
-    certificates = b"".join(
-        c.public_bytes(serialization.Encoding.DER) for c in (leaf, *chain)
-    )
-    signed_data = _der(
+    sid, certificates = _identityder((leaf, *chain))
+    signer_info = der(
         0x30,
-        cms.CMSVersion("v1").dump()
-        + cms.DigestAlgorithms([_digest_algorithm(digest)]).dump()
-        + encap.dump()
-        + _der(0xA0, certificates)
-        + _der(0x31, signer_info.dump()),
+        b"\x02\x01\x01"  # version 1
+        + sid
+        + _algorithmder(digest)
+        + b"\xa0" + to_sign[1:]  # the signed SET, re-tagged [0] IMPLICIT
+        + _signature_algorithmder(signer.key_type, digest)
+        + der(0x04, signature),
+    )
+    encap = der(0x30, cms.ContentType("spc_indirect_data").dump() + der(0xA0, content))
+    signed_data = der(
+        0x30,
+        b"\x02\x01\x01"  # version 1
+        + der(0x31, _algorithmder(digest))
+        + encap
+        + certificates
+        + der(0x31, signer_info),
     )
     return cms.ContentInfo.load(
-        _der(0x30, cms.ContentType("signed_data").dump() + _der(0xA0, signed_data))
+        der(0x30, cms.ContentType("signed_data").dump() + der(0xA0, signed_data))
     )
 
 
@@ -195,18 +232,10 @@ def signature_value(content_info: cms.ContentInfo) -> bytes:
     return bytes(signer_info["signature"].native)
 
 
-def _der(tag: int, contents: bytes) -> bytes:
-    n = len(contents)
-    if n < 0x80:
-        return bytes([tag, n]) + contents
-    length = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(length)]) + length + contents
-
-
 def _attribute(attr_type: str, values: Sequence[bytes]) -> cms.CMSAttribute:
     """A CMSAttribute made from the exact DER of its values (nothing is re-encoded)."""
     oid = cms.CMSAttributeType(attr_type).dump()
-    return cms.CMSAttribute.load(_der(0x30, oid + _der(0x31, b"".join(sorted(values)))))
+    return cms.CMSAttribute.load(der(0x30, oid + der(0x31, b"".join(sorted(values)))))
 
 
 def _with_unsigned_attribute(
@@ -233,8 +262,8 @@ def _with_unsigned_attribute(
         attrs.append(_attribute(attr_type, [value.dump()]))
     # Re-assemble from the original encodings of every untouched part: asn1crypto would
     # otherwise re-serialize the whole tree (slow, and a re-encoding risks signed bytes).
-    unsigned = _der(0xA1, b"".join(sorted(a.dump() for a in attrs)))
-    signer_info_der = _der(
+    unsigned = der(0xA1, b"".join(sorted(a.dump() for a in attrs)))
+    signer_info_der = der(
         0x30,
         b"".join(
             signer_info[name].dump()
@@ -244,17 +273,17 @@ def _with_unsigned_attribute(
         + unsigned,
     )
     others = b"".join(si.dump() for si in list(signed_data["signer_infos"])[1:])
-    signed_data_der = _der(
+    signed_data_der = der(
         0x30,
         b"".join(
             signed_data[name].dump()
             for name, *_ in cms.SignedData._fields
             if name != "signer_infos" and not _absent(signed_data[name])
         )
-        + _der(0x31, signer_info_der + others),
+        + der(0x31, signer_info_der + others),
     )
-    content_info_der = _der(
-        0x30, original["content_type"].dump() + _der(0xA0, signed_data_der)
+    content_info_der = der(
+        0x30, original["content_type"].dump() + der(0xA0, signed_data_der)
     )
     return cms.ContentInfo.load(content_info_der)
 
