@@ -42,13 +42,15 @@ def child(mode: str, path: Path) -> None:
         checksum.word_sum = checksum.word_sum_python
     if mode == "sign-inline":  # no hashing thread
         pe._THREAD_MIN = 1 << 62
+    target = path.with_suffix(".signed")
+    target.unlink(missing_ok=True)  # a fresh file, as signing writes (not a truncation)
     start = time.perf_counter()
     with open(path, "rb") as f:
         image = pe.parse_pe(f)
         if mode == "digest":
             pe.authenticode_digest(f, image, "sha256")
         else:
-            with open(path.with_suffix(".signed"), "wb") as out:
+            with open(target, "wb") as out:
                 _, state = pe.begin_signed_copy(f, image, "sha256", out)
                 pe.finish_signed_copy(out, state, b"\x30\x82\x08\x00" + bytes(2048))
     elapsed = time.perf_counter() - start
@@ -58,21 +60,21 @@ def child(mode: str, path: Path) -> None:
     print(f"{elapsed:.3f} {hwm}")
 
 
+GNU_TIME = shutil.which("time") if Path("/usr/bin/time").exists() else None
+
+
 def run(cmd: list[str]) -> tuple[float, int]:
     """Wall time and peak RSS (KiB) of a command (kmssign children report their own)."""
+    own = cmd[0] == sys.executable
+    if not own and GNU_TIME:  # its child's ru_maxrss is the command's own peak
+        cmd = [GNU_TIME, "-f", "%M", *cmd]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    stdout = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     elapsed = time.perf_counter() - start
-    if proc.returncode:
-        raise SystemExit(f"{cmd[0]} failed with exit code {proc.returncode}")
-    if cmd[0] == sys.executable:
-        seconds, rss = stdout.split()
+    if own:
+        seconds, rss = proc.stdout.split()
         return float(seconds), int(rss)
-    return elapsed, usage.ru_maxrss
+    return elapsed, int(proc.stderr.split()[-1]) if GNU_TIME else 0
 
 
 def main() -> None:

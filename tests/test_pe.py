@@ -279,7 +279,9 @@ def test_looks_like_pe(samples: dict[str, Path], tmp_path: Path) -> None:
     (tmp_path / "empty").write_bytes(b"")
     cut = tmp_path / "cut.exe"
     cut.write_bytes(samples["t64.exe"].read_bytes()[:64])
-    for path in (text, tmp_path / "empty", cut, tmp_path / "missing", tmp_path):
+    fifo = tmp_path / "pipe.exe"
+    os.mkfifo(fifo)  # must not block
+    for path in (text, tmp_path / "empty", cut, tmp_path / "missing", tmp_path, fifo):
         assert not pe.looks_like_pe(path), path
 
 

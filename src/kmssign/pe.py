@@ -13,7 +13,9 @@ multiple of 8 is hashed as if zero-padded to 8.
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
+import stat
 import struct
 import threading
 from collections.abc import Iterator
@@ -93,8 +95,13 @@ def _read_at(f: BinaryIO, offset: int, length: int, reason: str) -> bytes:
 
 
 def looks_like_pe(path: Path) -> bool:
-    """Cheap sniff by content: 'MZ', e_lfanew inside the file, 'PE\\0\\0' there."""
+    """Cheap sniff by content: 'MZ', e_lfanew inside the file, 'PE\\0\\0' there.
+
+    Only regular files qualify (opening a FIFO found in a directory walk would block).
+    """
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with open(path, "rb") as f:
             head = f.read(64)
             if len(head) < 64 or head[:2] != b"MZ":
