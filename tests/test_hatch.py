@@ -77,7 +77,7 @@ packages = ["pkg"]
 exclude = ["pkg/prebuilt.exe"]
 
 [tool.hatch.build.targets.wheel.force-include]
-"extras/tool.exe" = "pkg/tools/tool.exe"
+"pkg/native/tool.exe" = "pkg/tools/tool.exe"
 
 [tool.hatch.build.targets.wheel.hooks.custom]
 
@@ -138,7 +138,8 @@ def make_project(
             "pkg/bin/vendor.dll": foreign_signed_dll,
             "pkg/skipme/raw.exe": peutil.LAUNCHERS["t64-arm.exe"],  # excluded by a glob
             "pkg/prebuilt.exe": gen_exe,  # excluded by hatch, added back as an artifact
-            "extras/tool.exe": peutil.LAUNCHERS["t64.exe"],  # forced in by the config
+            # forced in by the config from inside the package: not shipped at its own path
+            "pkg/native/tool.exe": peutil.LAUNCHERS["t64.exe"],
         }
         for relative, src in files.items():
             peutil.copy_sample(src, (root / relative).parent, Path(relative).name)
@@ -159,7 +160,7 @@ def make_project(
             "pkg/bin/vendor.dll": root / "pkg/bin/vendor.dll",
             "pkg/skipme/raw.exe": root / "pkg/skipme/raw.exe",
             "pkg/prebuilt.exe": root / "pkg/prebuilt.exe",
-            "pkg/tools/tool.exe": root / "extras/tool.exe",
+            "pkg/tools/tool.exe": root / "pkg/native/tool.exe",
             "pkg/gen/hello.exe": gen_exe,
             "pkg/gendir/lib.dll": gen_dll,
         }
@@ -511,11 +512,11 @@ def test_build_and_verify_script(kmssign_wheel_dir: Path, build_env: dict[str, s
     env = {k: v for k, v in build_env.items() if not k.startswith("AWS_")}
     proc = subprocess.run(
         [sys.executable, str(SAMPLE_APP / "build_and_verify.py"), "--local-services",
-         "--frontend", "build", "--kmssign-wheel-dir", str(kmssign_wheel_dir)],
+         "--frontend", "hatch", "--kmssign-wheel-dir", str(kmssign_wheel_dir)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
     )
     assert proc.returncode == 0, proc.stdout
-    assert "build: sample_app-1.0.0-py3-none-any.whl: verified" in proc.stdout
+    assert "hatch: sample_app-1.0.0-py3-none-any.whl: verified" in proc.stdout
     assert "kmssign: 2 verified, 0 failed" in proc.stdout or not peutil.MINGW_GCC
 
 

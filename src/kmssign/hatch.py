@@ -75,11 +75,12 @@ class KmsSignBuildHook(BuildHookInterface[BuilderConfig]):
             self._report([(s.member.wheel_path, s.result) for s in signed])
             done = [s for s in signed if s.result.status == "signed"]
             sources = [s.member.source for s in done]
+            root, config = Path(self.root), self.build_config
             force_include = build_data["force_include"]
-            hf.replace_forced_files(force_include, Path(self.root), sources)
-            self._popped = hf.replace_forced_files(
-                self.build_config.force_include, Path(self.root), sources
-            )
+            removed = hf.replace_forced_files(force_include, root, sources)
+            self._popped = hf.replace_forced_files(config.force_include, root, sources)
+            for relative in hf.reserved_relatives({**removed, **self._popped}, root):
+                config.build_reserved_paths.add(config.get_distribution_path(relative))
             for s in done:
                 force_include[str(s.copy)] = s.member.wheel_path
         except KmsSignError as exc:

@@ -143,6 +143,21 @@ def replace_forced_files(
     return removed
 
 
+def reserved_relatives(removed: Mapping[str, str], root: Path) -> list[str]:
+    """Root-relative paths of removed force-include sources inside the root.
+
+    hatchling keeps a file forced from inside the root out of the wheel at its own path;
+    once its entry is gone, that path has to stay reserved the same way.
+    """
+    resolved_root = os.path.abspath(root)
+    relatives = []
+    for raw in removed:
+        source = str(normalized_source(raw, root))
+        if source.startswith(resolved_root + os.sep):
+            relatives.append(os.path.relpath(source, resolved_root))
+    return relatives
+
+
 def describe(result: FileResult, name: str) -> str:
     """One log line for one file."""
     if result.status == "signed":
