@@ -11,32 +11,58 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+class AtomicFile:
+    """A temporary file in ``target``'s directory that either replaces ``target`` or vanishes.
+
+    The new file takes the permission bits of ``mode_from`` (default: ``target`` when it
+    exists). Until :meth:`commit`, ``target`` is untouched.
+    """
+
+    def __init__(self, target: Path, *, mode_from: Path | None = None) -> None:
+        self.target = target
+        self.mode_from = mode_from
+        fd, name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".kmssign", dir=target.parent
+        )
+        self.path = Path(name)
+        self.handle: BinaryIO = os.fdopen(fd, "w+b")
+
+    def commit(self) -> None:
+        try:
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            self.handle.close()
+            source = self.mode_from if self.mode_from is not None else self.target
+            try:
+                mode = stat.S_IMODE(source.stat().st_mode)
+            except FileNotFoundError:
+                mode = 0o666 & ~_umask()
+            os.chmod(self.path, mode)
+            os.replace(self.path, self.target)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self.handle.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
 @contextlib.contextmanager
 def atomic_output(target: Path, *, mode_from: Path | None = None) -> Iterator[BinaryIO]:
     """Yield a temporary file in ``target``'s directory; on success it replaces ``target``.
 
-    The new file takes the permission bits of ``mode_from`` (default: ``target`` when it
-    exists). On any exception the temporary file is removed and ``target`` is untouched.
+    On any exception the temporary file is removed and ``target`` is untouched.
     """
-    directory = target.parent
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".kmssign", dir=directory)
-    tmp = Path(tmp_name)
+    atomic = AtomicFile(target, mode_from=mode_from)
     try:
-        with os.fdopen(fd, "w+b") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        source = mode_from if mode_from is not None else target
-        try:
-            mode = stat.S_IMODE(source.stat().st_mode)
-        except FileNotFoundError:
-            mode = 0o666 & ~_umask()
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
+        yield atomic.handle
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        atomic.abort()
         raise
+    atomic.commit()
 
 
 def _umask() -> int:

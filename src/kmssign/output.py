@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any, TextIO
 
-from kmssign.api import FileResult, Report
+from kmssign.report import FileResult, Report
 
 
 def describe(result: FileResult) -> str:

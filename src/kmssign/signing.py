@@ -1,0 +1,249 @@
+"""Signing one file: resolve the key once per run, then prepare and complete each file.
+
+``prepare`` is local work (parse, hash, copy into a temporary file); ``complete`` is the
+network part (KMS Sign, then the timestamp) and the final atomic rename. A file is
+written only when everything succeeded; otherwise it stays byte-for-byte as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from asn1crypto import cms
+
+from kmssign import authenticode, pe
+from kmssign.certs import SigningCertificates, leaf_warnings, select_signing_certificates
+from kmssign.certs import subject_of
+from kmssign.config import Settings
+from kmssign.errors import ConfigError, KmsSignError, TimestampError
+from kmssign.fileio import AtomicFile
+from kmssign.report import FileResult
+from kmssign.signers import DIGESTS, DigestName, Signer
+from kmssign.timestamp import TimestampClient
+from kmssign.verify import read_signatures
+
+Log = Callable[[str], None]
+
+
+def nolog(_message: str) -> None:
+    pass
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class SigningSession:
+    """Everything resolved once per run: key, certificates, digest, timestamp client."""
+
+    signer: Signer
+    certificates: SigningCertificates
+    digest: DigestName
+    timestamper: TimestampClient | None
+    timestamp_policy: str
+    description: str | None
+    url: str | None
+    log: Log = nolog
+
+    @property
+    def signer_subject(self) -> str:
+        return subject_of(self.certificates.leaf)
+
+
+def create_signer(settings: Settings) -> Signer:
+    """The signer the settings name: a KMS key (key-id) or a key file (key-file)."""
+    if settings.key_id:
+        from kmssign.signers.aws_kms import KmsSigner
+
+        return KmsSigner.create(
+            settings.key_id,
+            region=settings.region,
+            profile=settings.profile,
+            endpoint_url=settings.endpoint_url,
+        )
+    if settings.key_file:
+        from kmssign.signers.local import KeyFileSigner
+
+        return KeyFileSigner.from_file(settings.key_file)
+    raise ConfigError("no signing key: set key-id (an AWS KMS key) or key-file")
+
+
+def open_session(
+    settings: Settings,
+    *,
+    signer: Signer | None = None,
+    timestamper: TimestampClient | None = None,
+    log: Log = nolog,
+) -> SigningSession:
+    """Resolve the key and certificates once; fail before any file is touched."""
+    problems = []
+    if not settings.key_id and not settings.key_file and signer is None:
+        problems.append("no signing key: set key-id (an AWS KMS key) or key-file")
+    if settings.certificate is None:
+        problems.append("no certificate: set certificate (PEM, DER or .p7b)")
+    if settings.digest not in DIGESTS:
+        problems.append(f"digest must be one of {', '.join(DIGESTS)}")
+    if problems:
+        raise ConfigError(problems)
+    assert settings.certificate is not None
+    signer = signer or create_signer(settings)
+    certificates = select_signing_certificates(
+        settings.certificate, settings.chain, signer.public_key_der(), signer.name
+    )
+    for warning in leaf_warnings(certificates.leaf):
+        log(f"warning: {warning}")
+    requested: DigestName = settings.digest  # type: ignore[assignment]
+    digest = signer.digest_for(requested)
+    if digest != requested:
+        log(f"note: {signer.name} is an EC key bound to {digest}; using {digest}, not {requested}")
+    if settings.timestamp == "off":
+        timestamper = None
+    elif timestamper is None:
+        timestamper = TimestampClient(settings.timestamp_urls, log=log)
+    return SigningSession(
+        signer=signer,
+        certificates=certificates,
+        digest=digest,
+        timestamper=timestamper,
+        timestamp_policy=settings.timestamp,
+        description=settings.description,
+        url=settings.url,
+        log=log,
+    )
+
+
+@dataclass
+class Prepared:
+    """A file hashed and copied (without its old signature) into a temporary file."""
+
+    result: FileResult
+    output: AtomicFile
+    state: pe.SignedCopy
+    file_digest: bytes
+    existing: cms.ContentInfo | None
+    record_hashes: bool
+
+
+def _fail(result: FileResult, exc: BaseException) -> FileResult:
+    result.status = "failed"
+    if isinstance(exc, OSError):
+        result.reason = f"{exc.strerror or exc}"
+    else:
+        result.reason = str(exc)
+    return result
+
+
+def prepare_file(
+    path: Path,
+    session: SigningSession,
+    *,
+    append: bool = False,
+    skip_signed: bool = True,
+    output: Path | None = None,
+    record_hashes: bool = False,
+) -> Prepared | FileResult:
+    """Local work for one file; returns a finished FileResult when there is nothing to sign."""
+    result = FileResult(path, "failed")
+    try:
+        if record_hashes:
+            result.sha256_before = file_sha256(path)
+        with open(path, "rb") as f:
+            image = pe.parse_pe(f)
+            existing = None
+            if image.has_certificate_table:
+                if append:
+                    existing = read_signatures(f, image)[0].content_info
+                elif skip_signed:
+                    result.status = "skipped"
+                    result.reason = "already signed"
+                    return result
+            atomic = AtomicFile(output or path, mode_from=path)
+            try:
+                file_digest, state = pe.begin_signed_copy(f, image, session.digest, atomic.handle)
+            except BaseException:
+                atomic.abort()
+                raise
+        return Prepared(result, atomic, state, file_digest, existing, record_hashes)
+    except (KmsSignError, OSError) as exc:
+        return _fail(result, exc)
+
+
+def _timestamp(
+    session: SigningSession, content_info: cms.ContentInfo, result: FileResult
+) -> cms.ContentInfo:
+    if session.timestamper is None:
+        return content_info
+    signature = authenticode.signature_value(content_info)
+    try:
+        token = session.timestamper.timestamp(signature, session.digest)
+    except TimestampError as exc:
+        if session.timestamp_policy == "required":
+            raise
+        message = f"{result.path}: signed without a timestamp ({exc})"
+        result.warnings.append(message)
+        session.log(f"warning: {message}")
+        return content_info
+    from kmssign.tsp import check_token
+
+    token_der = token.dump()
+    result.timestamp = check_token(cms.ContentInfo.load(token_der), signature).gen_time
+    return authenticode.add_timestamp(content_info, cms.ContentInfo.load(token_der))
+
+
+def complete_file(prepared: Prepared, session: SigningSession) -> FileResult:
+    """Network work for one prepared file (sign, self-check, timestamp), then the write."""
+    result = prepared.result
+    try:
+        content_info = authenticode.build_signed_data(
+            file_digest=prepared.file_digest,
+            digest=session.digest,
+            signer=session.signer,
+            leaf=session.certificates.leaf,
+            chain=session.certificates.chain,
+            description=session.description,
+            url=session.url,
+        )
+        content_info = _timestamp(session, content_info, result)
+        if prepared.existing is not None:
+            content_info = authenticode.add_nested(prepared.existing, content_info)
+        pe.finish_signed_copy(prepared.output.handle, prepared.state, content_info.dump())
+        prepared.output.commit()
+    except (KmsSignError, OSError) as exc:
+        prepared.output.abort()
+        return _fail(result, exc)
+    except BaseException:
+        prepared.output.abort()
+        raise
+    result.status = "signed"
+    result.signer = session.signer_subject
+    result.digest = session.digest
+    if prepared.record_hashes:
+        result.sha256_after = file_sha256(prepared.output.target)
+    return result
+
+
+def sign_file(
+    path: Path,
+    session: SigningSession,
+    *,
+    append: bool = False,
+    skip_signed: bool = True,
+    output: Path | None = None,
+    record_hashes: bool = False,
+) -> FileResult:
+    """Sign one file (atomically); never raises for problems with this file."""
+    prepared = prepare_file(
+        path, session, append=append, skip_signed=skip_signed, output=output,
+        record_hashes=record_hashes,
+    )
+    if isinstance(prepared, FileResult):
+        return prepared
+    return complete_file(prepared, session)
