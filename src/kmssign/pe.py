@@ -384,13 +384,18 @@ def pe_checksum(f: BinaryIO, image: PEImage) -> int:
     return acc.value(image.size)
 
 
-class _Hasher:
-    """Feeds a hash from a worker thread (hashlib drops the GIL on large buffers), so
-    hashing overlaps reading, checksumming and writing on the calling thread."""
+class _Summer:
+    """Hashes the Authenticode pieces and checksums the written bytes of each chunk.
 
-    def __init__(self, h: hashlib._Hash, threaded: bool) -> None:
-        self._h = h
-        self._queue: queue.Queue[memoryview | None] | None = None
+    With ``threaded``, a worker thread does both (hashlib and numpy drop the GIL on
+    large buffers) while the calling thread only reads and writes, so the pass costs
+    about the larger of the two instead of their sum. The queue bounds memory.
+    """
+
+    def __init__(self, h: hashlib._Hash | None, threaded: bool) -> None:
+        self.h = h
+        self.checksum = Checksum()
+        self._queue: queue.Queue[_Item | None] | None = None
         self._thread: threading.Thread | None = None
         if threaded:
             self._queue = queue.Queue(maxsize=_QUEUE_DEPTH)
@@ -399,24 +404,30 @@ class _Hasher:
 
     def _run(self) -> None:
         assert self._queue is not None
-        while (piece := self._queue.get()) is not None:
-            self._h.update(piece)
+        while (item := self._queue.get()) is not None:
+            self._consume(*item)
 
-    def update(self, piece: memoryview | bytes) -> None:
+    def _consume(self, offset: int, written: bytes, pieces: list[memoryview]) -> None:
+        if self.h is not None:
+            for piece in pieces:
+                self.h.update(piece)
+        self.checksum.add(written, offset)
+
+    def feed(self, offset: int, written: bytes, pieces: list[memoryview]) -> None:
         if self._queue is None:
-            self._h.update(piece)
+            self._consume(offset, written, pieces)
         else:
-            self._queue.put(memoryview(piece))
+            self._queue.put((offset, written, pieces))
 
     def close(self) -> None:
+        """Wait for the worker; afterwards feed() works inline."""
         if self._queue is not None and self._thread is not None:
             self._queue.put(None)
             self._thread.join()
             self._queue = None
 
-    def digest(self) -> bytes:
-        self.close()
-        return self._h.digest()
+
+_Item = tuple[int, bytes, list[memoryview]]
 
 
 @dataclass
@@ -430,20 +441,28 @@ class SignedCopy:
     checksum: Checksum
 
 
-def _copy_without_table(
-    f: BinaryIO, image: PEImage, out: BinaryIO, hasher: _Hasher | None
-) -> SignedCopy:
+def _copy_without_table(f: BinaryIO, image: PEImage, out: BinaryIO, summer: _Summer) -> SignedCopy:
+    """Copy [0, image_end) to ``out`` with CheckSum and security entry zeroed, then pad to 8."""
     base = out.tell()
-    acc = Checksum()
     end = image.image_end
-    for offset, data in _chunks(f, 0, end):
-        zeroed, pieces = _split(offset, data, image)
-        if hasher is not None:
-            for piece in pieces:
-                hasher.update(piece)
-        acc.add(zeroed, offset)
-        out.write(zeroed)
-    return SignedCopy(base, end, image.checksum_offset, image.security_entry_offset, acc)
+    try:
+        for offset, data in _chunks(f, 0, end):
+            written, pieces = _split(offset, data, image)
+            summer.feed(offset, written, pieces)
+            out.write(written)
+    finally:
+        summer.close()
+    padding = bytes(_align8(end) - end)
+    if padding:
+        summer.feed(end, padding, [memoryview(padding)])
+        out.write(padding)
+    return SignedCopy(
+        base,
+        end + len(padding),
+        image.checksum_offset,
+        image.security_entry_offset,
+        summer.checksum,
+    )
 
 
 def begin_signed_copy(
@@ -454,17 +473,9 @@ def begin_signed_copy(
     h = _new_hash(digest)
     if _align8(image.image_end) + _WIN_CERT.size > 0xFFFFFFFF:
         raise PEFormatError("file is too large to sign (a PE image ends below 4 GiB)")
-    hasher = _Hasher(h, threaded=image.image_end >= _THREAD_MIN)
-    try:
-        state = _copy_without_table(f, image, out, hasher)
-    finally:
-        hasher.close()
-    padding = _align8(state.image_length) - state.image_length
-    if padding:
-        hasher.update(bytes(padding))
-        out.write(bytes(padding))
-        state.image_length += padding
-    return hasher.digest(), state
+    summer = _Summer(h, threaded=image.image_end >= _THREAD_MIN)
+    state = _copy_without_table(f, image, out, summer)
+    return h.digest(), state
 
 
 def _write_tail(out: BinaryIO, state: SignedCopy, entry: tuple[int, int], table: bytes) -> None:
@@ -493,6 +504,18 @@ def finish_signed_copy(out: BinaryIO, state: SignedCopy, signed_data: bytes) -> 
 
 
 def strip_copy(f: BinaryIO, image: PEImage, out: BinaryIO) -> None:
-    """Copy the image without its certificate table (entry zeroed, checksum recomputed)."""
-    state = _copy_without_table(f, image, out, None)
+    """Copy the image without its certificate table (entry zeroed, checksum recomputed).
+
+    The copy ends where the table started (8-aligned when the file was signed); an
+    image without a table is copied as it is, only the checksum is rewritten.
+    """
+    base = out.tell()
+    summer = _Summer(None, threaded=False)
+    for offset, data in _chunks(f, 0, image.image_end):
+        written = _split(offset, data, image)[0]
+        summer.feed(offset, written, [])
+        out.write(written)
+    state = SignedCopy(
+        base, image.image_end, image.checksum_offset, image.security_entry_offset, summer.checksum
+    )
     _write_tail(out, state, (0, 0), b"")
