@@ -8,6 +8,7 @@ the batch benchmark's injected latency.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import urllib.error
@@ -31,6 +32,12 @@ class KmsProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+                """``GET /_calls``: the call counts as JSON (for other processes)."""
+                with proxy._lock:
+                    payload = json.dumps(dict(proxy.calls)).encode()
+                self._reply(200, payload, "application/json")
 
             def do_POST(self) -> None:  # noqa: N802 (http.server naming)
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))

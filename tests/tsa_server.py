@@ -25,6 +25,7 @@ import hashlib
 import itertools
 import socket
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -171,6 +172,7 @@ class LoopbackTSA:
         self._lock = threading.Lock()
         self._serials = itertools.count(1)
         self._stop_sleeping = threading.Event()
+        self.latency = 0.0  # seconds added to every reply (benchmarks)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.tsa = self  # type: ignore[attr-defined]
@@ -216,6 +218,8 @@ class LoopbackTSA:
         with self._lock:
             self._counts[mode] += 1
             seen = self._counts[mode]
+        if self.latency:
+            time.sleep(self.latency)
         if mode.startswith("http") and mode[4:].isdigit():
             return int(mode[4:]), b"fault injected\n"
         if mode.startswith("flaky-") and seen <= int(mode[6:]):
