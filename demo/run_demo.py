@@ -196,6 +196,10 @@ class Demo:
         env["AWS_CONFIG_FILE"] = str(self.work / "no-aws-config")
         env["AWS_SHARED_CREDENTIALS_FILE"] = str(self.work / "no-aws-credentials")
         env["PYTHONDONTWRITEBYTECODE"] = "1"
+        # Temporary files of the tools (hatch, uv, PyInstaller) go into the work directory.
+        tmp = self.work / "tmp"
+        tmp.mkdir(exist_ok=True)
+        env["TMPDIR"] = str(tmp)
         return env
 
     def build_environment(self, kms: LocalKms, cert: Path, tsa: DemoTSA) -> dict[str, str]:
