@@ -16,11 +16,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from moto.server import ThreadedMotoServer  # noqa: E402
+import subprocess  # noqa: E402
 
 from tests.kms_proxy import KmsProxy  # noqa: E402
 from tests.pki import TestPKI  # noqa: E402
 from tests.tsa_server import LoopbackTSA  # noqa: E402
+
+
+MOTO_SCRIPT = """
+import logging, sys
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+sys.stdin.read()
+server.stop()
+"""
 
 
 def main() -> None:
@@ -29,9 +41,14 @@ def main() -> None:
     parser.add_argument("--tsa-latency", type=float, default=0.15)
     parser.add_argument("--dir", type=Path, required=True)
     args = parser.parse_args()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    kms = KmsProxy(f"http://127.0.0.1:{moto.get_host_and_port()[1]}", latency=args.kms_latency)
+    # moto in a process of its own: it and the proxy/TSA then do not share one GIL.
+    moto = subprocess.Popen(
+        [sys.executable, "-c", MOTO_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True,
+    )
+    assert moto.stdout is not None and moto.stdin is not None
+    moto_port = moto.stdout.readline().strip()
+    kms = KmsProxy(f"http://127.0.0.1:{moto_port}", latency=args.kms_latency)
     kms.start()
     pki = TestPKI.create(args.dir / "pki")
     tsa = LoopbackTSA(pki).start()
@@ -57,7 +74,8 @@ def main() -> None:
     sys.stdin.read()
     tsa.stop()
     kms.stop()
-    moto.stop()
+    moto.stdin.close()
+    moto.wait(timeout=30)
 
 
 if __name__ == "__main__":

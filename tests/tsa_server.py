@@ -21,6 +21,7 @@ not counted). Every other request is counted per path (:meth:`LoopbackTSA.count`
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import itertools
 import socket
@@ -36,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from kmssign.timestamp import TimeStampResp
+from kmssign.authenticode import der
 from tests.pki import TIME_STAMPING, Issued, TestPKI
 
 SLOW_SECONDS = 2.0
@@ -45,6 +47,32 @@ _HASHES = ("sha1", "sha256", "sha384", "sha512")
 
 def _asn1_cert(issued: Issued) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(issued.cert.public_bytes(Encoding.DER))
+
+
+# The test TSA answers many requests in benchmarks: parts that are the same for every
+# token are encoded once (asn1crypto is slow at rebuilding trees).
+
+
+@functools.lru_cache(maxsize=1)
+def _content_type_attribute() -> bytes:
+    return bytes(cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}).dump())
+
+
+@functools.lru_cache(maxsize=8)
+def _ess_attribute(cert_der: bytes) -> bytes:
+    cert = asn1_x509.Certificate.load(cert_der)
+    ess_cert_id = {
+        "hash_algorithm": {"algorithm": "sha256"},
+        "cert_hash": hashlib.sha256(cert_der).digest(),
+        "issuer_serial": {
+            "issuer": [asn1_x509.GeneralName(name="directory_name", value=cert.issuer)],
+            "serial_number": cert.serial_number,
+        },
+    }
+    attr = cms.CMSAttribute(
+        {"type": "signing_certificate_v2", "values": [{"certs": [ess_cert_id]}]}
+    )
+    return bytes(attr.dump())
 
 
 def sign_tst_info(
@@ -57,22 +85,17 @@ def sign_tst_info(
 ) -> cms.ContentInfo:
     """Wrap ``tst_info`` in CMS SignedData signed by ``signer`` (a timestamp token)."""
     assert signer.key is not None
-    cert = _asn1_cert(signer)
+    cert_der = signer.cert.public_bytes(Encoding.DER)
+    cert = asn1_x509.Certificate.load(cert_der)
     tst_der = tst_info.dump()
-    ess_cert_id = {
-        "hash_algorithm": {"algorithm": "sha256"},
-        "cert_hash": hashlib.sha256(cert.dump()).digest(),
-        "issuer_serial": {
-            "issuer": [asn1_x509.GeneralName(name="directory_name", value=cert.issuer)],
-            "serial_number": cert.serial_number,
-        },
-    }
-    signed_attrs = cms.CMSAttributes(
-        [
-            {"type": "content_type", "values": ["tst_info"]},
-            {"type": "message_digest", "values": [hashlib.sha256(tst_der).digest()]},
-            {"type": "signing_certificate_v2", "values": [{"certs": [ess_cert_id]}]},
-        ]
+    signed_attrs = cms.CMSAttributes.load(
+        der(0x31, b"".join(sorted([
+            _content_type_attribute(),
+            cms.CMSAttribute(
+                {"type": "message_digest", "values": [hashlib.sha256(tst_der).digest()]}
+            ).dump(),
+            _ess_attribute(cert_der),
+        ])))
     )
     to_sign = signed_attrs.dump()  # SET OF, DER-sorted: the bytes the signature covers
     if isinstance(signer.key, rsa.RSAPrivateKey):
@@ -89,7 +112,9 @@ def sign_tst_info(
     else:
         sid = cms.SignerIdentifier(
             name="issuer_and_serial_number",
-            value={"issuer": cert.issuer, "serial_number": cert.serial_number},
+            value=cms.IssuerAndSerialNumber.load(
+                der(0x30, cert.issuer.dump() + core.Integer(cert.serial_number).dump())
+            ),
         )
     signer_info = cms.SignerInfo(
         {
@@ -111,7 +136,8 @@ def sign_tst_info(
         "signer_infos": [signer_info],
     }
     if include_cert:
-        fields["certificates"] = [cert]
+        # a fresh, uninspected copy: asn1crypto re-serializes inspected trees (slow)
+        fields["certificates"] = [asn1_x509.Certificate.load(cert_der)]
     signed_data = cms.SignedData(fields)
     return cms.ContentInfo({"content_type": "signed_data", "content": signed_data})
 
@@ -256,6 +282,9 @@ class LoopbackTSA:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: without this, Nagle and delayed
+    # ACKs stall every keep-alive reply by ~40 ms
+    disable_nagle_algorithm = True
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

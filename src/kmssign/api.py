@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from asn1crypto import cms
-
 from kmssign import authenticode, pe
 from kmssign.certs import load_roots, subject_of
 from kmssign.config import Settings
@@ -149,14 +147,9 @@ def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
                 file_digest, state = pe.begin_signed_copy(f, image, parsed.digest, out)
                 if file_digest != parsed.file_digest:
                     raise VerificationError("the signature does not match the file; re-sign it")
-                token = timestamper.timestamp(parsed.signature, parsed.digest)
-                from kmssign.tsp import check_token
-
-                token_der = token.dump()
-                result.timestamp = check_token(token, parsed.signature).gen_time
-                content_info = authenticode.add_timestamp(
-                    parsed.content_info, cms.ContentInfo.load(token_der)
-                )
+                token, info = timestamper.stamp(parsed.signature, parsed.digest)
+                result.timestamp = info.gen_time
+                content_info = authenticode.add_timestamp(parsed.content_info, token)
                 pe.finish_signed_copy(out, state, content_info.dump())
         result.status = "timestamped"
     except KmsSignError as exc:

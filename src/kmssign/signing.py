@@ -68,6 +68,7 @@ def create_signer(settings: Settings) -> Signer:
             region=settings.region,
             profile=settings.profile,
             endpoint_url=settings.endpoint_url,
+            max_connections=settings.jobs,
         )
     if settings.key_file:
         from kmssign.signers.local import KeyFileSigner
@@ -183,7 +184,7 @@ def _timestamp(
         return content_info
     signature = authenticode.signature_value(content_info)
     try:
-        token = session.timestamper.timestamp(signature, session.digest)
+        token, info = session.timestamper.stamp(signature, session.digest)
     except TimestampError as exc:
         if session.timestamp_policy == "required":
             raise
@@ -191,11 +192,8 @@ def _timestamp(
         result.warnings.append(message)
         session.log(f"warning: {message}")
         return content_info
-    from kmssign.tsp import check_token
-
-    token_der = token.dump()
-    result.timestamp = check_token(cms.ContentInfo.load(token_der), signature).gen_time
-    return authenticode.add_timestamp(content_info, cms.ContentInfo.load(token_der))
+    result.timestamp = info.gen_time
+    return authenticode.add_timestamp(content_info, token)
 
 
 def complete_file(prepared: Prepared, session: SigningSession) -> FileResult:

@@ -198,6 +198,12 @@ class TimestampClient:
 
     def timestamp(self, signature_value: bytes, digest: str = "sha256") -> cms.ContentInfo:
         """A validated timestamp token over ``digest(signature_value)``."""
+        return self.stamp(signature_value, digest)[0]
+
+    def stamp(
+        self, signature_value: bytes, digest: str = "sha256"
+    ) -> tuple[cms.ContentInfo, TokenInfo]:
+        """Like :meth:`timestamp`, with what the validated token says (its time, its TSA)."""
         nonce = new_nonce()
         request = build_request(signature_value, digest, nonce)
         failures: list[str] = []
@@ -224,7 +230,7 @@ class TimestampClient:
 
     def _attempt(
         self, url: str, request: bytes, signature_value: bytes, digest: str, nonce: int
-    ) -> cms.ContentInfo:
+    ) -> tuple[cms.ContentInfo, TokenInfo]:
         try:
             body = self._post(url, request, self.timeout)
         except urllib.error.HTTPError as exc:
@@ -240,4 +246,4 @@ class TimestampClient:
         if info.digest != digest:
             raise TimestampError(f"token imprint uses {info.digest}, {digest} was requested")
         # A fresh parse: asn1crypto would re-serialize the inspected tree on every dump.
-        return cms.ContentInfo.load(der)
+        return cms.ContentInfo.load(der), info

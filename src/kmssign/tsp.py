@@ -76,10 +76,15 @@ def _check(
     nonce: int | None,
 ) -> TokenInfo:
     signed_data, signer_info, tst_bytes, tst_info = _unpack(token)
-    pool = [c.chosen for c in signed_data["certificates"] if c.name == "certificate"]
+    signed_attrs = b"\x31" + signer_info["signed_attrs"].dump()[1:]  # [0] IMPLICIT -> SET OF
+    # Keep each certificate's own bytes before anything inspects it: asn1crypto would
+    # re-serialize an inspected tree on every dump() (slow).
+    raw_certs = [c.chosen.dump() for c in signed_data["certificates"] if c.name == "certificate"]
+    pool = [asn1_x509.Certificate.load(der) for der in raw_certs]
     tsa_cert = _find_signer_cert(signer_info, pool)
-    _check_signed_attributes(signer_info, tst_bytes, tsa_cert)
-    _check_signature(signer_info, tsa_cert)
+    tsa_der = raw_certs[next(i for i, c in enumerate(pool) if c is tsa_cert)]
+    _check_signed_attributes(signer_info, tst_bytes, tsa_der)
+    _check_signature(signer_info, signed_attrs, tsa_der)
 
     imprint_algo = tst_info["message_imprint"]["hash_algorithm"]["algorithm"].native
     imprint = tst_info["message_imprint"]["hashed_message"].native
@@ -94,7 +99,7 @@ def _check(
         )
     gen_time = tst_info["gen_time"].native
 
-    certificate = x509.load_der_x509_certificate(tsa_cert.dump())
+    certificate = x509.load_der_x509_certificate(tsa_der)
     _check_timestamping_eku(certificate)
     if not certificate.not_valid_before_utc <= gen_time <= certificate.not_valid_after_utc:
         raise VerificationError(
@@ -102,7 +107,7 @@ def _check(
             f"is not valid at the token time {gen_time:%Y-%m-%d %H:%M:%S} UTC"
         )
     if roots:
-        others = [x509.load_der_x509_certificate(c.dump()) for c in pool if c is not tsa_cert]
+        others = [x509.load_der_x509_certificate(der) for der in raw_certs if der != tsa_der]
         try:
             validate_chain(certificate, others, roots, gen_time)
         except VerificationError as exc:
@@ -142,9 +147,10 @@ def _find_signer_cert(
     sid = signer_info["sid"]
     for cert in pool:
         if sid.name == "issuer_and_serial_number":
-            if (
-                cert.issuer == sid.chosen["issuer"]
-                and cert.serial_number == sid.chosen["serial_number"].native
+            if cert.serial_number == sid.chosen["serial_number"].native and (
+                # identical encodings first (fast); asn1crypto's Name equality otherwise
+                cert.issuer.dump() == sid.chosen["issuer"].dump()
+                or cert.issuer == sid.chosen["issuer"]
             ):
                 return cert
         elif cert.key_identifier is not None and cert.key_identifier == sid.chosen.native:
@@ -159,9 +165,7 @@ def _signed_attribute(signer_info: cms.SignerInfo, name: str) -> object:
     return values[0][0] if values else None
 
 
-def _check_signed_attributes(
-    signer_info: cms.SignerInfo, tst_bytes: bytes, tsa_cert: asn1_x509.Certificate
-) -> None:
+def _check_signed_attributes(signer_info: cms.SignerInfo, tst_bytes: bytes, tsa_der: bytes) -> None:
     if not signer_info["signed_attrs"]:
         raise VerificationError("timestamp token has no signed attributes")
     digest_algo = signer_info["digest_algorithm"]["algorithm"].native
@@ -186,14 +190,13 @@ def _check_signed_attributes(
             else "sha1"
         )
         cert_hash = cert_id["cert_hash"].native
-        if cert_hash != digest_bytes(algo, tsa_cert.dump()):
+        if cert_hash != digest_bytes(algo, tsa_der):
             raise VerificationError(
                 "timestamp token signingCertificate does not name the TSA certificate"
             )
 
 
-def _check_signature(signer_info: cms.SignerInfo, tsa_cert: asn1_x509.Certificate) -> None:
-    signed = b"\x31" + signer_info["signed_attrs"].dump()[1:]  # [0] IMPLICIT -> SET OF
+def _check_signature(signer_info: cms.SignerInfo, signed: bytes, tsa_der: bytes) -> None:
     signature = signer_info["signature"].native
     digest_algo = signer_info["digest_algorithm"]["algorithm"].native
     if digest_algo not in _HASHES:
@@ -203,7 +206,7 @@ def _check_signature(signer_info: cms.SignerInfo, tsa_cert: asn1_x509.Certificat
         kind = signer_info["signature_algorithm"].signature_algo
     except ValueError as exc:
         raise VerificationError(f"timestamp token signature algorithm unsupported: {exc}") from exc
-    public_key = x509.load_der_x509_certificate(tsa_cert.dump()).public_key()
+    public_key = x509.load_der_x509_certificate(tsa_der).public_key()
     try:
         if kind == "rsassa_pkcs1v15" and isinstance(public_key, rsa.RSAPublicKey):
             public_key.verify(signature, signed, padding.PKCS1v15(), hash_algorithm)

@@ -98,8 +98,13 @@ class KmsSigner:
         region: str | None = None,
         profile: str | None = None,
         endpoint_url: str | None = None,
+        max_connections: int = 16,
     ) -> KmsSigner:
-        """A signer with a boto3 client from the default credential chain (no network)."""
+        """A signer with a boto3 client from the default credential chain (no network).
+
+        ``max_connections`` should be at least the number of threads that sign at once
+        (``jobs``), or connections are dropped and re-opened under load.
+        """
         import boto3
         from botocore.config import Config
         from botocore.exceptions import BotoCoreError, NoRegionError, ProfileNotFound
@@ -117,6 +122,7 @@ class KmsSigner:
             retries=retries or None,
             connect_timeout=CONNECT_TIMEOUT,
             read_timeout=READ_TIMEOUT,
+            max_pool_connections=max(10, max_connections),
         )
         try:
             session = boto3.Session(profile_name=profile, region_name=region)
