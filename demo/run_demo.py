@@ -38,11 +38,14 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from demo_kms import LocalKms
-from demo_pki import DemoCA, write_pem
-from demo_tsa import DemoTSA
+# No __pycache__ for the demo's own modules: the demo writes nothing into the repository.
+sys.dont_write_bytecode = True
 
-from kmssign.pe import looks_like_pe
+from demo_kms import LocalKms  # noqa: E402
+from demo_pki import DemoCA, write_pem  # noqa: E402
+from demo_tsa import DemoTSA  # noqa: E402
+
+from kmssign.pe import looks_like_pe  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_APP = REPO / "sample_app"

@@ -53,7 +53,7 @@ def demo_env(tmp_path: Path) -> dict[str, str]:
 def test_demo_signs_and_verifies_and_leaves_no_trace(tmp_path: Path) -> None:
     before = git_status()
     proc = subprocess.run(
-        [sys.executable, "-B", str(DEMO)], cwd=REPO, env=demo_env(tmp_path),
+        [sys.executable, str(DEMO)], cwd=REPO, env=demo_env(tmp_path),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, check=False,
     )
     assert proc.returncode == 0, proc.stdout
@@ -90,7 +90,7 @@ def test_demo_failure_is_one_line_and_cleans_up(tmp_path: Path) -> None:
     )
     env["PYTHONPATH"] = str(shadow)
     proc = subprocess.run(
-        [sys.executable, "-B", str(DEMO)], cwd=REPO, env=env,
+        [sys.executable, str(DEMO)], cwd=REPO, env=env,
         capture_output=True, text=True, timeout=600, check=False,
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
