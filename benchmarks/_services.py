@@ -22,7 +22,6 @@ from tests.kms_proxy import KmsProxy  # noqa: E402
 from tests.pki import TestPKI  # noqa: E402
 from tests.tsa_server import LoopbackTSA  # noqa: E402
 
-
 MOTO_SCRIPT = """
 import logging, sys
 logging.getLogger("werkzeug").setLevel(logging.ERROR)

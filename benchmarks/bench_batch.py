@@ -24,7 +24,6 @@ import urllib.request
 from pathlib import Path
 
 import pip
-
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID

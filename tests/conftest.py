@@ -35,4 +35,6 @@ def sample_sources(mingw_binaries: dict[str, Path]) -> dict[str, Path]:
 @pytest.fixture
 def samples(sample_sources: dict[str, Path], tmp_path: Path) -> dict[str, Path]:
     """Fresh writable copies of every real PE sample."""
-    return {name: peutil.copy_sample(src, tmp_path / "samples") for name, src in sample_sources.items()}
+    return {
+        name: peutil.copy_sample(src, tmp_path / "samples") for name, src in sample_sources.items()
+    }

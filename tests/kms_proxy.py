@@ -36,13 +36,13 @@ class KmsProxy:
             # ACKs stall every keep-alive reply by ~40 ms
             disable_nagle_algorithm = True
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+            def do_GET(self) -> None:
                 """``GET /_calls``: the call counts as JSON (for other processes)."""
                 with proxy._lock:
                     payload = json.dumps(dict(proxy.calls)).encode()
                 self._reply(200, payload, "application/json")
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
                 with proxy._lock:
@@ -54,7 +54,7 @@ class KmsProxy:
                     fault = rule(operation, nth)
                     if fault:
                         status, code, message = fault
-                        payload = ('{"__type": "%s", "message": "%s"}' % (code, message)).encode()
+                        payload = json.dumps({"__type": code, "message": message}).encode()
                         self._reply(status, payload, "application/x-amz-json-1.1")
                         return
                 request = urllib.request.Request(

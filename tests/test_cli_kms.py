@@ -253,7 +253,8 @@ def test_csr_and_pubkey(capsys, aws_env, kms_server, tmp_path: Path) -> None:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     assert der == kms_server.public_key_der(key_id)
-    assert request.subject.rfc4514_string() == "CN=Example Ltd,O=Example Ltd,L=Berlin,ST=Berlin,C=DE"
+    expected = "CN=Example Ltd,O=Example Ltd,L=Berlin,ST=Berlin,C=DE"
+    assert request.subject.rfc4514_string() == expected
     code, out, err = run_cli(capsys, "pubkey", "--key-id", key_id)
     assert code == 0, err
     pem = serialization.load_pem_public_key(out.encode())

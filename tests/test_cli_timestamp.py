@@ -48,7 +48,9 @@ def test_failover_to_next_server_is_logged(capsys, pki: TestPKI, samples, tsa) -
     peutil.osslsigncode_verify(path, pki.root_pem, tsa_ca=pki.root_pem)
 
 
-def test_required_timestamp_outage_leaves_file_unchanged(capsys, pki: TestPKI, samples, tsa) -> None:
+def test_required_timestamp_outage_leaves_file_unchanged(
+    capsys, pki: TestPKI, samples, tsa
+) -> None:
     path = samples["w32.exe"]
     before = path.read_bytes()
     code, out, err = run_cli(
@@ -135,7 +137,9 @@ def test_verify_checks_tsa_roots(capsys, pki: TestPKI, samples, tsa, tmp_path: P
     from tests.pki import make_root, write_pem
 
     path = samples["t64.exe"]
-    code, _, _ = run_cli(capsys, "sign", str(path), *_ts_args(pki.identity("rsa2048"), tsa.url("tsa")))
+    code, _, _ = run_cli(
+        capsys, "sign", str(path), *_ts_args(pki.identity("rsa2048"), tsa.url("tsa"))
+    )
     assert code == 0
     other = write_pem(tmp_path / "other.pem", make_root("Unrelated TSA Root").cert)
     code, _, err = run_cli(

@@ -205,7 +205,9 @@ def test_bundle_and_p7b_certificates(capsys, pki: TestPKI, samples, tmp_path) ->
     identity = pki.identity("rsa2048")
     p7b = tmp_path / "chain.p7b"
     # .p7b in DER with the intermediate first: the leaf is found by its key, not by order
-    p7b.write_bytes(pkcs7.serialize_certificates([pki.intermediate.cert, identity.cert], Encoding.DER))
+    p7b.write_bytes(
+        pkcs7.serialize_certificates([pki.intermediate.cert, identity.cert], Encoding.DER)
+    )
     path = samples["t64.exe"]
     code, out, err = run_cli(
         capsys, "sign", str(path), "--key-file", str(identity.key_path), "--cert", str(p7b),
@@ -257,7 +259,8 @@ def test_directory_is_searched_by_content(capsys, pki: TestPKI, samples, tmp_pat
 def test_dry_run_changes_nothing(capsys, pki: TestPKI, samples) -> None:
     before = {n: p.read_bytes() for n, p in samples.items()}
     code, out, _ = run_cli(
-        capsys, "sign", *map(str, samples.values()), *sign_args(pki.identity("rsa2048"), "--dry-run")
+        capsys, "sign", *map(str, samples.values()),
+        *sign_args(pki.identity("rsa2048"), "--dry-run"),
     )
     assert code == 0
     assert out.count("would-sign: ") == len(samples)

@@ -36,8 +36,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from kmssign.timestamp import TimeStampResp
 from kmssign.authenticode import der
+from kmssign.timestamp import TimeStampResp
 from tests.pki import TIME_STAMPING, Issued, TestPKI
 
 SLOW_SECONDS = 2.0

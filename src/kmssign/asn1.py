@@ -20,21 +20,21 @@ OID_MS_RFC3161_TIMESTAMP = "1.3.6.1.4.1.311.3.3.1"
 OBSOLETE_FILE_LINK = "<<<Obsolete>>>"
 
 
-class SpcString(core.Choice):
+class SpcString(core.Choice):  # type: ignore[misc]
     _alternatives = [
         ("unicode", core.BMPString, {"implicit": 0}),
         ("ascii", core.IA5String, {"implicit": 1}),
     ]
 
 
-class SpcSerializedObject(core.Sequence):
+class SpcSerializedObject(core.Sequence):  # type: ignore[misc]
     _fields = [
         ("class_id", core.OctetString),
         ("serialized_data", core.OctetString),
     ]
 
 
-class SpcLink(core.Choice):
+class SpcLink(core.Choice):  # type: ignore[misc]
     _alternatives = [
         ("url", core.IA5String, {"implicit": 0}),
         ("moniker", SpcSerializedObject, {"implicit": 1}),
@@ -42,22 +42,22 @@ class SpcLink(core.Choice):
     ]
 
 
-class SpcPeImageFlags(core.BitString):
+class SpcPeImageFlags(core.BitString):  # type: ignore[misc]
     _map = {0: "include_resources", 1: "include_debug_info", 2: "include_import_address_table"}
 
 
-class SpcPeImageData(core.Sequence):
+class SpcPeImageData(core.Sequence):  # type: ignore[misc]
     _fields = [
         ("flags", SpcPeImageFlags),
         ("file", SpcLink, {"explicit": 0, "optional": True}),
     ]
 
 
-class SpcAttributeType(core.ObjectIdentifier):
+class SpcAttributeType(core.ObjectIdentifier):  # type: ignore[misc]
     _map = {OID_SPC_PE_IMAGE_DATA: "spc_pe_image_data"}
 
 
-class SpcAttributeTypeAndOptionalValue(core.Sequence):
+class SpcAttributeTypeAndOptionalValue(core.Sequence):  # type: ignore[misc]
     _fields = [
         ("type", SpcAttributeType),
         ("value", core.Any, {"optional": True}),
@@ -66,33 +66,33 @@ class SpcAttributeTypeAndOptionalValue(core.Sequence):
     _oid_specs = {"spc_pe_image_data": SpcPeImageData}
 
 
-class SpcIndirectDataContent(core.Sequence):
+class SpcIndirectDataContent(core.Sequence):  # type: ignore[misc]
     _fields = [
         ("data", SpcAttributeTypeAndOptionalValue),
         ("message_digest", algos.DigestInfo),
     ]
 
 
-class SpcSpOpusInfo(core.Sequence):
+class SpcSpOpusInfo(core.Sequence):  # type: ignore[misc]
     _fields = [
         ("program_name", SpcString, {"explicit": 0, "optional": True}),
         ("more_info", SpcLink, {"explicit": 1, "optional": True}),
     ]
 
 
-class SpcStatementType(core.SequenceOf):
+class SpcStatementType(core.SequenceOf):  # type: ignore[misc]
     _child_spec = core.ObjectIdentifier
 
 
-class SetOfSpcSpOpusInfo(core.SetOf):
+class SetOfSpcSpOpusInfo(core.SetOf):  # type: ignore[misc]
     _child_spec = SpcSpOpusInfo
 
 
-class SetOfSpcStatementType(core.SetOf):
+class SetOfSpcStatementType(core.SetOf):  # type: ignore[misc]
     _child_spec = SpcStatementType
 
 
-class SetOfContentInfo(core.SetOf):
+class SetOfContentInfo(core.SetOf):  # type: ignore[misc]
     _child_spec = cms.ContentInfo
 
 

@@ -54,12 +54,12 @@ def der(tag: int, contents: bytes) -> bytes:
 
 
 @functools.lru_cache(maxsize=8)
-def _algorithmder(digest: str) -> bytes:
-    return _digest_algorithm(digest).dump()
+def _algorithm_der(digest: str) -> bytes:
+    return bytes(_digest_algorithm(digest).dump())
 
 
 @functools.lru_cache(maxsize=1)
-def _pe_image_datader() -> bytes:
+def _pe_image_data_der() -> bytes:
     image_data = asn1.SpcPeImageData(
         {
             "flags": set(),
@@ -75,10 +75,10 @@ def _pe_image_datader() -> bytes:
     return bytes(value.dump())
 
 
-def indirect_datader(digest: str, file_digest: bytes) -> bytes:
+def indirect_data_der(digest: str, file_digest: bytes) -> bytes:
     """DER SpcIndirectDataContent for a PE image digest (SpcPeImageData, obsolete link)."""
-    digest_info = der(0x30, _algorithmder(digest) + der(0x04, file_digest))
-    return der(0x30, _pe_image_datader() + digest_info)
+    digest_info = der(0x30, _algorithm_der(digest) + der(0x04, file_digest))
+    return der(0x30, _pe_image_data_der() + digest_info)
 
 
 def _content_octets(tlv: bytes) -> bytes:
@@ -87,11 +87,11 @@ def _content_octets(tlv: bytes) -> bytes:
     return tlv[2:] if first < 0x80 else tlv[2 + (first & 0x7F) :]
 
 
-def _attributeder(attr_type: str, value_der: bytes) -> bytes:
+def _attribute_der(attr_type: str, value_der: bytes) -> bytes:
     return der(0x30, cms.CMSAttributeType(attr_type).dump() + der(0x31, value_der))
 
 
-def _opus_infoder(description: str | None, url: str | None) -> bytes:
+def _opus_info_der(description: str | None, url: str | None) -> bytes:
     value: dict[str, Any] = {}
     if description:
         value["program_name"] = asn1.SpcString(name="unicode", value=description)
@@ -104,13 +104,13 @@ def _opus_infoder(description: str | None, url: str | None) -> bytes:
 def _constant_attributes(description: str | None, url: str | None) -> tuple[bytes, ...]:
     statement = asn1.SpcStatementType([asn1.OID_SPC_INDIVIDUAL_SP_KEY_PURPOSE]).dump()
     return (
-        _attributeder("content_type", cms.ContentType("spc_indirect_data").dump()),
-        _attributeder("spc_sp_opus_info", _opus_infoder(description, url)),
-        _attributeder("spc_statement_type", bytes(statement)),
+        _attribute_der("content_type", cms.ContentType("spc_indirect_data").dump()),
+        _attribute_der("spc_sp_opus_info", _opus_info_der(description, url)),
+        _attribute_der("spc_statement_type", bytes(statement)),
     )
 
 
-def signed_attributesder(
+def signed_attributes_der(
     content_der: bytes,
     digest: str,
     *,
@@ -126,17 +126,17 @@ def signed_attributesder(
     message_digest = hashlib.new(digest, _content_octets(content_der)).digest()
     attrs = [
         *_constant_attributes(description, url),
-        _attributeder("message_digest", der(0x04, message_digest)),
+        _attribute_der("message_digest", der(0x04, message_digest)),
     ]
     if signing_time is not None:
         attrs.append(
-            _attributeder("signing_time", cms.Time(name="utc_time", value=signing_time).dump())
+            _attribute_der("signing_time", cms.Time(name="utc_time", value=signing_time).dump())
         )
     return der(0x31, b"".join(sorted(attrs)))
 
 
 @functools.lru_cache(maxsize=8)
-def _signature_algorithmder(key_type: str, digest: str) -> bytes:
+def _signature_algorithm_der(key_type: str, digest: str) -> bytes:
     if key_type == "rsa":
         algorithm = algos.SignedDigestAlgorithm(
             {"algorithm": "rsassa_pkcs1v15", "parameters": core.Null()}
@@ -162,7 +162,7 @@ def verify_raw_signature(public_key: Any, signature: bytes, data: bytes, digest:
 
 
 @functools.lru_cache(maxsize=16)
-def _identityder(certs: tuple[x509.Certificate, ...]) -> tuple[bytes, bytes]:
+def _identity_der(certs: tuple[x509.Certificate, ...]) -> tuple[bytes, bytes]:
     """(IssuerAndSerialNumber of the leaf, [0] IMPLICIT certificates) for a chain."""
     leaf = certs[0]
     sid = der(
@@ -192,8 +192,8 @@ def build_signed_data(
     leaf certificate's public key (wrong certificate for the key), so nothing is written
     and no timestamp is requested for it.
     """
-    content = indirect_datader(digest, file_digest)
-    to_sign = signed_attributesder(
+    content = indirect_data_der(digest, file_digest)
+    to_sign = signed_attributes_der(
         content, digest, description=description, url=url, signing_time=signing_time
     )
     signature = signer.sign(to_sign, digest)
@@ -202,21 +202,21 @@ def build_signed_data(
             f"the signature made with {signer.name} does not verify with the certificate "
             f"{leaf.subject.rfc4514_string()}: the certificate does not belong to the key"
         )
-    sid, certificates = _identityder((leaf, *chain))
+    sid, certificates = _identity_der((leaf, *chain))
     signer_info = der(
         0x30,
         b"\x02\x01\x01"  # version 1
         + sid
-        + _algorithmder(digest)
+        + _algorithm_der(digest)
         + b"\xa0" + to_sign[1:]  # the signed SET, re-tagged [0] IMPLICIT
-        + _signature_algorithmder(signer.key_type, digest)
+        + _signature_algorithm_der(signer.key_type, digest)
         + der(0x04, signature),
     )
     encap = der(0x30, cms.ContentType("spc_indirect_data").dump() + der(0xA0, content))
     signed_data = der(
         0x30,
         b"\x02\x01\x01"  # version 1
-        + der(0x31, _algorithmder(digest))
+        + der(0x31, _algorithm_der(digest))
         + encap
         + certificates
         + der(0x31, signer_info),

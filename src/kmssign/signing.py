@@ -15,8 +15,12 @@ from pathlib import Path
 from asn1crypto import cms
 
 from kmssign import authenticode, pe
-from kmssign.certs import SigningCertificates, leaf_warnings, select_signing_certificates
-from kmssign.certs import subject_of
+from kmssign.certs import (
+    SigningCertificates,
+    leaf_warnings,
+    select_signing_certificates,
+    subject_of,
+)
 from kmssign.config import Settings
 from kmssign.errors import ConfigError, KmsSignError, TimestampError
 from kmssign.fileio import AtomicFile

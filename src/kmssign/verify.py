@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -32,7 +33,7 @@ class VerifiedFile:
         return self.signatures[0]
 
 
-def read_signatures(f: pe.BinaryIO, image: pe.PEImage) -> list[authenticode.ParsedSignature]:
+def read_signatures(f: BinaryIO, image: pe.PEImage) -> list[authenticode.ParsedSignature]:
     """Every Authenticode signature in the file: each PKCS#7 entry, nested ones after it."""
     entries = [
         c

@@ -1,0 +1,108 @@
+"""Signing one large file: kmssign against ``openssl dgst -sha256`` and ``osslsigncode sign``.
+
+Usage: python benchmarks/bench_sign.py [SIZE_MIB [ROUNDS]]   (default 512 MiB, 3 rounds)
+
+Makes a PE file of SIZE_MIB on the fly (a real launcher plus overlay data, which
+Authenticode hashes), then measures each tool as a whole process, in interleaved
+rounds, and prints the median wall time and the peak RSS of each, and kmssign's ratios.
+kmssign runs its real CLI: ``kmssign sign FILE --key-file K --cert C --no-timestamp -o
+OUT`` (a key file, so no network is timed). Targets (issue 2): at most 1.3x openssl's
+time and 64 MiB peak RSS. A benchmark, not a test: it prints numbers, asserts nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.peutil import LAUNCHERS  # noqa: E402
+from tests.pki import TestPKI  # noqa: E402
+
+
+def make_pe(path: Path, size: int) -> None:
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as out:
+        out.write(LAUNCHERS["t64.exe"].read_bytes())
+        while out.tell() < size:
+            out.write(block[: size - out.tell()])
+
+
+def measure(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of one process run to completion."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        raise SystemExit(f"bench: {cmd[0]} failed ({proc.returncode}): {err}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    size_mib = int(sys.argv[1]) if len(sys.argv) > 1 else 512
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    work = Path(tempfile.mkdtemp(prefix="kmssign-bench-sign-"))
+    try:
+        pki = TestPKI.create(work / "pki")
+        identity = pki.identity("rsa2048")
+        src = work / "big.exe"
+        make_pe(src, size_mib << 20)
+        out = work / "signed.exe"
+        tools: dict[str, list[str]] = {
+            "openssl dgst -sha256": ["openssl", "dgst", "-sha256", str(src)],
+            "kmssign sign": [
+                sys.executable, "-m", "kmssign.cli", "sign", str(src),
+                "--key-file", str(identity.key_path), "--cert", str(identity.cert_path),
+                "--no-timestamp", "-o", str(out), "--quiet",
+            ],
+        }
+        if shutil.which("osslsigncode"):
+            tools["osslsigncode sign"] = [
+                "osslsigncode", "sign", "-certs", str(identity.cert_path),
+                "-key", str(identity.key_path), "-in", str(src), "-out", str(out),
+            ]
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in tools}
+        measure(tools["openssl dgst -sha256"])  # warm the page cache
+        for _ in range(rounds):
+            for name, cmd in tools.items():
+                out.unlink(missing_ok=True)  # osslsigncode refuses to overwrite
+                results[name].append(measure(cmd))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    try:
+        import numpy  # noqa: F401
+
+        accel = "numpy present (fast PE checksum)"
+    except ImportError:
+        accel = "numpy absent (pure-Python PE checksum)"
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, {platform.system()}; {accel}")
+    print(f"file: {size_mib} MiB PE (launcher + overlay), median of {rounds} interleaved rounds")
+    base = statistics.median(w for w, _ in results["openssl dgst -sha256"])
+    for name, runs in results.items():
+        wall = statistics.median(w for w, _ in runs)
+        rss = max(r for _, r in runs)
+        print(f"{name:22s} {wall:7.3f} s  {wall / base:5.2f}x openssl  peak RSS {rss:6.1f} MiB")
+    ours = results["kmssign sign"]
+    ratio = statistics.median(w for w, _ in ours) / base
+    rss = max(r for _, r in ours)
+    print(f"kmssign targets: time <= 1.3x openssl: {ratio:.2f}x "
+          f"{'OK' if ratio <= 1.3 else 'MISSED'}; peak RSS <= 64 MiB: {rss:.1f} MiB "
+          f"{'OK' if rss <= 64 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
