@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from kmssign import asn1
-from kmssign.errors import SigningError, VerificationError
+from kmssign.errors import SigningError, VerificationError, one_line
 from kmssign.signers import DigestName, Signer
 
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -335,7 +335,7 @@ def parse_signature(der: bytes) -> ParsedSignature:
     except VerificationError:
         raise
     except Exception as exc:  # asn1crypto raises ValueError, TypeError, KeyError, ...
-        raise VerificationError(f"malformed Authenticode signature ({exc})") from exc
+        raise VerificationError(f"malformed Authenticode signature ({one_line(exc)})") from exc
 
 
 def _parse(content_info: cms.ContentInfo) -> ParsedSignature:

@@ -41,3 +41,8 @@ class TimestampError(KmsSignError):
 
 class VerificationError(KmsSignError):
     """A signature, digest, chain or timestamp did not verify."""
+
+
+def one_line(text: object) -> str:
+    """``text`` with every run of white space (newlines included) folded to one space."""
+    return " ".join(str(text).split())

@@ -167,6 +167,15 @@ def prepare_file(
                 if append:
                     existing = read_signatures(f, image)[0].content_info
                 elif skip_signed:
+                    # Only a real signature counts as "signed"; a table of garbage is
+                    # reported, not silently kept.
+                    try:
+                        read_signatures(f, image)
+                    except KmsSignError as exc:
+                        raise KmsSignError(
+                            f"its certificate table holds no valid signature ({exc}); "
+                            "--no-skip-signed replaces it"
+                        ) from exc
                     result.status = "skipped"
                     result.reason = "already signed"
                     return result

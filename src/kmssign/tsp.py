@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from kmssign.certs import validate_chain
-from kmssign.errors import VerificationError
+from kmssign.errors import VerificationError, one_line
 
 # Hash algorithms a token may use (sha1 only appears in old tokens read by `verify`).
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -66,7 +66,7 @@ def check_token(
     try:
         return _check(token, signature_value, roots, nonce)
     except _PARSE_ERRORS as exc:
-        raise VerificationError(f"timestamp token is malformed: {exc}") from exc
+        raise VerificationError(f"timestamp token is malformed: {one_line(exc)}") from exc
 
 
 def _check(
