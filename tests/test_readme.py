@@ -60,9 +60,7 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 
 def options(parser: argparse.ArgumentParser) -> set[str]:
-    return {
-        s for a in parser._actions for s in a.option_strings if s not in ("-h", "--help")
-    }
+    return {s for a in parser._actions for s in a.option_strings if s not in ("-h", "--help")}
 
 
 COMMANDS = subcommands()
