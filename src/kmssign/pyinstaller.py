@@ -40,6 +40,7 @@ from kmssign.config import Settings, load_settings
 from kmssign.discovery import discover, selected
 from kmssign.errors import ConfigError, KmsSignError, SigningError
 from kmssign.signers import Signer
+from kmssign.signing import file_sha256
 from kmssign.timestamp import TimestampClient
 
 __all__ = ["CACHE_DIR", "disabled", "run_pyinstaller", "sign_bundled", "sign_outputs"]
@@ -90,14 +91,6 @@ def _settings(config: str | os.PathLike[str] | None, overrides: Mapping[str, obj
     return load_settings(
         config=Path(config) if config is not None else None, cwd=_spec_dir(), overrides=given
     )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _identity(settings: Settings, signer: Signer | None) -> bytes:
@@ -179,7 +172,7 @@ def _sign_bundled(
             if settings.skip_signed and _already_signed(source):
                 report.results.append(api.FileResult(source, "skipped", reason="already signed"))
                 continue
-            key = hashlib.sha256(_sha256(source).encode() + b"\0" + identity).hexdigest()[:32]
+            key = hashlib.sha256(file_sha256(source).encode() + b"\0" + identity).hexdigest()[:32]
             copy = cache / key / Path(dest.replace("\\", "/")).name
             swaps.append((toc, index, copy))
             if copy.is_file():
