@@ -187,3 +187,19 @@ def test_ci_runs_the_readme_test_command() -> None:
         line.strip() for line in script.splitlines() if line.strip() and not line.startswith("#")
     ]
     assert any(re.search(r"(^|\s)nox -s tests$", c) for c in commands), commands
+
+
+def test_every_nox_session_named_in_the_readme_exists() -> None:
+    import ast
+
+    tree = ast.parse((ROOT / "noxfile.py").read_text(encoding="utf-8"))
+    sessions = {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef)
+        and any("session" in ast.unparse(d) for d in node.decorator_list)
+    }
+    named = set(re.findall(r"nox -s (\w+)", README))
+    assert named, "the README names no nox session"
+    assert named <= sessions, named - sessions
+    assert {"tests", "demo", "sample", "lint", "bench"} <= sessions

@@ -36,17 +36,16 @@ def _add_kms(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_output(p: argparse.ArgumentParser, jobs: bool = True) -> None:
+def _add_output(p: argparse.ArgumentParser, jobs_default: int = 16) -> None:
     g = p.add_argument_group("output")
     g.add_argument("-q", "--quiet", action="store_true", help="print failures and errors only")
     g.add_argument("--json", action="store_true", help="print a machine-readable JSON report")
-    if jobs:
-        g.add_argument(
-            "--jobs",
-            type=int,
-            metavar="N",
-            help="files processed concurrently (default 16; 1 = sequential)",
-        )
+    g.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help=f"files processed concurrently (default {jobs_default}; 1 = sequential)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail files whose signature has no valid timestamp",
     )
-    _add_output(verify)
+    _add_output(verify, jobs_default=4)
 
     stamp = sub.add_parser("timestamp", help="add a timestamp to signatures that have none")
     stamp.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
