@@ -11,7 +11,7 @@ from typing import BinaryIO
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from kmssign import authenticode, pe, tsp
+from kmssign import pe, signature, tsp
 from kmssign.certs import subject_of, validate_chain
 from kmssign.errors import KmsSignError, VerificationError
 
@@ -33,7 +33,7 @@ class VerifiedFile:
         return self.signatures[0]
 
 
-def read_signatures(f: BinaryIO, image: pe.PEImage) -> list[authenticode.ParsedSignature]:
+def read_signatures(f: BinaryIO, image: pe.PEImage) -> list[signature.ParsedSignature]:
     """Every Authenticode signature in the file: each PKCS#7 entry, nested ones after it."""
     entries = [
         c
@@ -42,9 +42,9 @@ def read_signatures(f: BinaryIO, image: pe.PEImage) -> list[authenticode.ParsedS
     ]
     if not entries:
         raise VerificationError("the certificate table holds no PKCS#7 signature")
-    found: list[authenticode.ParsedSignature] = []
+    found: list[signature.ParsedSignature] = []
     for entry in entries:
-        parsed = authenticode.parse_signature(entry.data)
+        parsed = signature.parse_signature(entry.data)
         found.append(parsed)
         found.extend(parsed.nested)
     return found
@@ -60,7 +60,7 @@ def _requires_code_signing(cert: x509.Certificate) -> x509.ObjectIdentifier | No
 
 
 def verify_signature(
-    parsed: authenticode.ParsedSignature,
+    parsed: signature.ParsedSignature,
     file_digest: bytes,
     *,
     roots: Sequence[x509.Certificate],
@@ -70,7 +70,7 @@ def verify_signature(
         raise VerificationError(
             "the file's digest does not match its signature (the file was changed after signing)"
         )
-    authenticode.check_signature(parsed)
+    signature.check_signature(parsed)
     when: dt.datetime | None = None
     if parsed.timestamp_token is not None:
         info = tsp.check_token(parsed.timestamp_token, parsed.signature, roots=tsa_roots or roots)
