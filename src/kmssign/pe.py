@@ -12,13 +12,14 @@ multiple of 8 is hashed as if zero-padded to 8.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import queue
 import stat
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -387,44 +388,57 @@ def pe_checksum(f: BinaryIO, image: PEImage) -> int:
 class _Summer:
     """Hashes the Authenticode pieces and checksums the written bytes of each chunk.
 
-    With ``threaded``, a worker thread does both (hashlib and numpy drop the GIL on
-    large buffers) while the calling thread only reads and writes, so the pass costs
-    about the larger of the two instead of their sum. The queue bounds memory.
+    With ``threaded``, one worker thread hashes and another checksums (hashlib and numpy
+    drop the GIL on large buffers) while the calling thread only reads and writes, so the
+    pass costs about the largest of the three instead of their sum. Bounded queues
+    bound the memory.
     """
 
     def __init__(self, h: hashlib._Hash | None, threaded: bool) -> None:
         self.h = h
         self.checksum = Checksum()
-        self._queue: queue.Queue[_Item | None] | None = None
-        self._thread: threading.Thread | None = None
+        self._queues: list[queue.Queue[_Item | None]] = []
+        self._threads: list[threading.Thread] = []
         if threaded:
-            self._queue = queue.Queue(maxsize=_QUEUE_DEPTH)
-            self._thread = threading.Thread(target=self._run, name="kmssign-hash", daemon=True)
-            self._thread.start()
+            for target in (self._hash_pieces, self._sum_written):
+                q: queue.Queue[_Item | None] = queue.Queue(maxsize=_QUEUE_DEPTH)
+                thread = threading.Thread(
+                    target=self._drain, args=(q, target), name="kmssign-hash", daemon=True
+                )
+                self._queues.append(q)
+                self._threads.append(thread)
+                thread.start()
 
-    def _run(self) -> None:
-        assert self._queue is not None
-        while (item := self._queue.get()) is not None:
-            self._consume(*item)
+    @staticmethod
+    def _drain(
+        q: queue.Queue[_Item | None], work: Callable[[int, bytes, list[memoryview]], None]
+    ) -> None:
+        while (item := q.get()) is not None:
+            work(*item)
 
-    def _consume(self, offset: int, written: bytes, pieces: list[memoryview]) -> None:
+    def _hash_pieces(self, _offset: int, _written: bytes, pieces: list[memoryview]) -> None:
         if self.h is not None:
             for piece in pieces:
                 self.h.update(piece)
+
+    def _sum_written(self, offset: int, written: bytes, _pieces: list[memoryview]) -> None:
         self.checksum.add(written, offset)
 
     def feed(self, offset: int, written: bytes, pieces: list[memoryview]) -> None:
-        if self._queue is None:
-            self._consume(offset, written, pieces)
+        if not self._queues:
+            self._hash_pieces(offset, written, pieces)
+            self._sum_written(offset, written, pieces)
         else:
-            self._queue.put((offset, written, pieces))
+            for q in self._queues:
+                q.put((offset, written, pieces))
 
     def close(self) -> None:
-        """Wait for the worker; afterwards feed() works inline."""
-        if self._queue is not None and self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._queue = None
+        """Wait for the workers; afterwards feed() works inline."""
+        for q in self._queues:
+            q.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._queues, self._threads = [], []
 
 
 _Item = tuple[int, bytes, list[memoryview]]
@@ -470,11 +484,94 @@ def begin_signed_copy(
 ) -> tuple[bytes, SignedCopy]:
     """Stream the image once: return its Authenticode digest and write it, without its old
     certificate table and zero-padded to 8, to ``out`` (from its current position)."""
-    h = _new_hash(digest)
     if _align8(image.image_end) + _WIN_CERT.size > 0xFFFFFFFF:
         raise PEFormatError("file is too large to sign (a PE image ends below 4 GiB)")
+    if image.image_end >= _KERNEL_COPY_MIN:
+        done = _hash_beside_kernel_copy(f, image, digest, out)
+        if done is not None:
+            return done
+    h = _new_hash(digest)
     summer = _Summer(h, threaded=image.image_end >= _THREAD_MIN)
     state = _copy_without_table(f, image, out, summer)
+    return h.digest(), state
+
+
+_KERNEL_COPY_MIN = 8 * CHUNK  # below this, a plain read/write copy is as fast
+# copy_file_range cannot serve these files or filesystems: use the plain copy instead
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
+
+
+def _hash_beside_kernel_copy(
+    f: BinaryIO, image: PEImage, digest: str, out: BinaryIO
+) -> tuple[bytes, SignedCopy] | None:
+    """Hash in this process while the kernel copies the file (``copy_file_range``).
+
+    Writing a large copy through user space costs more than hashing it; the kernel copy
+    runs beside the hashing pass on another core. Returns None (and leaves ``out`` as it
+    was) where the kernel cannot copy, so the caller falls back to the streaming copy.
+    """
+    copy_file_range = getattr(os, "copy_file_range", None)
+    try:
+        src_fd, dst_fd = f.fileno(), out.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+    if copy_file_range is None:
+        return None
+    out.flush()
+    base = out.tell()
+    end = image.image_end
+    before = os.fstat(src_fd)
+    failures: list[OSError] = []
+
+    def kernel_copy() -> None:
+        copied = 0
+        try:
+            while copied < end:
+                n = copy_file_range(src_fd, dst_fd, end - copied, copied, base + copied)
+                if n == 0:
+                    raise OSError(errno.EIO, "file is shorter than its headers say")
+                copied += n
+        except OSError as exc:
+            failures.append(exc)
+
+    copier = threading.Thread(target=kernel_copy, name="kmssign-copy", daemon=True)
+    copier.start()
+    h = _new_hash(digest)
+    summer = _Summer(h, threaded=True)
+    try:
+        for offset, data in _chunks(f, 0, end):
+            written, pieces = _split(offset, data, image)
+            summer.feed(offset, written, pieces)
+    finally:
+        summer.close()
+        copier.join()
+    if failures:
+        if failures[0].errno in _NO_KERNEL_COPY:
+            out.seek(base)
+            out.truncate()
+            return None
+        raise failures[0]
+    after = os.fstat(src_fd)
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        raise PEFormatError("the file changed while it was being signed")
+    # The copy holds the original CheckSum and security entry: zero them as the
+    # streaming copy does (finish_signed_copy writes the final values).
+    out.seek(base + image.checksum_offset)
+    out.write(bytes(4))
+    out.seek(base + image.security_entry_offset)
+    out.write(bytes(8))
+    out.seek(base + end)
+    padding = bytes(_align8(end) - end)
+    if padding:
+        summer.feed(end, padding, [memoryview(padding)])
+        out.write(padding)
+    state = SignedCopy(
+        base,
+        end + len(padding),
+        image.checksum_offset,
+        image.security_entry_offset,
+        summer.checksum,
+    )
     return h.digest(), state
 
 
