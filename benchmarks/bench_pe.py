@@ -36,23 +36,23 @@ def make_pe(path: Path, size: int) -> None:
 
 def child(mode: str, path: Path) -> None:
     """Runs in its own process; prints 'seconds peak_rss_kib'."""
-    from kmssign import checksum, pe
+    from kmssign import checksum, pe, pestream
 
     if mode == "sign-python":
         checksum.word_sum = checksum.word_sum_python
     if mode == "sign-inline":  # no hashing thread
-        pe._THREAD_MIN = 1 << 62
+        pestream.THREAD_MIN = 1 << 62
     target = path.with_suffix(".signed")
     target.unlink(missing_ok=True)  # a fresh file, as signing writes (not a truncation)
     start = time.perf_counter()
     with open(path, "rb") as f:
         image = pe.parse_pe(f)
         if mode == "digest":
-            pe.authenticode_digest(f, image, "sha256")
+            pestream.authenticode_digest(f, image, "sha256")
         else:
             with open(target, "wb") as out:
-                _, state = pe.begin_signed_copy(f, image, "sha256", out)
-                pe.finish_signed_copy(out, state, b"\x30\x82\x08\x00" + bytes(2048))
+                _, state = pestream.begin_signed_copy(f, image, "sha256", out)
+                pestream.finish_signed_copy(out, state, b"\x30\x82\x08\x00" + bytes(2048))
     elapsed = time.perf_counter() - start
     # VmHWM (not ru_maxrss, which survives exec and so includes the parent's size)
     status = Path("/proc/self/status").read_text()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kmssign import checksum, pe
+from kmssign import checksum, pe, pestream
 from kmssign.errors import ConfigError
 from tests import peutil
 from tests.pki import TestPKI
@@ -53,14 +53,14 @@ def parse(path: Path) -> pe.PEImage:
 
 def digest_of(path: Path, algorithm: str = "sha256") -> bytes:
     with open(path, "rb") as f:
-        return pe.authenticode_digest(f, pe.parse_pe(f), algorithm)
+        return pestream.authenticode_digest(f, pe.parse_pe(f), algorithm)
 
 
 def checksums(path: Path) -> tuple[int, int]:
     """(computed, stored)"""
     with open(path, "rb") as f:
         image = pe.parse_pe(f)
-        return pe.pe_checksum(f, image), pe.stored_checksum(f, image)
+        return pestream.pe_checksum(f, image), pe.stored_checksum(f, image)
 
 
 def certificates(path: Path) -> list[pe.WinCertificate]:
@@ -70,8 +70,8 @@ def certificates(path: Path) -> list[pe.WinCertificate]:
 
 def signed_copy(src: Path, dst: Path, signed_data: bytes, algorithm: str = "sha256") -> bytes:
     with open(src, "rb") as f, open(dst, "wb") as out:
-        digest, state = pe.begin_signed_copy(f, pe.parse_pe(f), algorithm, out)
-        pe.finish_signed_copy(out, state, signed_data)
+        digest, state = pestream.begin_signed_copy(f, pe.parse_pe(f), algorithm, out)
+        pestream.finish_signed_copy(out, state, signed_data)
     return digest
 
 
@@ -213,7 +213,7 @@ def test_large_overlay_uses_threaded_path(
     rng = random.Random(7)
     overlay = rng.randbytes(5 * pe.CHUNK + 13)
     big.write_bytes(samples["t64.exe"].read_bytes() + overlay)
-    assert big.stat().st_size >= pe._THREAD_MIN
+    assert big.stat().st_size >= pestream.THREAD_MIN
     reference = ossl_sign(big, tmp_path / "big-signed.exe", signer_bundle, "sha384")
     (cert,) = certificates(reference)
     ours = tmp_path / "big-ours.exe"
@@ -226,13 +226,13 @@ def test_signed_copy_writes_at_stream_position(samples: dict[str, Path]) -> None
     data = samples["w32.exe"].read_bytes()
     plain = io.BytesIO()
     with open(samples["w32.exe"], "rb") as f:
-        _, state = pe.begin_signed_copy(f, pe.parse_pe(f), "sha256", plain)
-        pe.finish_signed_copy(plain, state, b"\x30\x03\x02\x01\x05")
+        _, state = pestream.begin_signed_copy(f, pe.parse_pe(f), "sha256", plain)
+        pestream.finish_signed_copy(plain, state, b"\x30\x03\x02\x01\x05")
     shifted = io.BytesIO()
     shifted.write(b"prefix!")
     with open(samples["w32.exe"], "rb") as f:
-        _, state = pe.begin_signed_copy(f, pe.parse_pe(f), "sha256", shifted)
-        pe.finish_signed_copy(shifted, state, b"\x30\x03\x02\x01\x05")
+        _, state = pestream.begin_signed_copy(f, pe.parse_pe(f), "sha256", shifted)
+        pestream.finish_signed_copy(shifted, state, b"\x30\x03\x02\x01\x05")
     assert shifted.getvalue() == b"prefix!" + plain.getvalue()
     assert plain.getvalue()[408 : len(data)] == data[408:]
     image = pe.parse_pe(io.BytesIO(plain.getvalue()))
@@ -248,7 +248,7 @@ def test_strip_copy(
     reference = ossl_sign(unsigned, tmp_path / "ref.exe", signer_bundle)
     stripped = tmp_path / "stripped.exe"
     with open(reference, "rb") as f, open(stripped, "wb") as out:
-        pe.strip_copy(f, pe.parse_pe(f), out)
+        pestream.strip_copy(f, pe.parse_pe(f), out)
     image = parse(stripped)
     assert not image.has_certificate_table
     assert image.size == parse(reference).cert_table_offset
@@ -268,7 +268,7 @@ def test_strip_copy(
 
 def test_unsupported_digest(samples: dict[str, Path]) -> None:
     with open(samples["t64.exe"], "rb") as f, pytest.raises(ConfigError, match="md5"):
-        pe.authenticode_digest(f, pe.parse_pe(f), "md5")
+        pestream.authenticode_digest(f, pe.parse_pe(f), "md5")
 
 
 def test_looks_like_pe(samples: dict[str, Path], tmp_path: Path) -> None:
@@ -312,7 +312,7 @@ def test_checksum_matches_reference(
         data = path.read_bytes()
         image = pe.parse_pe(io.BytesIO(data))
         expected = checksum.reference_checksum(data, image.checksum_offset)
-        assert pe.pe_checksum(io.BytesIO(data), image) == expected, path.name
+        assert pestream.pe_checksum(io.BytesIO(data), image) == expected, path.name
     # Pieces added out of order and at odd offsets.
     rng = random.Random(2)
     for _ in range(20):
@@ -346,7 +346,7 @@ def test_numpy_absent_path_is_used_when_patched(
 ) -> None:
     """The whole signing path with the pure-Python checksum gives the same file."""
     big = tmp_path / "big.exe"
-    big.write_bytes(samples["t64.exe"].read_bytes() + os.urandom(pe._THREAD_MIN))
+    big.write_bytes(samples["t64.exe"].read_bytes() + os.urandom(pestream.THREAD_MIN))
     fast = tmp_path / "fast.exe"
     signed_copy(big, fast, b"\x30\x00")
     monkeypatch.setattr(checksum, "word_sum", checksum.word_sum_python)

@@ -8,7 +8,7 @@ import struct
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from kmssign import pe
+from kmssign import pe, pestream
 from kmssign.errors import PEFormatError
 from tests import malformed, peutil
 
@@ -71,8 +71,8 @@ def exercise(data: bytes) -> None:
     try:
         image = pe.parse_pe(f)
         certs = pe.read_certificates(f, image)
-        digest = pe.authenticode_digest(f, image, "sha256")
-        pe.pe_checksum(f, image)
+        digest = pestream.authenticode_digest(f, image, "sha256")
+        pestream.pe_checksum(f, image)
     except PEFormatError as exc:
         message = str(exc)
         assert message and "\n" not in message
@@ -90,12 +90,12 @@ def exercise(data: bytes) -> None:
         assert certs == []
     # Any accepted image can be signed, and signing keeps its digest.
     out = io.BytesIO()
-    again, state = pe.begin_signed_copy(f, image, "sha256", out)
-    pe.finish_signed_copy(out, state, b"\x30\x03\x02\x01\x01")
+    again, state = pestream.begin_signed_copy(f, image, "sha256", out)
+    pestream.finish_signed_copy(out, state, b"\x30\x03\x02\x01\x01")
     assert again == digest
     signed = pe.parse_pe(out)
-    assert pe.authenticode_digest(out, signed, "sha256") == digest
-    assert pe.pe_checksum(out, signed) == pe.stored_checksum(out, signed)
+    assert pestream.authenticode_digest(out, signed, "sha256") == digest
+    assert pestream.pe_checksum(out, signed) == pe.stored_checksum(out, signed)
     assert [c.data for c in pe.read_certificates(out, signed)] == [b"\x30\x03\x02\x01\x01"]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kmssign import pe
+from kmssign import pe, pestream
 from kmssign.errors import PEFormatError
 from tests import malformed
 
@@ -64,8 +64,8 @@ def run_pe_layer(path: Path) -> list[pe.WinCertificate]:
     with open(path, "rb") as f:
         image = pe.parse_pe(f)
         certs = pe.read_certificates(f, image)
-        pe.authenticode_digest(f, image, "sha256")
-        pe.pe_checksum(f, image)
+        pestream.authenticode_digest(f, image, "sha256")
+        pestream.pe_checksum(f, image)
         return certs
 
 

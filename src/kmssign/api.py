@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from kmssign import authenticode, pe
+from kmssign import authenticode, pe, pestream
 from kmssign.certs import load_roots, subject_of
 from kmssign.config import Settings
 from kmssign.discovery import discover
@@ -144,13 +144,13 @@ def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
                 result.reason = "already timestamped"
                 return result
             with atomic_output(path) as out:
-                file_digest, state = pe.begin_signed_copy(f, image, parsed.digest, out)
+                file_digest, state = pestream.begin_signed_copy(f, image, parsed.digest, out)
                 if file_digest != parsed.file_digest:
                     raise VerificationError("the signature does not match the file; re-sign it")
                 token, info = timestamper.stamp(parsed.signature, parsed.digest)
                 result.timestamp = info.gen_time
                 content_info = authenticode.add_timestamp(parsed.content_info, token)
-                pe.finish_signed_copy(out, state, content_info.dump())
+                pestream.finish_signed_copy(out, state, content_info.dump())
         result.status = "timestamped"
     except KmsSignError as exc:
         result.reason = str(exc)

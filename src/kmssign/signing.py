@@ -14,7 +14,7 @@ from pathlib import Path
 
 from asn1crypto import cms
 
-from kmssign import authenticode, pe
+from kmssign import authenticode, pe, pestream
 from kmssign.certs import (
     SigningCertificates,
     leaf_warnings,
@@ -131,7 +131,7 @@ class Prepared:
 
     result: FileResult
     output: AtomicFile
-    state: pe.SignedCopy
+    state: pestream.SignedCopy
     file_digest: bytes
     existing: cms.ContentInfo | None
     record_hashes: bool
@@ -181,7 +181,9 @@ def prepare_file(
                     return result
             atomic = AtomicFile(output or path, mode_from=path)
             try:
-                file_digest, state = pe.begin_signed_copy(f, image, session.digest, atomic.handle)
+                file_digest, state = pestream.begin_signed_copy(
+                    f, image, session.digest, atomic.handle
+                )
             except BaseException:
                 atomic.abort()
                 raise
@@ -225,7 +227,7 @@ def complete_file(prepared: Prepared, session: SigningSession) -> FileResult:
         content_info = _timestamp(session, content_info, result)
         if prepared.existing is not None:
             content_info = authenticode.add_nested(prepared.existing, content_info)
-        pe.finish_signed_copy(prepared.output.handle, prepared.state, content_info.dump())
+        pestream.finish_signed_copy(prepared.output.handle, prepared.state, content_info.dump())
         prepared.output.commit()
     except (KmsSignError, OSError) as exc:
         prepared.output.abort()

@@ -11,7 +11,7 @@ from typing import BinaryIO
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from kmssign import pe, signature, tsp
+from kmssign import pe, pestream, signature, tsp
 from kmssign.certs import subject_of, validate_chain
 from kmssign.errors import KmsSignError, VerificationError
 
@@ -109,7 +109,7 @@ def verify_file(
             results = []
             for parsed in signatures:
                 if parsed.digest not in digests:
-                    digests[parsed.digest] = pe.authenticode_digest(f, image, parsed.digest)
+                    digests[parsed.digest] = pestream.authenticode_digest(f, image, parsed.digest)
                 results.append(
                     verify_signature(
                         parsed, digests[parsed.digest], roots=roots, tsa_roots=tsa_roots
