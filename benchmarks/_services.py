@@ -1,7 +1,7 @@
-"""Loopback services for the benchmarks, in a process of their own (so their CPU and GIL
-time is not charged to kmssign): moto's KMS server behind a latency proxy, and an
-RFC 3161 TSA with added latency. Prints one JSON line with the endpoints, then serves
-until its standard input closes.
+"""Loopback services for the benchmarks, in processes of their own (so their CPU and GIL
+time is not charged to kmssign): moto's KMS server with an added latency per call (and
+a call counter at ``GET /_calls``), and an RFC 3161 TSA with added latency. Prints one
+JSON line with the endpoints, then serves until its standard input closes.
 
     python benchmarks/_services.py --kms-latency 0.08 --tsa-latency 0.15 --dir DIR
 """
@@ -18,19 +18,38 @@ sys.path.insert(0, str(REPO))
 
 import subprocess  # noqa: E402
 
-from tests.kms_proxy import KmsProxy  # noqa: E402
 from tests.pki import TestPKI  # noqa: E402
 from tests.tsa_server import LoopbackTSA  # noqa: E402
 
 MOTO_SCRIPT = """
-import logging, sys
+import json, logging, sys, threading, time
+from collections import Counter
+from moto.server import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import make_server
+
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-print(server.get_host_and_port()[1], flush=True)
+latency = float(sys.argv[1])
+calls = Counter()
+lock = threading.Lock()
+moto = DomainDispatcherApplication(create_backend_app)
+
+def app(environ, start_response):
+    if environ.get("PATH_INFO") == "/_calls":
+        body = json.dumps(dict(calls)).encode()
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+    operation = environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")[2]
+    with lock:
+        calls[operation] += 1
+    time.sleep(latency)
+    return moto(environ, start_response)
+
+server = make_server("127.0.0.1", 0, app, threaded=True)
+print(server.server_address[1], flush=True)
+threading.Thread(target=server.serve_forever, daemon=True).start()
 sys.stdin.read()
-server.stop()
+server.shutdown()
 """
 
 
@@ -42,13 +61,11 @@ def main() -> None:
     args = parser.parse_args()
     # moto in a process of its own: it and the proxy/TSA then do not share one GIL.
     moto = subprocess.Popen(
-        [sys.executable, "-c", MOTO_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL, text=True,
+        [sys.executable, "-c", MOTO_SCRIPT, str(args.kms_latency)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     assert moto.stdout is not None and moto.stdin is not None
-    moto_port = moto.stdout.readline().strip()
-    kms = KmsProxy(f"http://127.0.0.1:{moto_port}", latency=args.kms_latency)
-    kms.start()
+    kms_url = f"http://127.0.0.1:{moto.stdout.readline().strip()}"
     pki = TestPKI.create(args.dir / "pki")
     tsa = LoopbackTSA(pki).start()
     tsa.latency = args.tsa_latency
@@ -64,7 +81,7 @@ def main() -> None:
         )
     )
     print(json.dumps({
-        "kms": kms.endpoint_url,
+        "kms": kms_url,
         "tsa": tsa.url("tsa"),
         "root": str(pki.root_pem),
         "intermediate": str(args.dir / "pki" / "intermediate.pem"),
@@ -72,7 +89,6 @@ def main() -> None:
     }), flush=True)
     sys.stdin.read()
     tsa.stop()
-    kms.stop()
     moto.stdin.close()
     moto.wait(timeout=30)
 
