@@ -21,6 +21,7 @@ from typing import ClassVar
 from asn1crypto import cms, core, tsp
 
 from kmssign.errors import ConfigError, TimestampError, VerificationError
+from kmssign.tsahttp import http_post
 from kmssign.tsp import TokenInfo, check_token, digest_bytes
 
 __all__ = [
@@ -40,7 +41,6 @@ DEFAULT_TRIES = 3
 DEFAULT_TIMEOUT = 10.0  # seconds per request
 REQUEST_DIGESTS = ("sha256", "sha384", "sha512")
 RETRY_STATUSES = frozenset({429, 502, 503, 504})  # busy or briefly unreachable: try again
-MAX_REPLY_BYTES = 1 << 20
 
 PostFn = Callable[[str, bytes, float], bytes]  # (url, body, timeout) -> reply body
 
@@ -71,30 +71,8 @@ def build_request(signature_value: bytes, digest: str, nonce: int) -> bytes:
     return bytes(request.dump())
 
 
-# -- HTTP ----------------------------------------------------------------------------
+# -- HTTP: kmssign.tsahttp.http_post (keep-alive, proxies, redirects) ------------------
 
-
-def http_post(url: str, body: bytes, timeout: float) -> bytes:
-    """POST a timestamp query; return the reply body.
-
-    Raises ``urllib.error.HTTPError`` for an HTTP error status and ``OSError`` (or
-    ``http.client.HTTPException``) for network problems and timeouts.
-    """
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/timestamp-query",
-            "Accept": "application/timestamp-reply",
-            "User-Agent": "kmssign",
-        },
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        data = response.read(MAX_REPLY_BYTES + 1)
-    if len(data) > MAX_REPLY_BYTES:
-        raise TimestampError(f"reply larger than {MAX_REPLY_BYTES} bytes")
-    return bytes(data)
 
 
 # -- reply ---------------------------------------------------------------------------

@@ -1,0 +1,107 @@
+"""The timestamp HTTP client: one kept-alive connection per server and thread, recovery
+from connections the server dropped, redirects, proxies from the environment."""
+
+from __future__ import annotations
+
+import threading
+import urllib.error
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from kmssign import tsahttp
+
+
+class _Server:
+    """Answers POSTs with their body reversed; counts connections and requests."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.requests: list[str] = []
+        self.drop_after_reply = False  # close idle connections without saying so
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def setup(self) -> None:
+                super().setup()
+                server.connections += 1
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                server.requests.append(self.path)
+                if self.path == "/moved":
+                    self.send_response(307)
+                    self.send_header("Location", "/tsa")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if self.path == "/busy":
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                assert self.headers["Content-Type"] == "application/timestamp-query"
+                reply = body[::-1]
+                self.send_response(200)
+                self.send_header("Content-Type", "application/timestamp-reply")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+                if server.drop_after_reply:
+                    self.close_connection = True
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, path: str = "/tsa") -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    s = _Server()
+    yield s
+    s.httpd.shutdown()
+    s.httpd.server_close()
+
+
+def test_one_connection_serves_many_requests(server: _Server) -> None:
+    for i in range(5):
+        assert tsahttp.http_post(server.url(), bytes([i, 1, 2]), 5.0) == bytes([2, 1, i])
+    assert server.connections == 1
+    assert len(server.requests) == 5
+
+
+def test_connection_closed_by_the_server_is_reopened(server: _Server) -> None:
+    server.drop_after_reply = True
+    for i in range(3):
+        assert tsahttp.http_post(server.url(), bytes([i, 9]), 5.0) == bytes([9, i])
+    assert server.connections == 3
+
+
+def test_redirect_is_followed_and_errors_are_http_errors(server: _Server) -> None:
+    assert tsahttp.http_post(server.url("/moved"), b"ab", 5.0) == b"ba"
+    assert server.requests[-2:] == ["/moved", "/tsa"]
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        tsahttp.http_post(server.url("/busy"), b"ab", 5.0)
+    assert caught.value.code == 503
+
+
+def test_proxy_from_the_environment_is_used(
+    server: _Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The test server plays the proxy: it receives the absolute URL of the real target.
+    monkeypatch.setenv("http_proxy", server.url(""))
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    target = "http://tsa.example.invalid/path"
+    assert tsahttp.http_post(target, b"xy", 5.0) == b"yx"
+    assert server.requests[-1] == target
