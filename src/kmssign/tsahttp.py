@@ -68,7 +68,9 @@ def _read_limited(response: http.client.HTTPResponse) -> bytes:
 
 def _via_urllib(url: str, body: bytes, timeout: float) -> bytes:
     request = urllib.request.Request(url, data=body, method="POST", headers=HEADERS)
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    # An opener of our own: urlopen's global one keeps the proxies of its first use.
+    proxies = urllib.request.ProxyHandler(urllib.request.getproxies())
+    with urllib.request.build_opener(proxies).open(request, timeout=timeout) as response:
         return _read_limited(response)
 
 

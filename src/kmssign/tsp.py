@@ -158,21 +158,27 @@ def _find_signer_cert(
     raise VerificationError("timestamp token does not contain the TSA signing certificate")
 
 
-def _signed_attribute(signer_info: cms.SignerInfo, name: str) -> object:
-    values = [a["values"] for a in signer_info["signed_attrs"] if a["type"].native == name]
-    if len(values) > 1 or (values and len(values[0]) != 1):
-        raise VerificationError(f"timestamp token has more than one {name} attribute value")
-    return values[0][0] if values else None
+def _signed_attributes(signer_info: cms.SignerInfo) -> dict[str, object]:
+    """The single value of each signed attribute, by name (one pass over them)."""
+    found: dict[str, object] = {}
+    for attr in signer_info["signed_attrs"]:
+        name = attr["type"].native
+        values = attr["values"]
+        if name in found or len(values) != 1:
+            raise VerificationError(f"timestamp token has more than one {name} attribute value")
+        found[name] = values[0]
+    return found
 
 
 def _check_signed_attributes(signer_info: cms.SignerInfo, tst_bytes: bytes, tsa_der: bytes) -> None:
     if not signer_info["signed_attrs"]:
         raise VerificationError("timestamp token has no signed attributes")
     digest_algo = signer_info["digest_algorithm"]["algorithm"].native
-    content_type = _signed_attribute(signer_info, "content_type")
-    message_digest = _signed_attribute(signer_info, "message_digest")
-    ess_v2 = _signed_attribute(signer_info, "signing_certificate_v2")
-    ess_v1 = _signed_attribute(signer_info, "signing_certificate")
+    attrs = _signed_attributes(signer_info)
+    content_type = attrs.get("content_type")
+    message_digest = attrs.get("message_digest")
+    ess_v2 = attrs.get("signing_certificate_v2")
+    ess_v1 = attrs.get("signing_certificate")
     if not isinstance(content_type, cms.ContentType) or content_type.native != "tst_info":
         raise VerificationError("timestamp token contentType attribute is not id-ct-TSTInfo")
     if not isinstance(message_digest, cms.OctetString):
