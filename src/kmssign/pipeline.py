@@ -18,8 +18,6 @@ from kmssign.report import FileResult
 
 P = TypeVar("P")  # what stage one hands to stage two
 
-Prepare = Callable[[int], "P | FileResult"]
-
 
 class Pipeline(Generic[P]):
     def __init__(
