@@ -29,8 +29,11 @@ from kmssign.pe import (
     win_certificate,
 )
 
+Data = bytes | memoryview  # a chunk of the file, or a zeroed copy of one
+
 THREAD_MIN = 4 * CHUNK  # below this, hashing in worker threads does not pay
 _QUEUE_DEPTH = 8  # chunks in flight to each worker thread (bounded memory)
+
 
 def _new_hash(digest: str) -> hashlib._Hash:
     if digest not in DIGESTS:
@@ -38,16 +41,51 @@ def _new_hash(digest: str) -> hashlib._Hash:
     return hashlib.new(digest)
 
 
-def _chunks(f: BinaryIO, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """(offset, bytes) pieces of [start, end), each at most CHUNK long."""
+def _read_into(f: BinaryIO, buffer: bytearray, want: int) -> memoryview:
+    view = memoryview(buffer)[:want]
+    readinto = getattr(f, "readinto", None)
+    if readinto is not None:
+        got = int(readinto(view) or 0)
+    else:  # a file object without readinto: copy what read() returns
+        data = f.read(want)
+        got = len(data)
+        view[:got] = data
+    if not got:
+        raise PEFormatError("file is shorter than its headers say (changed while reading?)")
+    return view[:got]
+
+
+def _chunks(f: BinaryIO, start: int, end: int) -> Iterator[tuple[int, memoryview]]:
+    """(offset, data) pieces of [start, end), each at most CHUNK long.
+
+    Every piece is read into the same buffer: use it before asking for the next one.
+    (Reusing buffers matters: a fresh 1 MiB object per read costs page faults that, in a
+    new process, take longer than hashing.)
+    """
     f.seek(start)
+    buffer = bytearray(CHUNK)
     offset = start
     while offset < end:
-        data = f.read(min(CHUNK, end - offset))
-        if not data:
-            raise PEFormatError("file is shorter than its headers say (changed while reading?)")
+        data = _read_into(f, buffer, min(CHUNK, end - offset))
         yield offset, data
         offset += len(data)
+
+
+class _Lease:
+    """A pooled buffer that returns to its pool once every holder is done with it."""
+
+    __slots__ = ("_buffer", "_holders", "_lock", "_pool")
+
+    def __init__(self, pool: queue.SimpleQueue[bytearray], buffer: bytearray, holders: int):
+        self._pool, self._buffer, self._holders = pool, buffer, holders
+        self._lock = threading.Lock()
+
+    def done(self) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders:
+                return
+        self._pool.put(self._buffer)
 
 
 def _holes(image: PEImage) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -57,7 +95,7 @@ def _holes(image: PEImage) -> tuple[tuple[int, int], tuple[int, int]]:
     )
 
 
-def _split(offset: int, data: bytes, image: PEImage) -> tuple[bytes, list[memoryview]]:
+def _split(offset: int, data: Data, image: PEImage) -> tuple[Data, list[memoryview]]:
     """``data`` with the CheckSum and security entry zeroed, and the pieces Authenticode hashes."""
     end = offset + len(data)
     holes = [(a, b) for a, b in _holes(image) if a < end and b > offset]
@@ -95,12 +133,13 @@ def pe_checksum(f: BinaryIO, image: PEImage) -> int:
     acc = Checksum()
     cks = image.checksum_offset
     for offset, data in _chunks(f, 0, image.size):
+        piece: Data = data
         if offset < cks + 4 and cks < offset + len(data):
             zeroed = bytearray(data)
             lo, hi = max(cks, offset) - offset, min(cks + 4, offset + len(data)) - offset
             zeroed[lo:hi] = bytes(hi - lo)
-            data = bytes(zeroed)
-        acc.add(data, offset)
+            piece = bytes(zeroed)
+        acc.add(piece, offset)
     return acc.value(image.size)
 
 
@@ -118,7 +157,11 @@ class _Summer:
         self.checksum = Checksum()
         self._queues: list[queue.Queue[_Item | None]] = []
         self._threads: list[threading.Thread] = []
+        self._pool: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         if threaded:
+            # enough buffers for both full queues, one in each worker and one being read
+            for _ in range(_QUEUE_DEPTH + 3):
+                self._pool.put(bytearray(CHUNK))
             for target in (self._hash_pieces, self._sum_written):
                 q: queue.Queue[_Item | None] = queue.Queue(maxsize=_QUEUE_DEPTH)
                 thread = threading.Thread(
@@ -130,26 +173,51 @@ class _Summer:
 
     @staticmethod
     def _drain(
-        q: queue.Queue[_Item | None], work: Callable[[int, bytes, list[memoryview]], None]
+        q: queue.Queue[_Item | None], work: Callable[[int, Data, list[memoryview]], None]
     ) -> None:
         while (item := q.get()) is not None:
-            work(*item)
+            offset, written, pieces, lease = item
+            work(offset, written, pieces)
+            if lease is not None:
+                lease.done()
 
-    def _hash_pieces(self, _offset: int, _written: bytes, pieces: list[memoryview]) -> None:
+    def chunks(
+        self, f: BinaryIO, start: int, end: int
+    ) -> Iterator[tuple[int, memoryview, _Lease | None]]:
+        """Like :func:`_chunks`, for feeding: with workers, each piece has a buffer of its
+        own that goes back to the pool when the workers and the caller are done with it
+        (pass the lease to :meth:`feed`; the caller's hold ends when it asks for more)."""
+        if not self._queues:
+            for offset, data in _chunks(f, start, end):
+                yield offset, data, None
+            return
+        f.seek(start)
+        offset = start
+        while offset < end:
+            buffer = self._pool.get()
+            data = _read_into(f, buffer, min(CHUNK, end - offset))
+            lease = _Lease(self._pool, buffer, len(self._queues) + 1)
+            yield offset, data, lease
+            lease.done()
+            offset += len(data)
+
+    def _hash_pieces(self, _offset: int, _written: Data, pieces: list[memoryview]) -> None:
         if self.h is not None:
             for piece in pieces:
                 self.h.update(piece)
 
-    def _sum_written(self, offset: int, written: bytes, _pieces: list[memoryview]) -> None:
+    def _sum_written(self, offset: int, written: Data, _pieces: list[memoryview]) -> None:
         self.checksum.add(written, offset)
 
-    def feed(self, offset: int, written: bytes, pieces: list[memoryview]) -> None:
+    def feed(
+        self, offset: int, written: Data, pieces: list[memoryview], lease: _Lease | None = None
+    ) -> None:
         if not self._queues:
             self._hash_pieces(offset, written, pieces)
             self._sum_written(offset, written, pieces)
         else:
             for q in self._queues:
-                q.put((offset, written, pieces))
+                q.put((offset, written, pieces, lease))
 
     def close(self) -> None:
         """Wait for the workers; afterwards feed() works inline."""
@@ -160,7 +228,7 @@ class _Summer:
         self._queues, self._threads = [], []
 
 
-_Item = tuple[int, bytes, list[memoryview]]
+_Item = tuple[int, "Data", list[memoryview], _Lease | None]
 
 
 @dataclass
@@ -179,9 +247,9 @@ def _copy_without_table(f: BinaryIO, image: PEImage, out: BinaryIO, summer: _Sum
     base = out.tell()
     end = image.image_end
     try:
-        for offset, data in _chunks(f, 0, end):
+        for offset, data, lease in summer.chunks(f, 0, end):
             written, pieces = _split(offset, data, image)
-            summer.feed(offset, written, pieces)
+            summer.feed(offset, written, pieces, lease)
             out.write(written)
     finally:
         summer.close()
@@ -258,9 +326,9 @@ def _hash_beside_kernel_copy(
     h = _new_hash(digest)
     summer = _Summer(h, threaded=True)
     try:
-        for offset, data in _chunks(f, 0, end):
+        for offset, data, lease in summer.chunks(f, 0, end):
             written, pieces = _split(offset, data, image)
-            summer.feed(offset, written, pieces)
+            summer.feed(offset, written, pieces, lease)
     finally:
         summer.close()
         copier.join()
