@@ -78,6 +78,8 @@ def main() -> None:
         for _ in range(rounds):
             for name, cmd in tools.items():
                 out.unlink(missing_ok=True)  # osslsigncode refuses to overwrite
+                # Flush what the previous tool wrote, so no run pays for another's writeback.
+                os.sync()
                 results[name].append(measure(cmd))
     finally:
         shutil.rmtree(work, ignore_errors=True)
