@@ -277,3 +277,12 @@ def test_struct_of_signed_file_has_one_win_certificate(capsys, pki: TestPKI, sam
         length, revision, cert_type = struct.unpack("<IHH", f.read(8))
     assert (revision, cert_type) == (0x0200, 0x0002)
     assert length <= image.cert_table_size
+
+
+def test_signing_through_a_symlink_keeps_the_link(capsys, pki: TestPKI, samples, tmp_path) -> None:
+    target = samples["t64.exe"]
+    link = tmp_path / "link.exe"
+    link.symlink_to(target)
+    _sign(capsys, link, pki.identity("rsa2048"))
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    peutil.osslsigncode_verify(target, pki.root_pem)

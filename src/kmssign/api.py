@@ -143,7 +143,7 @@ def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
                 result.status = "skipped"
                 result.reason = "already timestamped"
                 return result
-            with atomic_output(path) as out:
+            with atomic_output(path.resolve() if path.is_symlink() else path) as out:
                 file_digest, state = pestream.begin_signed_copy(f, image, parsed.digest, out)
                 if file_digest != parsed.file_digest:
                     raise VerificationError("the signature does not match the file; re-sign it")

@@ -179,7 +179,9 @@ def prepare_file(
                     result.status = "skipped"
                     result.reason = "already signed"
                     return result
-            atomic = AtomicFile(output or path, mode_from=path)
+            # Through a symbolic link, sign the file it points to and keep the link.
+            target = output or (path.resolve() if path.is_symlink() else path)
+            atomic = AtomicFile(target, mode_from=path)
             try:
                 file_digest, state = pestream.begin_signed_copy(
                     f, image, session.digest, atomic.handle
