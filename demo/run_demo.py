@@ -41,13 +41,18 @@ from pathlib import Path
 # No __pycache__ for the demo's own modules: the demo writes nothing into the repository.
 sys.dont_write_bytecode = True
 
-from demo_kms import LocalKms  # noqa: E402
-from demo_pki import DemoCA, write_pem  # noqa: E402
-from demo_tsa import DemoTSA  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
+# The local stand-ins for KMS, the CA and the timestamp server are the test suite's own
+# (tests/kms_server.py, tests/pki.py, tests/tsa_server.py; none of them needs pytest).
+sys.path.insert(0, str(REPO))
+
+from cryptography import x509  # noqa: E402
+from tests.kms_server import KmsServer  # noqa: E402
+from tests.pki import CODE_SIGNING, TestPKI, write_pem  # noqa: E402
+from tests.tsa_server import LoopbackTSA  # noqa: E402
 
 from kmssign.pe import looks_like_pe  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 SAMPLE_APP = REPO / "sample_app"
 # The alias sample_app's [tool.kmssign] names as key-id: the demo key takes it, so the
 # project's own setting is used unchanged.
@@ -127,35 +132,35 @@ class Demo:
         files = self.collect_binaries(wheel, onedir)
         self.verify_with_kmssign(files)
         self.verify_with_osslsigncode(files)
-        self.note(f"KMS key {key_arn}; {tsa.requests} timestamp requests answered")
+        self.note(f"KMS key {key_arn}; {tsa.count()} timestamp requests answered")
         return len(files)
 
-    def start_kms(self) -> LocalKms:
+    def start_kms(self) -> KmsServer:
         self.step("Start moto's AWS KMS server on 127.0.0.1")
         try:
-            kms = LocalKms(self.work / "moto.log").start()
+            kms = KmsServer(self.work / "moto.log").start()
         except RuntimeError as exc:
             raise DemoError(str(exc)) from exc
         self.stack.callback(kms.stop)
         self.note(f"KMS endpoint {kms.endpoint_url}")
         return kms
 
-    def create_key(self, kms: LocalKms) -> str:
+    def create_key(self, kms: KmsServer) -> str:
         self.step(f"Create an RSA_4096 SIGN_VERIFY key in KMS with the alias {KEY_ALIAS}")
-        arn = kms.create_signing_key(KEY_ALIAS, "RSA_4096")
+        arn = kms.key_arn(kms.create_key("RSA_4096", alias=KEY_ALIAS))
         self.note(f"key {arn}")
         self.note(f"{KEY_ALIAS} is the key-id in sample_app's [tool.kmssign]")
         return arn
 
-    def create_ca(self) -> DemoCA:
+    def create_ca(self) -> TestPKI:
         self.step("Create a throwaway root CA (it stands in for your certificate authority)")
-        ca = DemoCA()
-        write_pem(self.work / "root.pem", ca.cert)
+        pki = TestPKI.create(self.work / "pki")
+        write_pem(self.work / "root.pem", pki.root.cert)
         self.note(f"root certificate {_short(str(self.work / 'root.pem'), self.work)}: "
-                  f"{ca.cert.subject.rfc4514_string()}")
-        return ca
+                  f"{pki.root.cert.subject.rfc4514_string()}")
+        return pki
 
-    def make_csr(self, kms: LocalKms) -> Path:
+    def make_csr(self, kms: KmsServer) -> Path:
         self.step("Make a certificate signing request with the KMS key: kmssign csr")
         csr = self.work / "req.csr"
         self.command(
@@ -167,27 +172,31 @@ class Demo:
             raise DemoError(f"kmssign csr did not write {csr}")
         return csr
 
-    def issue_certificate(self, ca: DemoCA, csr: Path) -> Path:
+    def issue_certificate(self, pki: TestPKI, csr_path: Path) -> Path:
         self.step("The CA checks the CSR and issues the code-signing certificate for the key")
         try:
-            cert = ca.sign_csr(csr.read_bytes())
+            csr = x509.load_pem_x509_csr(csr_path.read_bytes())
         except ValueError as exc:
             raise DemoError(f"the CA refused the CSR: {exc}") from exc
+        if not csr.is_signature_valid:
+            raise DemoError("the CA refused the CSR: its signature does not match its key")
+        cert = pki.root.issue(
+            None, csr.public_key(), subject=csr.subject, eku=CODE_SIGNING  # type: ignore[arg-type]
+        )
         path = write_pem(self.work / "sample-app.pem", cert)
         self.note(f"certificate {_short(str(path), self.work)}: {cert.subject.rfc4514_string()}, "
                   f"issued by {cert.issuer.rfc4514_string()}")
         return path
 
-    def start_tsa(self, ca: DemoCA) -> DemoTSA:
+    def start_tsa(self, pki: TestPKI) -> LoopbackTSA:
         self.step("Start an RFC 3161 timestamp server on 127.0.0.1")
-        identity = ca.time_stamping_identity()
-        write_pem(self.work / "tsa.pem", identity.cert)
-        tsa = DemoTSA(identity).start()
+        write_pem(self.work / "tsa.pem", pki.tsa.cert)
+        tsa = LoopbackTSA(pki).start()
         self.stack.callback(tsa.stop)
-        self.note(f"timestamp URL {tsa.url}")
+        self.note(f"timestamp URL {tsa.url()}")
         return tsa
 
-    def base_env(self, kms: LocalKms) -> dict[str, str]:
+    def base_env(self, kms: KmsServer) -> dict[str, str]:
         """The caller's environment without AWS/KMSSIGN/HATCH settings, plus the local KMS.
 
         The AWS config and credentials files point into the work directory (where there
@@ -205,12 +214,12 @@ class Demo:
         env["TMPDIR"] = str(tmp)
         return env
 
-    def build_environment(self, kms: LocalKms, cert: Path, tsa: DemoTSA) -> dict[str, str]:
+    def build_environment(self, kms: KmsServer, cert: Path, tsa: LoopbackTSA) -> dict[str, str]:
         self.step("Point the builds at the demo's KMS, certificate and timestamp server")
         env = self.base_env(kms)
         settings = {
             "KMSSIGN_CERTIFICATE": str(cert),
-            "KMSSIGN_TIMESTAMP_URLS": tsa.url,
+            "KMSSIGN_TIMESTAMP_URLS": tsa.url(),
         }
         env.update(settings)
         for name in ("AWS_ENDPOINT_URL", *settings):

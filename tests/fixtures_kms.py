@@ -1,113 +1,37 @@
-"""KMS fixtures (moto).
-
-``kms_server`` is moto's ``ThreadedMotoServer`` on loopback, run in a child process:
-in-process ``mock_aws`` resets every moto backend when it stops, which would wipe the
-keys of a server living in the test process. A child process keeps them for the whole
-session, and subprocesses under test reach it through ``AWS_ENDPOINT_URL``.
-"""
+"""KMS fixtures: ``kms_server`` (moto over HTTP on loopback, see tests/kms_server.py),
+``aws_env`` and ``kms_identity``."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from tests.kms_server import (  # re-exported for the tests that import them from here
+    DUMMY_KEY,
+    DUMMY_SECRET,
+    REGION,
+    KmsServer,
+    create_kms_key,
+    kms_client,
+)
 from tests.pki import TestPKI
 
-REGION = "us-east-1"
-DUMMY_KEY = "testing"
-DUMMY_SECRET = "testing"
-
-_SERVER_SCRIPT = """
-import sys
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-print(server.get_host_and_port()[1], flush=True)
-sys.stdin.read()  # runs until the test session closes our stdin
-server.stop()
-"""
-
-
-def kms_client(endpoint_url: str | None = None, region: str = REGION) -> Any:
-    """A boto3 KMS client with dummy credentials (no environment needed)."""
-    import boto3
-
-    return boto3.client(
-        "kms",
-        region_name=region,
-        endpoint_url=endpoint_url,
-        aws_access_key_id=DUMMY_KEY,
-        aws_secret_access_key=DUMMY_SECRET,
-    )
-
-
-def create_kms_key(
-    client: Any, spec: str = "RSA_2048", usage: str = "SIGN_VERIFY", alias: str | None = None
-) -> str:
-    """Create a KMS key (and optionally an ``alias/...``) and return its key id."""
-    key_id: str = client.create_key(KeySpec=spec, KeyUsage=usage)["KeyMetadata"]["KeyId"]
-    if alias is not None:
-        client.create_alias(AliasName=alias, TargetKeyId=key_id)
-    return key_id
-
-
-@dataclass
-class KmsServer:
-    """A moto KMS reachable over HTTP on loopback."""
-
-    endpoint_url: str
-    region: str = REGION
-    _client: Any = field(default=None, repr=False)
-
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = kms_client(self.endpoint_url, self.region)
-        return self._client
-
-    def create_key(
-        self, spec: str = "RSA_2048", usage: str = "SIGN_VERIFY", alias: str | None = None
-    ) -> str:
-        return create_kms_key(self.client(), spec, usage, alias)
-
-    def public_key_der(self, key_id: str) -> bytes:
-        der: bytes = self.client().get_public_key(KeyId=key_id)["PublicKey"]
-        return der
+__all__ = ["DUMMY_KEY", "DUMMY_SECRET", "REGION", "KmsServer", "create_kms_key", "kms_client"]
 
 
 @pytest.fixture(scope="session")
 def kms_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KmsServer]:
     """moto's KMS over HTTP on 127.0.0.1, one per session."""
-    log = tmp_path_factory.mktemp("moto") / "server.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-c", _SERVER_SCRIPT],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log_file,
-        )
-    assert process.stdout is not None and process.stdin is not None
-    line = process.stdout.readline().decode().strip()
-    if not line.isdigit():
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"moto server did not start: {log.read_text(errors='replace')}")
+    server = KmsServer(tmp_path_factory.mktemp("moto") / "server.log").start()
     try:
-        yield KmsServer(endpoint_url=f"http://127.0.0.1:{line}")
+        yield server
     finally:
-        process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.stop()
 
 
 @pytest.fixture

@@ -54,9 +54,10 @@ class CA:
 
     def issue(
         self,
-        cn: str,
+        cn: str | None,
         public_key: PublicKey,
         *,
+        subject: x509.Name | None = None,
         eku: list[x509.ObjectIdentifier] | None = None,
         eku_critical: bool = False,
         ca: bool = False,
@@ -65,7 +66,7 @@ class CA:
     ) -> x509.Certificate:
         builder = (
             x509.CertificateBuilder()
-            .subject_name(_name(cn))
+            .subject_name(subject or _name(cn or "kmssign test"))
             .issuer_name(self.cert.subject)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
