@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kmssign.cli import main
+from kmssign.signers import DigestName, KeyType, Signer
 from tests.pki import SigningIdentity
 
 
@@ -29,3 +30,27 @@ def run_cli(capsys: object, *argv: str) -> tuple[int, str, str]:
 
 def snapshot(paths: dict[str, Path]) -> dict[str, bytes]:
     return {name: path.read_bytes() for name, path in paths.items()}
+
+
+class DelegatingSigner:
+    """A Signer that forwards to another; tests subclass it to count or to corrupt."""
+
+    def __init__(self, inner: Signer) -> None:
+        self.inner = inner
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def key_type(self) -> KeyType:
+        return self.inner.key_type
+
+    def public_key_der(self) -> bytes:
+        return self.inner.public_key_der()
+
+    def digest_for(self, requested: DigestName) -> DigestName:
+        return self.inner.digest_for(requested)
+
+    def sign(self, data: bytes, digest: DigestName) -> bytes:
+        return self.inner.sign(data, digest)

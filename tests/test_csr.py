@@ -19,9 +19,10 @@ from moto import mock_aws
 
 from kmssign.csr import build_csr, parse_subject, public_key_pem
 from kmssign.errors import ConfigError, SigningError
-from kmssign.signers import DigestName, KeyType
+from kmssign.signers import DigestName
 from kmssign.signers.aws_kms import KmsSigner
 from tests.fixtures_kms import KmsServer, create_kms_key, kms_client
+from tests.helpers import DelegatingSigner
 
 SUBJECT = "CN=Example Code Signing,O=Example\\, Inc.,OU=Release,L=Berlin,ST=Berlin,C=DE"
 
@@ -191,25 +192,12 @@ def test_csr_from_the_kms_server(
     )
 
 
-class LyingSigner:
+class LyingSigner(DelegatingSigner):
     """A signer whose signature does not belong to its public key."""
-
-    def __init__(self, inner: KmsSigner) -> None:
-        self.inner = inner
 
     @property
     def name(self) -> str:
         return "lying signer"
-
-    @property
-    def key_type(self) -> KeyType:
-        return self.inner.key_type
-
-    def public_key_der(self) -> bytes:
-        return self.inner.public_key_der()
-
-    def digest_for(self, requested: DigestName) -> DigestName:
-        return requested
 
     def sign(self, data: bytes, digest: DigestName) -> bytes:
         return self.inner.sign(data + b"!", digest)

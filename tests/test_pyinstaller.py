@@ -22,10 +22,11 @@ import pytest
 from kmssign import pe
 from kmssign.cli import build_parser, main
 from kmssign.pyinstaller import CACHE_DIR, sign_bundled, sign_outputs
-from kmssign.signers import DigestName, KeyType
+from kmssign.signers import DigestName
 from kmssign.signers.local import KeyFileSigner
 from tests import peutil
 from tests.fixtures_pyinstaller import KmsCounter, Wine, run_kmssign, run_pyinstaller
+from tests.helpers import DelegatingSigner
 from tests.pki import SigningIdentity, TestPKI
 
 APP = """\
@@ -119,26 +120,12 @@ def is_signed(path: Path) -> bool:
         return pe.parse_pe(f).has_certificate_table
 
 
-class CountingSigner:
+class CountingSigner(DelegatingSigner):
     """A key-file signer that counts its signatures."""
 
     def __init__(self, identity: SigningIdentity) -> None:
-        self.inner = KeyFileSigner.from_file(identity.key_path)
+        super().__init__(KeyFileSigner.from_file(identity.key_path))
         self.calls = 0
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def key_type(self) -> KeyType:
-        return self.inner.key_type
-
-    def public_key_der(self) -> bytes:
-        return self.inner.public_key_der()
-
-    def digest_for(self, requested: DigestName) -> DigestName:
-        return self.inner.digest_for(requested)
 
     def sign(self, data: bytes, digest: DigestName) -> bytes:
         self.calls += 1
