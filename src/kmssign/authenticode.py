@@ -262,29 +262,22 @@ def _with_unsigned_attribute(
     # Re-assemble from the original encodings of every untouched part: asn1crypto would
     # otherwise re-serialize the whole tree (slow, and a re-encoding risks signed bytes).
     unsigned = der(0xA1, b"".join(sorted(a.dump() for a in attrs)))
-    signer_info_der = der(
-        0x30,
-        b"".join(
-            signer_info[name].dump()
-            for name, *_ in cms.SignerInfo._fields
-            if name != "unsigned_attrs" and not _absent(signer_info[name])
-        )
-        + unsigned,
-    )
+    signer_info_der = der(0x30, _fields_before_last(signer_info) + unsigned)
     others = b"".join(si.dump() for si in list(signed_data["signer_infos"])[1:])
     signed_data_der = der(
-        0x30,
-        b"".join(
-            signed_data[name].dump()
-            for name, *_ in cms.SignedData._fields
-            if name != "signer_infos" and not _absent(signed_data[name])
-        )
-        + der(0x31, signer_info_der + others),
+        0x30, _fields_before_last(signed_data) + der(0x31, signer_info_der + others)
     )
     content_info_der = der(
         0x30, original["content_type"].dump() + der(0xA0, signed_data_der)
     )
     return cms.ContentInfo.load(content_info_der)
+
+
+def _fields_before_last(value: Any) -> bytes:
+    """The original encodings of a SEQUENCE's present fields, all but its last field
+    (unsignedAttrs of a SignerInfo, signerInfos of a SignedData), which the caller rebuilds."""
+    names = [name for name, *_ in value._fields[:-1]]
+    return b"".join(value[name].dump() for name in names if not _absent(value[name]))
 
 
 def _absent(value: Any) -> bool:
