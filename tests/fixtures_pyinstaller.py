@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import collections
 import os
 import shutil
 import subprocess
 import sys
-import threading
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures_kms import KmsServer
+from tests.kms_proxy import KmsProxy
 
 WINE_CANDIDATES = ("wine64", "/usr/lib/wine/wine64", "/usr/lib64/wine/wine64", "wine")
 BOOTLOADER = "PyInstaller/bootloader/Windows-64bit-intel/run.exe"
@@ -92,67 +88,10 @@ def windows_bootloader(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_exe
 
 
-class KmsCounter:
-    """An HTTP proxy in front of the moto KMS that counts requests by X-Amz-Target.
-
-    Builds run PyInstaller in a subprocess, so KMS calls are counted on the wire:
-    ``KMSSIGN_ENDPOINT_URL=counter.url`` and ``counter.count("Sign")``.
-    """
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream.rstrip("/")
-        self.counts: collections.Counter[str] = collections.Counter()
-        self._lock = threading.Lock()
-        counter = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                target = self.headers.get("X-Amz-Target", "")
-                with counter._lock:
-                    counter.counts[target.rpartition(".")[2]] += 1
-                skip = {"host", "content-length", "connection", "accept-encoding"}
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
-                request = urllib.request.Request(
-                    counter.upstream + self.path, data=body, headers=headers, method="POST"
-                )
-                try:
-                    with urllib.request.urlopen(request, timeout=60) as response:
-                        status, data, ctype = response.status, response.read(), response.headers
-                except urllib.error.HTTPError as exc:
-                    status, data, ctype = exc.code, exc.read(), exc.headers
-                self.send_response(status)
-                self.send_header("Content-Type", ctype.get("Content-Type", "application/json"))
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def count(self, operation: str) -> int:
-        with self._lock:
-            return self.counts[operation]
-
-    def start(self) -> KmsCounter:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 @pytest.fixture(scope="session")
-def kms_counter(kms_server: KmsServer) -> Iterator[KmsCounter]:
-    counter = KmsCounter(kms_server.endpoint_url).start()
+def kms_counter(kms_server: KmsServer) -> Iterator[KmsProxy]:
+    """KMS calls counted on the wire (builds run in subprocesses)."""
+    counter = KmsProxy(kms_server.endpoint_url).start()
     try:
         yield counter
     finally:

@@ -82,6 +82,11 @@ class KmsProxy:
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
+    def count(self, operation: str) -> int:
+        """How many calls of ``operation`` (``Sign``, ``GetPublicKey``) arrived so far."""
+        with self._lock:
+            return self.calls[operation]
+
     @property
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"

@@ -25,8 +25,9 @@ from kmssign.pyinstaller import CACHE_DIR, sign_bundled, sign_outputs
 from kmssign.signers import DigestName
 from kmssign.signers.local import KeyFileSigner
 from tests import peutil
-from tests.fixtures_pyinstaller import KmsCounter, Wine, run_kmssign, run_pyinstaller
+from tests.fixtures_pyinstaller import Wine, run_kmssign, run_pyinstaller
 from tests.helpers import DelegatingSigner
+from tests.kms_proxy import KmsProxy
 from tests.pki import SigningIdentity, TestPKI
 
 APP = """\
@@ -421,13 +422,13 @@ def test_cli_wraps_spec_targets_unless_disabled(
 @pytest.mark.slow
 def test_onedir_build_with_kms_signs_bundled_dlls_once(
     project: Callable[[str], Path], pki: TestPKI, tsa: Any, kms_identity: Callable[..., Any],
-    kms_counter: KmsCounter, aws_env: dict[str, str],
+    kms_counter: KmsProxy, aws_env: dict[str, str],
 ) -> None:
     key_id, cert_path = kms_identity()
     root = project("\n".join([
         f'key-id = "{key_id}"',
         f'certificate = "{cert_path}"',
-        f'endpoint-url = "{kms_counter.url}"',
+        f'endpoint-url = "{kms_counter.endpoint_url}"',
         'region = "us-east-1"',
         f'timestamp-urls = ["{tsa.url()}"]',
     ]))
