@@ -122,7 +122,7 @@ def _plan(path: Path, settings: Settings, append: bool) -> FileResult:
         with open(path, "rb") as f:
             image = pe.parse_pe(f)
     except (KmsSignError, OSError) as exc:
-        return FileResult(path, "failed", reason=str(exc))
+        return FileResult(path, "failed").fail(exc)
     if image.has_certificate_table and settings.skip_signed and not append:
         return FileResult(path, "skipped", reason="already signed")
     return FileResult(path, "would-sign")
@@ -152,10 +152,8 @@ def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
                 content_info = authenticode.add_timestamp(parsed.content_info, token)
                 pestream.finish_signed_copy(out, state, content_info.dump())
         result.status = "timestamped"
-    except KmsSignError as exc:
-        result.reason = str(exc)
-    except OSError as exc:
-        result.reason = f"{exc.strerror or exc}"
+    except (KmsSignError, OSError) as exc:
+        result.fail(exc)
     return result
 
 

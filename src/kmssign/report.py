@@ -25,6 +25,12 @@ class FileResult:
     sha256_after: str | None = None
     warnings: list[str] = field(default_factory=list)
 
+    def fail(self, exc: BaseException) -> FileResult:
+        """Mark this file failed with the one-line reason ``exc`` gives."""
+        self.status = "failed"
+        self.reason = f"{exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+        return self
+
 
 @dataclass
 class Report:

@@ -137,15 +137,6 @@ class Prepared:
     record_hashes: bool
 
 
-def _fail(result: FileResult, exc: BaseException) -> FileResult:
-    result.status = "failed"
-    if isinstance(exc, OSError):
-        result.reason = f"{exc.strerror or exc}"
-    else:
-        result.reason = str(exc)
-    return result
-
-
 def prepare_file(
     path: Path,
     session: SigningSession,
@@ -191,7 +182,7 @@ def prepare_file(
                 raise
         return Prepared(result, atomic, state, file_digest, existing, record_hashes)
     except (KmsSignError, OSError) as exc:
-        return _fail(result, exc)
+        return result.fail(exc)
 
 
 def _timestamp(
@@ -233,7 +224,7 @@ def complete_file(prepared: Prepared, session: SigningSession) -> FileResult:
         prepared.output.commit()
     except (KmsSignError, OSError) as exc:
         prepared.output.abort()
-        return _fail(result, exc)
+        return result.fail(exc)
     except BaseException:
         prepared.output.abort()
         raise
