@@ -3,8 +3,10 @@ fallback produce the same, valid signed file as the streaming copy."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -15,20 +17,31 @@ from tests.helpers import run_cli, sign_args
 from tests.pki import TestPKI
 
 
-def _large_pe(path: Path, mib: int = 9) -> Path:
+def _large_pe(path: Path, mib: int = 9, seed: int | None = None) -> Path:
     with open(path, "wb") as out:
         out.write(peutil.LAUNCHERS["t64.exe"].read_bytes())
-        block = os.urandom(1 << 20)
+        block = random.Random(seed).randbytes(1 << 20) if seed is not None else os.urandom(1 << 20)
         for _ in range(mib):
             out.write(block)
         out.write(b"odd tail")  # not a multiple of 8
     return path
 
 
+_SIGNED_BY_VARIANT: dict[str, bytes] = {}
+
+
+@pytest.mark.parametrize("mapped", [True, False], ids=["mapped", "read"])
 @pytest.mark.parametrize("kernel_copy", ["available", "refused"])
 def test_large_file_signs_the_same_either_way(
-    capsys, pki: TestPKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_copy: str
+    capsys,
+    pki: TestPKI,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kernel_copy: str,
+    mapped: bool,
 ) -> None:
+    if not mapped:
+        monkeypatch.setattr(pestream, "_mappable", lambda fd, end: False)
     calls: list[int] = []
     real = os.copy_file_range
 
@@ -39,7 +52,7 @@ def test_large_file_signs_the_same_either_way(
         return real(*args)
 
     monkeypatch.setattr(os, "copy_file_range", copy_file_range)
-    path = _large_pe(tmp_path / "big.exe")
+    path = _large_pe(tmp_path / "big.exe", seed=3)
     code, out, err = run_cli(capsys, "sign", str(path), *sign_args(pki.identity("rsa2048")))
     assert code == 0, err
     assert calls, "the kernel copy was not tried"
@@ -49,3 +62,57 @@ def test_large_file_signs_the_same_either_way(
         assert pestream.pe_checksum(f, image) == pe.stored_checksum(f, image)
         assert pestream.authenticode_digest(f, image, "sha256") == peutil.osslsigncode_digest(path)
     assert b"odd tail" in path.read_bytes()[-(1 << 16) :]
+    # Every way through (mapped or read, kernel or streaming copy) writes the same bytes.
+    _SIGNED_BY_VARIANT[f"{kernel_copy}-{mapped}"] = path.read_bytes()
+    assert len(set(_SIGNED_BY_VARIANT.values())) == 1
+
+
+def test_mapped_windows_refuse_a_file_cut_short(tmp_path: Path) -> None:
+    """A file shorter than the image end is refused before it is mapped (a read past the
+    end of a mapping would kill the process)."""
+    path = _large_pe(tmp_path / "big.exe", mib=4)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        windows = pestream._mapped_windows(f.fileno(), 0, size)
+        first_offset, first = next(windows)
+        assert first_offset == 0 and bytes(first[:2]) == b"MZ"
+        del first
+        os.truncate(path, pestream.WINDOW + 5)
+        with pytest.raises(pestream.PEFormatError, match="changed while"):
+            list(windows)
+
+
+def test_full_disk_at_preallocation_fails_cleanly(
+    capsys, pki: TestPKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_space(fd: int, mode: int, offset: int, length: int) -> int:
+        ctypes.set_errno(errno.ENOSPC)
+        return -1
+
+    monkeypatch.setattr(pestream, "_fallocate", lambda: no_space)
+    path = _large_pe(tmp_path / "big.exe")
+    before = path.read_bytes()
+    code, out, err = run_cli(capsys, "sign", str(path), *sign_args(pki.identity("rsa2048")))
+    assert code == 1
+    assert f"failed: {path}: no space left" in err, err
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.exe"]
+
+
+@pytest.mark.parametrize("code", [errno.EOPNOTSUPP, errno.ENOSYS])
+def test_filesystem_without_preallocation_still_signs(
+    capsys, pki: TestPKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    tried: list[int] = []
+
+    def unsupported(fd: int, mode: int, offset: int, length: int) -> int:
+        tried.append(length)
+        ctypes.set_errno(code)
+        return -1
+
+    monkeypatch.setattr(pestream, "_fallocate", lambda: unsupported)
+    path = _large_pe(tmp_path / "big.exe")
+    code_, out, err = run_cli(capsys, "sign", str(path), *sign_args(pki.identity("rsa2048")))
+    assert code_ == 0, err
+    assert len(tried) == 1 and tried[0] >= 9 << 20  # tried once, for the whole image
+    peutil.osslsigncode_verify(path, pki.root_pem)
