@@ -200,6 +200,34 @@ def test_key_that_does_not_match_certificate_touches_nothing(capsys, pki: TestPK
     assert {n: p.read_bytes() for n, p in samples.items()} == before
 
 
+def test_corrupt_private_key_is_caught_by_the_self_check(
+    capsys, pki: TestPKI, samples, tmp_path
+) -> None:
+    """Key files are loaded without cryptography's slow RSA consistency check; a key whose
+    public half matches the certificate but whose private half is broken must still never
+    produce a written signature: the sign-then-check catches it."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from tests.pki import write_key
+
+    identity = pki.identity("rsa2048")
+    good = identity.key.private_numbers()
+    broken = rsa.RSAPrivateNumbers(
+        p=good.p, q=good.q, d=good.d ^ 2, dmp1=good.dmp1 ^ 2, dmq1=good.dmq1,
+        iqmp=good.iqmp, public_numbers=good.public_numbers,
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    key = write_key(tmp_path / "broken.key", broken)
+    before = {n: p.read_bytes() for n, p in samples.items()}
+    code, out, err = run_cli(
+        capsys, "sign", *map(str, samples.values()), "--key-file", str(key),
+        "--cert", str(identity.cert_path), "--no-timestamp",
+    )
+    assert code == 1
+    assert err.count("does not verify with the certificate") == len(samples), err
+    assert "Traceback" not in err
+    assert {n: p.read_bytes() for n, p in samples.items()} == before
+
+
 def test_bundle_and_p7b_certificates(capsys, pki: TestPKI, samples, tmp_path) -> None:
     from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 

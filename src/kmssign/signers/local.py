@@ -46,7 +46,10 @@ class KeyFileSigner:
             else serialization.load_der_private_key
         )
         try:
-            key = loader(data, password=password)
+            # cryptography's RSA consistency check (primality tests) costs 60 ms for a
+            # 2048-bit key and seconds for larger ones; it is not needed here because
+            # every signature is verified against the certificate before it is used.
+            key = loader(data, password=password, unsafe_skip_rsa_key_validation=True)
         except TypeError as exc:
             raise SigningError(
                 f"{path}: the key is encrypted; set {PASSWORD_ENV}"
