@@ -105,3 +105,23 @@ def test_proxy_from_the_environment_is_used(
     target = "http://tsa.example.invalid/path"
     assert tsahttp.http_post(target, b"xy", 5.0) == b"yx"
     assert server.requests[-1] == target
+
+
+def test_proxy_decision_follows_the_environment(
+    server: _Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy decision is cached, but per proxy setting: a changed variable counts."""
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    target = "http://tsa.example.invalid/path"
+    with pytest.raises(OSError):  # no proxy: a direct connection to a name that never resolves
+        tsahttp.http_post(target, b"xy", 5.0)
+    monkeypatch.setenv("http_proxy", server.url(""))
+    assert tsahttp.http_post(target, b"xy", 5.0) == b"yx"
+    assert server.requests[-1] == target
+    monkeypatch.setenv("no_proxy", "tsa.example.invalid")
+    with pytest.raises(OSError):
+        tsahttp.http_post(target, b"xy", 5.0)
+    assert server.requests[-1] == target  # the bypassed request never reached the proxy
+    monkeypatch.delenv("no_proxy")
+    assert tsahttp.http_post(target, b"xz", 5.0) == b"zx"

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from kmssign.authenticode import der
+from kmssign.asn1 import der
 from kmssign.timestamp import TimeStampResp
 from tests.pki import TIME_STAMPING, Issued, TestPKI
 

@@ -20,6 +20,20 @@ OID_MS_RFC3161_TIMESTAMP = "1.3.6.1.4.1.311.3.3.1"
 OBSOLETE_FILE_LINK = "<<<Obsolete>>>"
 
 
+def der(tag: int, contents: bytes) -> bytes:
+    """One DER TLV (definite length)."""
+    n = len(contents)
+    if n < 0x80:
+        return bytes([tag, n]) + contents
+    length = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + contents
+
+
+def der_integer(value: int) -> bytes:
+    """A DER INTEGER (two's complement, minimal length)."""
+    return der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
+
+
 class SpcString(core.Choice):  # type: ignore[misc]
     _alternatives = [
         ("unicode", core.BMPString, {"implicit": 0}),

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from kmssign import asn1
+from kmssign.asn1 import der
 from kmssign.errors import SigningError
 from kmssign.signers import DigestName, Signer
 
@@ -37,15 +38,6 @@ def _digest_algorithm(name: str) -> algos.DigestAlgorithm:
 
 def to_asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
-
-
-def der(tag: int, contents: bytes) -> bytes:
-    """One DER TLV (definite length)."""
-    n = len(contents)
-    if n < 0x80:
-        return bytes([tag, n]) + contents
-    length = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(length)]) + length + contents
 
 
 # Everything that does not change between files is encoded once (asn1crypto is slow to

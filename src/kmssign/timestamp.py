@@ -18,8 +18,9 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
-from asn1crypto import cms, core, tsp
+from asn1crypto import algos, cms, core, tsp
 
+from kmssign.asn1 import der, der_integer
 from kmssign.errors import ConfigError, TimestampError, VerificationError
 from kmssign.tsahttp import http_post
 from kmssign.tsp import TokenInfo, check_token, digest_bytes
@@ -57,18 +58,18 @@ def build_request(signature_value: bytes, digest: str, nonce: int) -> bytes:
     """DER TimeStampReq over ``digest(signature_value)`` with ``nonce`` and certReq."""
     if digest not in REQUEST_DIGESTS:
         raise TimestampError(f"unsupported timestamp digest {digest!r}")
-    request = tsp.TimeStampReq(
-        {
-            "version": "v1",
-            "message_imprint": {
-                "hash_algorithm": {"algorithm": digest},
-                "hashed_message": digest_bytes(digest, signature_value),
-            },
-            "nonce": nonce,
-            "cert_req": True,
-        }
-    )
-    return bytes(request.dump())
+    # Encoded directly: asn1crypto takes longer to build it than the TSA takes to answer.
+    hashed = der(0x04, digest_bytes(digest, signature_value))
+    imprint = der(0x30, _IMPRINT_ALGORITHMS[digest] + hashed)
+    return der(0x30, _VERSION_1 + imprint + der_integer(nonce) + _CERT_REQ_TRUE)
+
+
+_VERSION_1 = der_integer(1)
+_CERT_REQ_TRUE = der(0x01, b"\xff")
+# AlgorithmIdentifier SEQUENCE { OID } (no parameters, as asn1crypto encodes them)
+_IMPRINT_ALGORITHMS = {
+    name: bytes(algos.DigestAlgorithm({"algorithm": name}).dump()) for name in REQUEST_DIGESTS
+}
 
 
 # -- HTTP: kmssign.tsahttp.http_post (keep-alive, proxies, redirects) ------------------

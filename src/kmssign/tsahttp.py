@@ -9,7 +9,9 @@ proxies, carries the request instead.
 
 from __future__ import annotations
 
+import functools
 import http.client
+import os
 import threading
 import urllib.error
 import urllib.parse
@@ -54,9 +56,24 @@ def _drop(parts: urllib.parse.SplitResult) -> None:
         conn.close()
 
 
+# The variables that decide whether urllib sends an http(s) request through a proxy.
+_PROXY_VARIABLES = (
+    "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY",
+    "REQUEST_METHOD",  # under CGI, urllib ignores HTTP_PROXY
+)
+
+
 def _uses_proxy(parts: urllib.parse.SplitResult) -> bool:
+    # urllib reads the whole environment for this (half a millisecond per request):
+    # decide once per proxy setting and host.
+    setting = tuple(os.environ.get(name) for name in _PROXY_VARIABLES)
+    return _proxy_decision(setting, parts.scheme, parts.hostname or "")
+
+
+@functools.lru_cache(maxsize=64)
+def _proxy_decision(_setting: tuple[str | None, ...], scheme: str, host: str) -> bool:
     proxies = urllib.request.getproxies()
-    return parts.scheme in proxies and not urllib.request.proxy_bypass(parts.hostname or "")
+    return scheme in proxies and not urllib.request.proxy_bypass(host)
 
 
 def _read_limited(response: http.client.HTTPResponse) -> bytes:
