@@ -7,6 +7,7 @@ written only when everything succeeded; otherwise it stays byte-for-byte as it w
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ class SigningSession:
     url: str | None
     log: Log = nolog
 
-    @property
+    @functools.cached_property
     def signer_subject(self) -> str:
         return subject_of(self.certificates.leaf)
 

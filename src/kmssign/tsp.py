@@ -8,6 +8,7 @@ calls it with the trusted roots.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,11 +81,10 @@ def _check(
     # Keep each certificate's own bytes before anything inspects it: asn1crypto would
     # re-serialize an inspected tree on every dump() (slow).
     raw_certs = [c.chosen.dump() for c in signed_data["certificates"] if c.name == "certificate"]
-    pool = [asn1_x509.Certificate.load(der) for der in raw_certs]
-    tsa_cert = _find_signer_cert(signer_info, pool)
-    tsa_der = raw_certs[next(i for i, c in enumerate(pool) if c is tsa_cert)]
+    tsa_der = _find_signer_cert(signer_info, raw_certs)
+    tsa = _tsa_certificate(tsa_der)
     _check_signed_attributes(signer_info, tst_bytes, tsa_der)
-    _check_signature(signer_info, signed_attrs, tsa_der)
+    _check_signature(signer_info, signed_attrs, tsa.public_key)
 
     imprint_algo = tst_info["message_imprint"]["hash_algorithm"]["algorithm"].native
     imprint = tst_info["message_imprint"]["hashed_message"].native
@@ -99,11 +99,14 @@ def _check(
         )
     gen_time = tst_info["gen_time"].native
 
-    certificate = x509.load_der_x509_certificate(tsa_der)
-    _check_timestamping_eku(certificate)
+    certificate = tsa.certificate
+    if not tsa.timestamping:
+        raise VerificationError(
+            f"TSA certificate {tsa.subject} lacks the timeStamping extended key usage"
+        )
     if not certificate.not_valid_before_utc <= gen_time <= certificate.not_valid_after_utc:
         raise VerificationError(
-            f"TSA certificate {certificate.subject.rfc4514_string()} "
+            f"TSA certificate {tsa.subject} "
             f"is not valid at the token time {gen_time:%Y-%m-%d %H:%M:%S} UTC"
         )
     if roots:
@@ -112,9 +115,7 @@ def _check(
             validate_chain(certificate, others, roots, gen_time)
         except VerificationError as exc:
             raise VerificationError(f"timestamp token TSA chain: {exc}") from exc
-    return TokenInfo(
-        gen_time=gen_time, tsa_subject=certificate.subject.rfc4514_string(), digest=imprint_algo
-    )
+    return TokenInfo(gen_time=gen_time, tsa_subject=tsa.subject, digest=imprint_algo)
 
 
 def _unpack(
@@ -141,20 +142,69 @@ def _unpack(
     return signed_data, signer_infos[0], tst_bytes, tst_info
 
 
-def _find_signer_cert(
-    signer_info: cms.SignerInfo, pool: Sequence[asn1_x509.Certificate]
-) -> asn1_x509.Certificate:
+# A TSA answers every request of a run with the same certificates: what is read from a
+# certificate is kept, keyed by its DER, instead of being parsed again for every token.
+
+
+@dataclass(frozen=True)
+class _Identity:
+    """What identifies a certificate as the signer of a SignerInfo."""
+
+    serial: int
+    issuer_der: bytes
+    issuer: asn1_x509.Name
+    key_identifier: bytes | None
+
+
+@functools.lru_cache(maxsize=64)
+def _identity(der: bytes) -> _Identity:
+    cert = asn1_x509.Certificate.load(der)
+    return _Identity(cert.serial_number, cert.issuer.dump(), cert.issuer, cert.key_identifier)
+
+
+@dataclass(frozen=True)
+class _TsaCertificate:
+    certificate: x509.Certificate
+    public_key: object
+    subject: str
+    timestamping: bool  # carries the timeStamping extended key usage
+
+
+@functools.lru_cache(maxsize=16)
+def _tsa_certificate(der: bytes) -> _TsaCertificate:
+    certificate = x509.load_der_x509_certificate(der)
+    try:
+        eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        eku = None
+    return _TsaCertificate(
+        certificate,
+        certificate.public_key(),
+        certificate.subject.rfc4514_string(),
+        eku is not None and ExtendedKeyUsageOID.TIME_STAMPING in eku,
+    )
+
+
+def _find_signer_cert(signer_info: cms.SignerInfo, raw_certs: Sequence[bytes]) -> bytes:
+    """The DER of the certificate among ``raw_certs`` that the SignerInfo names."""
     sid = signer_info["sid"]
-    for cert in pool:
-        if sid.name == "issuer_and_serial_number":
-            if cert.serial_number == sid.chosen["serial_number"].native and (
-                # identical encodings first (fast); asn1crypto's Name equality otherwise
-                cert.issuer.dump() == sid.chosen["issuer"].dump()
-                or cert.issuer == sid.chosen["issuer"]
+    if sid.name == "issuer_and_serial_number":
+        serial = sid.chosen["serial_number"].native
+        issuer = sid.chosen["issuer"]
+        issuer_der = issuer.dump()
+        for der in raw_certs:
+            found = _identity(der)
+            # identical encodings first (fast); asn1crypto's Name equality otherwise
+            if found.serial == serial and (
+                found.issuer_der == issuer_der or found.issuer == issuer
             ):
-                return cert
-        elif cert.key_identifier is not None and cert.key_identifier == sid.chosen.native:
-            return cert
+                return der
+    else:
+        key_identifier = sid.chosen.native
+        for der in raw_certs:
+            found = _identity(der)
+            if found.key_identifier is not None and found.key_identifier == key_identifier:
+                return der
     raise VerificationError("timestamp token does not contain the TSA signing certificate")
 
 
@@ -202,7 +252,7 @@ def _check_signed_attributes(signer_info: cms.SignerInfo, tst_bytes: bytes, tsa_
             )
 
 
-def _check_signature(signer_info: cms.SignerInfo, signed: bytes, tsa_der: bytes) -> None:
+def _check_signature(signer_info: cms.SignerInfo, signed: bytes, public_key: object) -> None:
     signature = signer_info["signature"].native
     digest_algo = signer_info["digest_algorithm"]["algorithm"].native
     if digest_algo not in _HASHES:
@@ -212,7 +262,6 @@ def _check_signature(signer_info: cms.SignerInfo, signed: bytes, tsa_der: bytes)
         kind = signer_info["signature_algorithm"].signature_algo
     except ValueError as exc:
         raise VerificationError(f"timestamp token signature algorithm unsupported: {exc}") from exc
-    public_key = x509.load_der_x509_certificate(tsa_der).public_key()
     try:
         if kind == "rsassa_pkcs1v15" and isinstance(public_key, rsa.RSAPublicKey):
             public_key.verify(signature, signed, padding.PKCS1v15(), hash_algorithm)
@@ -224,15 +273,3 @@ def _check_signature(signer_info: cms.SignerInfo, signed: bytes, tsa_der: bytes)
             )
     except InvalidSignature as exc:
         raise VerificationError("timestamp token signature does not verify") from exc
-
-
-def _check_timestamping_eku(certificate: x509.Certificate) -> None:
-    try:
-        eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        eku = None
-    if eku is None or ExtendedKeyUsageOID.TIME_STAMPING not in eku:
-        raise VerificationError(
-            f"TSA certificate {certificate.subject.rfc4514_string()} "
-            "lacks the timeStamping extended key usage"
-        )

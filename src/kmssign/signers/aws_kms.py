@@ -123,6 +123,9 @@ class KmsSigner:
             connect_timeout=CONNECT_TIMEOUT,
             read_timeout=READ_TIMEOUT,
             max_pool_connections=max(10, max_connections),
+            # the parameters are built here, never taken from users: checking them
+            # against the service model again costs time on every Sign call
+            parameter_validation=False,
         )
         try:
             session = boto3.Session(profile_name=profile, region_name=region)
