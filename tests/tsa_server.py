@@ -16,6 +16,11 @@ The URL path picks the behaviour, e.g. ``http://127.0.0.1:PORT/tsa``:
 
 A POST whose Content-Type is not ``application/timestamp-query`` gets HTTP 415 (and is
 not counted). Every other request is counted per path (:meth:`LoopbackTSA.count`).
+
+Replies are encoded as DER directly (asn1crypto parses the request only): the batch
+benchmark stamps hundreds of files, and building asn1crypto trees for every token cost
+about twice the RSA signature itself. What is the same for every token of a signer
+(certificate, sid, ESS attribute, ``tsa`` name) is encoded once per certificate.
 """
 
 from __future__ import annotations
@@ -28,51 +33,220 @@ import socket
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from asn1crypto import cms, core, tsp
+from asn1crypto import algos, cms, core, tsp
 from asn1crypto import x509 as asn1_x509
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from kmssign.asn1 import der
-from kmssign.timestamp import TimeStampResp
+from kmssign.asn1 import der, der_integer
 from tests.pki import TIME_STAMPING, Issued, TestPKI
 
 SLOW_SECONDS = 2.0
 POLICY = "1.3.6.1.4.1.55555.3161.1"  # a private-arc test policy
-_HASHES = ("sha1", "sha256", "sha384", "sha512")
 
 
-def _asn1_cert(issued: Issued) -> asn1_x509.Certificate:
-    return asn1_x509.Certificate.load(issued.cert.public_bytes(Encoding.DER))
+# -- DER building blocks ---------------------------------------------------------------
 
 
-# The test TSA answers many requests in benchmarks: parts that are the same for every
-# token are encoded once (asn1crypto is slow at rebuilding trees).
+def _oid(dotted: str) -> bytes:
+    """A DER OBJECT IDENTIFIER."""
+    arcs = [int(arc) for arc in dotted.split(".")]
+    body = bytearray()
+    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
+        septets = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            septets.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body += bytes(reversed(septets))
+    return der(0x06, bytes(body))
 
 
-@functools.lru_cache(maxsize=1)
-def _content_type_attribute() -> bytes:
-    return bytes(cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}).dump())
+def _integer(value: int) -> bytes:
+    """A DER INTEGER, minimal for negative values too (a client's nonce may be one)."""
+    if value >= 0:
+        return der_integer(value)
+    return der(0x02, value.to_bytes((~value).bit_length() // 8 + 1, "big", signed=True))
 
 
-@functools.lru_cache(maxsize=8)
-def _ess_attribute(cert_der: bytes) -> bytes:
+def _algorithm(dotted: str, *, null_parameters: bool = True) -> bytes:
+    """AlgorithmIdentifier { algorithm, NULL } (or without parameters)."""
+    return der(0x30, _oid(dotted) + (b"\x05\x00" if null_parameters else b""))
+
+
+# Digests and rsaEncryption with NULL parameters, ECDSA without: as asn1crypto wrote them.
+_DIGEST_ALGORITHMS = {
+    "sha1": _algorithm("1.3.14.3.2.26"),
+    "sha256": _algorithm("2.16.840.1.101.3.4.2.1"),
+    "sha384": _algorithm("2.16.840.1.101.3.4.2.2"),
+    "sha512": _algorithm("2.16.840.1.101.3.4.2.3"),
+}
+_SHA256 = _DIGEST_ALGORITHMS["sha256"]
+_RSA_PKCS1V15 = _algorithm("1.2.840.113549.1.1.1")
+_ECDSA_SHA256 = _algorithm("1.2.840.10045.4.3.2", null_parameters=False)
+
+_ID_SIGNED_DATA = _oid("1.2.840.113549.1.7.2")
+_ID_CT_TST_INFO = _oid("1.2.840.113549.1.9.16.1.4")
+_ID_CONTENT_TYPE = _oid("1.2.840.113549.1.9.3")
+_ID_MESSAGE_DIGEST = _oid("1.2.840.113549.1.9.4")
+_ID_SIGNING_CERTIFICATE_V2 = _oid("1.2.840.113549.1.9.16.2.47")
+
+_V1 = der_integer(1)
+_V3 = der_integer(3)
+_POLICY = _oid(POLICY)
+_ACCURACY = der(0x30, der_integer(1))  # Accuracy { seconds 1 }
+_SIGNED_DATA_DIGEST_ALGORITHMS = der(0x31, _SHA256)
+# Attribute { contentType, SET { id-ct-TSTInfo } }
+_CONTENT_TYPE_ATTRIBUTE = der(0x30, _ID_CONTENT_TYPE + der(0x31, _ID_CT_TST_INFO))
+
+_PKI_STATUS = {
+    "granted": 0,
+    "granted_with_mods": 1,
+    "rejection": 2,
+    "waiting": 3,
+    "revocation_warning": 4,
+    "revocation_notification": 5,
+}
+# PKIFailureInfo BIT STRING with only badDataFormat (bit 5): 2 unused bits, 0b00000100
+_BAD_DATA_FORMAT = der(0x03, b"\x02\x04")
+
+
+@functools.cache
+def _digest_algorithm(name: str) -> bytes:
+    """The AlgorithmIdentifier for the request's digest (asn1crypto's name or dotted OID)."""
+    known = _DIGEST_ALGORITHMS.get(name)
+    if known is not None:
+        return known
+    return bytes(algos.DigestAlgorithm({"algorithm": name}).dump())  # outside the hot path
+
+
+# -- what every token of one TSA certificate shares ---------------------------------
+
+
+@dataclass(frozen=True)
+class _SignerParts:
+    certificates: bytes  # SignedData certificates [0] IMPLICIT SET OF { the certificate }
+    issuer_and_serial: bytes  # SignerInfo sid, version 1
+    key_identifier: bytes | None  # SignerInfo sid [0] IMPLICIT SubjectKeyIdentifier, v3
+    ess_attribute: bytes  # Attribute { signingCertificateV2, SET { SigningCertificateV2 } }
+    tsa_name: bytes  # TSTInfo tsa [0] EXPLICIT GeneralName directoryName [4] EXPLICIT Name
+
+
+@functools.lru_cache(maxsize=16)
+def _signer_parts_of(cert_der: bytes) -> _SignerParts:
     cert = asn1_x509.Certificate.load(cert_der)
-    ess_cert_id = {
-        "hash_algorithm": {"algorithm": "sha256"},
-        "cert_hash": hashlib.sha256(cert_der).digest(),
-        "issuer_serial": {
-            "issuer": [asn1_x509.GeneralName(name="directory_name", value=cert.issuer)],
-            "serial_number": cert.serial_number,
-        },
-    }
-    attr = cms.CMSAttribute(
-        {"type": "signing_certificate_v2", "values": [{"certs": [ess_cert_id]}]}
+    issuer = cert.issuer.dump()  # the certificate's own bytes
+    serial = _integer(cert.serial_number)
+    # ESSCertIDv2 { certHash, IssuerSerial { GeneralNames { directoryName issuer }, serial } }
+    # (hashAlgorithm is the DEFAULT sha256, so DER leaves it out)
+    ess_cert_id = der(
+        0x30,
+        der(0x04, hashlib.sha256(cert_der).digest())
+        + der(0x30, der(0x30, der(0xA4, issuer)) + serial),
     )
-    return bytes(attr.dump())
+    signing_certificate = der(0x30, der(0x30, ess_cert_id))  # SigningCertificateV2 { certs }
+    ski = cert.key_identifier
+    return _SignerParts(
+        certificates=der(0xA0, cert_der),
+        issuer_and_serial=der(0x30, issuer + serial),
+        key_identifier=None if ski is None else der(0x80, ski),
+        ess_attribute=der(0x30, _ID_SIGNING_CERTIFICATE_V2 + der(0x31, signing_certificate)),
+        tsa_name=der(0xA0, der(0xA4, cert.subject.dump())),
+    )
+
+
+# by certificate object, so that a token does not re-encode the certificate (~10 us)
+_PARTS_BY_CERT: dict[int, tuple[x509.Certificate, _SignerParts]] = {}
+
+
+def _signer_parts(signer: Issued) -> _SignerParts:
+    cert = signer.cert
+    known = _PARTS_BY_CERT.get(id(cert))
+    if known is None or known[0] is not cert:
+        if len(_PARTS_BY_CERT) >= 64:
+            _PARTS_BY_CERT.clear()
+        known = (cert, _signer_parts_of(cert.public_bytes(Encoding.DER)))
+        _PARTS_BY_CERT[id(cert)] = known
+    return known[1]
+
+
+# -- token and reply ---------------------------------------------------------------
+
+
+def _tst_info(
+    digest_algorithm: bytes, hashed: bytes, serial: int, nonce: int | None, tsa_name: bytes
+) -> bytes:
+    """DER TSTInfo, genTime now in whole seconds."""
+    gen_time = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%SZ").encode("ascii")
+    return der(
+        0x30,
+        _V1
+        + _POLICY
+        + der(0x30, digest_algorithm + der(0x04, hashed))  # messageImprint
+        + _integer(serial)
+        + der(0x18, gen_time)
+        + _ACCURACY
+        + (b"" if nonce is None else _integer(nonce))
+        + tsa_name,
+    )
+
+
+def _token(
+    tst_der: bytes,
+    signer: Issued,
+    parts: _SignerParts,
+    *,
+    include_cert: bool,
+    by_ski: bool,
+    corrupt_signature: bool,
+) -> bytes:
+    """DER ContentInfo { signedData }: the timestamp token over ``tst_der``."""
+    assert signer.key is not None
+    message_digest = der(
+        0x30, _ID_MESSAGE_DIGEST + der(0x31, der(0x04, hashlib.sha256(tst_der).digest()))
+    )
+    # SET OF, DER-sorted: the bytes the signature covers
+    signed_attrs = der(
+        0x31, b"".join(sorted([_CONTENT_TYPE_ATTRIBUTE, message_digest, parts.ess_attribute]))
+    )
+    if isinstance(signer.key, rsa.RSAPrivateKey):
+        signature = signer.key.sign(signed_attrs, padding.PKCS1v15(), hashes.SHA256())
+        signature_algorithm = _RSA_PKCS1V15
+    else:
+        assert isinstance(signer.key, ec.EllipticCurvePrivateKey)
+        signature = signer.key.sign(signed_attrs, ec.ECDSA(hashes.SHA256()))
+        signature_algorithm = _ECDSA_SHA256
+    if corrupt_signature:
+        signature = signature[:-1] + bytes([signature[-1] ^ 0x01])
+    if by_ski:
+        if parts.key_identifier is None:
+            raise ValueError("the TSA certificate has no subject key identifier")
+        version, sid = _V3, parts.key_identifier
+    else:
+        version, sid = _V1, parts.issuer_and_serial
+    signer_info = der(
+        0x30,
+        version
+        + sid
+        + _SHA256
+        + b"\xa0" + signed_attrs[1:]  # signedAttrs [0] IMPLICIT
+        + signature_algorithm
+        + der(0x04, signature),
+    )
+    signed_data = der(
+        0x30,
+        _V3
+        + _SIGNED_DATA_DIGEST_ALGORITHMS
+        + der(0x30, _ID_CT_TST_INFO + der(0xA0, der(0x04, tst_der)))  # encapContentInfo
+        + (parts.certificates if include_cert else b"")
+        + der(0x31, signer_info),
+    )
+    return der(0x30, _ID_SIGNED_DATA + der(0xA0, signed_data))
 
 
 def sign_tst_info(
@@ -84,62 +258,15 @@ def sign_tst_info(
     corrupt_signature: bool = False,
 ) -> cms.ContentInfo:
     """Wrap ``tst_info`` in CMS SignedData signed by ``signer`` (a timestamp token)."""
-    assert signer.key is not None
-    cert_der = signer.cert.public_bytes(Encoding.DER)
-    cert = asn1_x509.Certificate.load(cert_der)
-    tst_der = tst_info.dump()
-    signed_attrs = cms.CMSAttributes.load(
-        der(0x31, b"".join(sorted([
-            _content_type_attribute(),
-            cms.CMSAttribute(
-                {"type": "message_digest", "values": [hashlib.sha256(tst_der).digest()]}
-            ).dump(),
-            _ess_attribute(cert_der),
-        ])))
+    token = _token(
+        tst_info.dump(),
+        signer,
+        _signer_parts(signer),
+        include_cert=include_cert,
+        by_ski=by_ski,
+        corrupt_signature=corrupt_signature,
     )
-    to_sign = signed_attrs.dump()  # SET OF, DER-sorted: the bytes the signature covers
-    if isinstance(signer.key, rsa.RSAPrivateKey):
-        signature = signer.key.sign(to_sign, padding.PKCS1v15(), hashes.SHA256())
-        signature_algorithm = "rsassa_pkcs1v15"
-    else:
-        assert isinstance(signer.key, ec.EllipticCurvePrivateKey)
-        signature = signer.key.sign(to_sign, ec.ECDSA(hashes.SHA256()))
-        signature_algorithm = "sha256_ecdsa"
-    if corrupt_signature:
-        signature = signature[:-1] + bytes([signature[-1] ^ 0x01])
-    if by_ski:
-        sid = cms.SignerIdentifier(name="subject_key_identifier", value=cert.key_identifier)
-    else:
-        sid = cms.SignerIdentifier(
-            name="issuer_and_serial_number",
-            value=cms.IssuerAndSerialNumber.load(
-                der(0x30, cert.issuer.dump() + core.Integer(cert.serial_number).dump())
-            ),
-        )
-    signer_info = cms.SignerInfo(
-        {
-            "version": "v3" if by_ski else "v1",
-            "sid": sid,
-            "digest_algorithm": {"algorithm": "sha256"},
-            "signed_attrs": signed_attrs,
-            "signature_algorithm": {"algorithm": signature_algorithm},
-            "signature": signature,
-        }
-    )
-    fields: dict[str, object] = {
-        "version": "v3",
-        "digest_algorithms": [{"algorithm": "sha256"}],
-        "encap_content_info": {
-            "content_type": "tst_info",
-            "content": core.ParsableOctetString(tst_der),
-        },
-        "signer_infos": [signer_info],
-    }
-    if include_cert:
-        # a fresh, uninspected copy: asn1crypto re-serializes inspected trees (slow)
-        fields["certificates"] = [asn1_x509.Certificate.load(cert_der)]
-    signed_data = cms.SignedData(fields)
-    return cms.ContentInfo({"content_type": "signed_data", "content": signed_data})
+    return cms.ContentInfo.load(token)
 
 
 def make_tst_info(
@@ -154,33 +281,42 @@ def make_tst_info(
     hashed = imprint["hashed_message"].native
     if flip_imprint:
         hashed = bytes([hashed[0] ^ 0xFF]) + hashed[1:]
-    fields = {
-        "version": "v1",
-        "policy": POLICY,
-        "message_imprint": {
-            "hash_algorithm": {"algorithm": imprint["hash_algorithm"]["algorithm"].native},
-            "hashed_message": hashed,
-        },
-        "serial_number": serial,
-        "gen_time": dt.datetime.now(dt.timezone.utc).replace(microsecond=0),
-        "accuracy": {"seconds": 1},
-        "tsa": asn1_x509.GeneralName(name="directory_name", value=_asn1_cert(signer).subject),
-    }
-    if request["nonce"].native is not None:
-        fields["nonce"] = request["nonce"].native + nonce_delta
-    return tsp.TSTInfo(fields)
+    nonce = request["nonce"].native
+    tst_info = _tst_info(
+        _digest_algorithm(imprint["hash_algorithm"]["algorithm"].native),
+        hashed,
+        serial,
+        None if nonce is None else nonce + nonce_delta,
+        _signer_parts(signer).tsa_name,
+    )
+    return tsp.TSTInfo.load(tst_info)
 
 
-def response(status: str, token: cms.ContentInfo | None = None, text: str = "") -> bytes:
-    status_info: dict[str, object] = {"status": status}
+def response(
+    status: str, token: cms.ContentInfo | bytes | None = None, text: str = ""
+) -> bytes:
+    """DER TimeStampResp; ``token`` may be the token's DER already."""
+    status_info = der_integer(_PKI_STATUS[status])
     if text:
-        status_info["status_string"] = [text]
+        status_info += der(0x30, der(0x0C, text.encode("utf-8")))  # PKIFreeText
     if status == "rejection":
-        status_info["fail_info"] = {"bad_data_format"}
-    reply: dict[str, object] = {"status": status_info}
-    if token is not None:
-        reply["time_stamp_token"] = token
-    return TimeStampResp(reply).dump()
+        status_info += _BAD_DATA_FORMAT
+    if token is None:
+        token = b""
+    elif not isinstance(token, bytes):
+        token = token.dump()
+    return der(0x30, der(0x30, status_info) + token)
+
+
+def _parse_unused_fields(request: tsp.TimeStampReq) -> None:
+    """Parse what the reply does not copy, so that a malformed request is refused whole."""
+    for value in (
+        request["message_imprint"]["hash_algorithm"]["parameters"],
+        request["req_policy"],
+        request["extensions"],
+    ):
+        if not isinstance(value, core.Void):
+            value.native  # noqa: B018 - raises on malformed contents
 
 
 class LoopbackTSA:
@@ -256,24 +392,32 @@ class LoopbackTSA:
             self._stop_sleeping.wait(SLOW_SECONDS)
         try:
             request = tsp.TimeStampReq.load(body, strict=True)
-            algorithm = request["message_imprint"]["hash_algorithm"]["algorithm"].native
-            request.native  # noqa: B018 - parse everything now
-        except (ValueError, TypeError, KeyError):
+            imprint = request["message_imprint"]
+            algorithm = imprint["hash_algorithm"]["algorithm"].native
+            hashed = imprint["hashed_message"].native
+            nonce = request["nonce"].native
+            cert_req = bool(request["cert_req"].native)
+            _parse_unused_fields(request)
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError):
             return 200, response("rejection", text="request is not a DER TimeStampReq")
-        if algorithm not in _HASHES or mode == "rejection":
+        if algorithm not in _DIGEST_ALGORITHMS or mode == "rejection":
             return 200, response("rejection", text=f"refusing {mode} request")
+        if mode == "wrong-imprint":
+            if not hashed:
+                return 200, response("rejection", text="no message imprint to change")
+            hashed = bytes([hashed[0] ^ 0xFF]) + hashed[1:]
+        if mode == "wrong-nonce" and nonce is not None:
+            nonce += 1
         signer = self.signers["no-eku" if mode == "no-eku" else "ec" if mode == "ec" else "good"]
-        tst_info = make_tst_info(
-            request,
-            next(self._serials),
-            signer,
-            nonce_delta=1 if mode == "wrong-nonce" else 0,
-            flip_imprint=mode == "wrong-imprint",
+        parts = _signer_parts(signer)
+        tst_info = _tst_info(
+            _DIGEST_ALGORITHMS[algorithm], hashed, next(self._serials), nonce, parts.tsa_name
         )
-        token = sign_tst_info(
+        token = _token(
             tst_info,
             signer,
-            include_cert=bool(request["cert_req"].native),
+            parts,
+            include_cert=cert_req,
             by_ski=mode == "ski",
             corrupt_signature=mode == "bad-signature",
         )
