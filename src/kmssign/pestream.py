@@ -146,7 +146,7 @@ def authenticode_digest(f: BinaryIO, image: PEImage, digest: str) -> bytes:
     """The Authenticode digest of the image, in one streaming pass."""
     h = _new_hash(digest)
     end = image.image_end
-    for offset, data in _chunks(f, 0, end):
+    for offset, data in _pieces(f, end):
         for piece in _split(offset, data, image)[1]:
             h.update(piece)
     if not image.has_certificate_table:
@@ -154,11 +154,24 @@ def authenticode_digest(f: BinaryIO, image: PEImage, digest: str) -> bytes:
     return h.digest()
 
 
+def _pieces(f: BinaryIO, end: int) -> Iterator[tuple[int, memoryview]]:
+    """[0, end) of the file in pieces: mapped windows for large regular files (no copy
+    into a buffer), read chunks otherwise."""
+    try:
+        fd = f.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = -1
+    if end >= _KERNEL_COPY_MIN and fd >= 0 and _mappable(fd, end):
+        yield from _mapped_windows(fd, 0, end)
+    else:
+        yield from _chunks(f, 0, end)
+
+
 def pe_checksum(f: BinaryIO, image: PEImage) -> int:
     """The PE checksum of the file as it is (CheckSum field counted as zero)."""
     acc = Checksum()
     cks = image.checksum_offset
-    for offset, data in _chunks(f, 0, image.size):
+    for offset, data in _pieces(f, image.size):
         piece: Data = data
         if offset < cks + 4 and cks < offset + len(data):
             zeroed = bytearray(data)
