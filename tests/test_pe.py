@@ -6,6 +6,7 @@ import io
 import os
 import random
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -348,10 +349,37 @@ def test_numpy_absent_path_is_used_when_patched(
     big = tmp_path / "big.exe"
     big.write_bytes(samples["t64.exe"].read_bytes() + os.urandom(pestream.THREAD_MIN))
     fast = tmp_path / "fast.exe"
-    signed_copy(big, fast, b"\x30\x00")
+    with monkeypatch.context() as patch:
+        patch.setattr(checksum, "ACCELERATE_MIN", 0)  # numpy (when installed) for this file
+        signed_copy(big, fast, b"\x30\x00")
     monkeypatch.setattr(checksum, "word_sum", checksum.word_sum_python)
     slow = tmp_path / "slow.exe"
     signed_copy(big, slow, b"\x30\x00")
     assert fast.read_bytes() == slow.read_bytes()
     computed, stored = checksums(slow)
     assert computed == stored
+
+
+def test_numpy_is_imported_only_for_files_that_repay_it(
+    samples: dict[str, Path], tmp_path: Path
+) -> None:
+    """Importing numpy costs more than checksumming a small file without it."""
+    if not checksum.numpy_available():
+        pytest.skip("numpy not installed: only the pure-Python path exists")
+    big = tmp_path / "big.exe"
+    with open(big, "wb") as out:
+        out.write(samples["t64.exe"].read_bytes())
+        out.truncate(checksum.ACCELERATE_MIN + 4096)  # zeros: an overlay
+    script = (
+        "import io, sys\n"
+        "from kmssign import pe, pestream\n"
+        "for name in sys.argv[1:]:\n"
+        "    with open(name, 'rb') as f:\n"
+        "        pestream.begin_signed_copy(f, pe.parse_pe(f), 'sha256', io.BytesIO())\n"
+        "    print('numpy' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(samples["t64.exe"]), str(big)],
+        capture_output=True, text=True, check=True,
+    )
+    assert result.stdout.split() == ["False", "True"]

@@ -8,8 +8,8 @@ Because ``2**16 == 1 (mod 0xFFFF)``, the folded sum is the plain sum of the word
 little-endian integer, its value modulo ``0xFFFF`` equals its word sum modulo ``0xFFFF``.
 
 numpy, when importable, is used as an optional accelerator for large buffers (about
-20x faster; imported on first need, never required); the pure-Python path gives
-identical results and is always available.
+20x faster; imported only for files large enough to repay the import, never required);
+the pure-Python path gives identical results and is always available.
 """
 
 from __future__ import annotations
@@ -67,11 +67,21 @@ def word_sum_numpy(buf: Buffer) -> int:
     return total % _MOD
 
 
-_NUMPY_MIN = 1 << 16  # smaller buffers are not worth numpy (or importing it)
+_NUMPY_MIN = 1 << 16  # smaller buffers are not worth a call into numpy
+# Importing numpy takes about as long as checksumming 50 MiB without it: it is imported
+# for a file at least this large, and then used for every buffer of _NUMPY_MIN or more.
+ACCELERATE_MIN = 32 << 20
+
+
+def accelerate_for(size: int) -> None:
+    """Get ready to checksum ``size`` bytes: import numpy when that pays off."""
+    if size >= ACCELERATE_MIN:
+        _load_numpy()
 
 
 def word_sum_auto(buf: Buffer) -> int:
-    if len(buf) >= _NUMPY_MIN and numpy_available():
+    """numpy's sum once numpy is loaded (see :func:`accelerate_for`), Python's otherwise."""
+    if _numpy is not None and len(buf) >= _NUMPY_MIN:
         return word_sum_numpy(buf)
     return word_sum_python(buf)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from kmssign.checksum import Checksum
+from kmssign.checksum import Checksum, accelerate_for
 from kmssign.errors import ConfigError, PEFormatError
 from kmssign.pe import (
     CHUNK,
@@ -170,6 +170,7 @@ def _pieces(f: BinaryIO, end: int) -> Iterator[tuple[int, memoryview]]:
 def pe_checksum(f: BinaryIO, image: PEImage) -> int:
     """The PE checksum of the file as it is (CheckSum field counted as zero)."""
     acc = Checksum()
+    accelerate_for(image.size)
     cks = image.checksum_offset
     for offset, data in _pieces(f, image.size):
         piece: Data = data
@@ -319,6 +320,7 @@ def begin_signed_copy(
     certificate table and zero-padded to 8, to ``out`` (from its current position)."""
     if align8(image.image_end) + WIN_CERT.size > 0xFFFFFFFF:
         raise PEFormatError("file is too large to sign (a PE image ends below 4 GiB)")
+    accelerate_for(image.image_end)
     if image.image_end >= _KERNEL_COPY_MIN:
         done = _hash_beside_kernel_copy(f, image, digest, out)
         if done is not None:
@@ -486,6 +488,7 @@ def strip_copy(f: BinaryIO, image: PEImage, out: BinaryIO) -> None:
     image without a table is copied as it is, only the checksum is rewritten.
     """
     base = out.tell()
+    accelerate_for(image.image_end)
     summer = _Summer(None, threaded=False)
     for offset, data in _chunks(f, 0, image.image_end):
         written = _split(offset, data, image)[0]
