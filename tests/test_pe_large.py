@@ -7,6 +7,7 @@ import ctypes
 import errno
 import os
 import random
+import threading
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,7 @@ def test_full_disk_at_preallocation_fails_cleanly(
     assert f"failed: {path}: no space left" in err, err
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.exe"]
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("kmssign-")]
 
 
 @pytest.mark.parametrize("code", [errno.EOPNOTSUPP, errno.ENOSYS])

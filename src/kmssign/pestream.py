@@ -407,10 +407,10 @@ def _hash_beside_kernel_copy(
         except OSError as exc:
             failures.append(exc)
 
+    _preallocate(dst_fd, base, align8(end))
     h = _new_hash(digest)
     mapped = _mappable(src_fd, end)
     summer = _Summer(h, threaded=True, mapped=mapped)
-    _preallocate(dst_fd, base, align8(end))
     copier = threading.Thread(target=kernel_copy, name="kmssign-copy", daemon=True)
     copier.start()
     try:
