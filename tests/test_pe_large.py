@@ -118,3 +118,22 @@ def test_filesystem_without_preallocation_still_signs(
     assert code_ == 0, err
     assert len(tried) == 1 and tried[0] >= 9 << 20  # tried once, for the whole image
     peutil.osslsigncode_verify(path, pki.root_pem)
+
+
+def test_mapped_digest_without_madvise_and_through_reads_agree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the OS has no madvise (Windows) the mapped pass still works; it and the
+    read pass give the same digest and checksum (what `verify` computes)."""
+    path = _large_pe(tmp_path / "big.exe", seed=5)
+
+    def digest_and_checksum() -> tuple[bytes, int]:
+        with open(path, "rb") as f:
+            image = pe.parse_pe(f)
+            return pestream.authenticode_digest(f, image, "sha256"), pestream.pe_checksum(f, image)
+
+    mapped = digest_and_checksum()
+    monkeypatch.setattr(pestream, "_SEQUENTIAL", None)
+    assert digest_and_checksum() == mapped
+    monkeypatch.setattr(pestream, "_mappable", lambda fd, end: False)
+    assert digest_and_checksum() == mapped

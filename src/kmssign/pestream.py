@@ -92,6 +92,7 @@ class _Lease:
 
 
 WINDOW = 2 * CHUNK  # bytes of the file mapped at once by the mapped pass
+_SEQUENTIAL: int | None = getattr(mmap, "MADV_SEQUENTIAL", None)
 
 
 def _mapped_windows(fd: int, start: int, end: int) -> Iterator[tuple[int, memoryview]]:
@@ -100,7 +101,7 @@ def _mapped_windows(fd: int, start: int, end: int) -> Iterator[tuple[int, memory
     Hashing straight from the page cache saves copying every byte into a buffer (on a
     large file that copy costs as much as hashing). One window is mapped at a time and
     unmapped once every holder of its view is done, so the resident size stays bounded.
-    ``start`` must be a multiple of the page size.
+    ``start`` must be a multiple of ``mmap.ALLOCATIONGRANULARITY`` (64 KiB on Windows).
     """
     offset = start
     while offset < end:
@@ -108,8 +109,9 @@ def _mapped_windows(fd: int, start: int, end: int) -> Iterator[tuple[int, memory
         if os.fstat(fd).st_size < end:
             raise PEFormatError("the file changed while it was being signed")
         length = min(WINDOW, end - offset)
-        window = mmap.mmap(fd, length, offset=offset, prot=mmap.PROT_READ)
-        window.madvise(mmap.MADV_SEQUENTIAL)
+        window = mmap.mmap(fd, length, offset=offset, access=mmap.ACCESS_READ)
+        if _SEQUENTIAL is not None:  # read-ahead hint; madvise is not on every OS
+            window.madvise(_SEQUENTIAL)
         yield offset, memoryview(window)
         offset += length
 
@@ -339,7 +341,7 @@ _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, er
 def _mappable(fd: int, end: int) -> bool:
     """Whether the file can be read through memory maps (regular files can)."""
     try:
-        probe = mmap.mmap(fd, min(WINDOW, end), prot=mmap.PROT_READ)
+        probe = mmap.mmap(fd, min(WINDOW, end), access=mmap.ACCESS_READ)
     except (OSError, ValueError):
         return False
     probe.close()
@@ -351,7 +353,7 @@ def _fallocate() -> Callable[[int, int, int, int], int] | None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         function = getattr(libc, "fallocate64", None) or libc.fallocate
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no such function; Windows has no libc
         return None
     function.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
     function.restype = ctypes.c_int
