@@ -322,11 +322,11 @@ def begin_signed_copy(
     certificate table and zero-padded to 8, to ``out`` (from its current position)."""
     if align8(image.image_end) + WIN_CERT.size > 0xFFFFFFFF:
         raise PEFormatError("file is too large to sign (a PE image ends below 4 GiB)")
-    accelerate_for(image.image_end)
     if image.image_end >= _KERNEL_COPY_MIN:
         done = _hash_beside_kernel_copy(f, image, digest, out)
         if done is not None:
             return done
+    accelerate_for(image.image_end)
     h = _new_hash(digest)
     summer = _Summer(h, threaded=image.image_end >= THREAD_MIN)
     state = _copy_without_table(f, image, out, summer)
@@ -416,6 +416,7 @@ def _hash_beside_kernel_copy(
     copier = threading.Thread(target=kernel_copy, name="kmssign-copy", daemon=True)
     copier.start()
     try:
+        accelerate_for(end)  # importing numpy holds the GIL; the kernel copies meanwhile
         if mapped:
             for offset, view in _mapped_windows(src_fd, 0, end):
                 written, pieces = _split(offset, view, image)
