@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import random
 import subprocess
 import urllib.error
 import urllib.request
@@ -417,3 +418,32 @@ def test_check_token_never_crashes_on_broken_der(pki, mutate: Callable[[bytes], 
         return  # rejected by the parser already
     with pytest.raises(VerificationError):
         check_token(token, SIGNATURE)
+
+
+@pytest.mark.parametrize(
+    "value", [0, 1, 127, 128, 255, 256, -1, -128, -129, -256, -32768, -32769, 2**63, -(2**64)]
+)
+def test_der_integer_is_minimal_twos_complement(value: int) -> None:
+    from asn1crypto import core
+
+    from kmssign.asn1 import der_integer
+
+    assert der_integer(value) == core.Integer(value).dump()
+
+
+def test_request_bytes_match_asn1crypto_encoding() -> None:
+    """build_request encodes by hand; asn1crypto must produce the very same DER."""
+    rng = random.Random(3161)
+    for digest in ("sha256", "sha384", "sha512"):
+        for nonce in (1, 127, 128, (1 << 62) | rng.getrandbits(62)):
+            signature = rng.randbytes(rng.randint(64, 512))
+            expected = tsp.TimeStampReq({
+                "version": "v1",
+                "message_imprint": {
+                    "hash_algorithm": {"algorithm": digest},
+                    "hashed_message": hashlib.new(digest, signature).digest(),
+                },
+                "nonce": nonce,
+                "cert_req": True,
+            }).dump()
+            assert build_request(signature, digest, nonce) == expected

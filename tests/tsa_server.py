@@ -67,13 +67,6 @@ def _oid(dotted: str) -> bytes:
     return der(0x06, bytes(body))
 
 
-def _integer(value: int) -> bytes:
-    """A DER INTEGER, minimal for negative values too (a client's nonce may be one)."""
-    if value >= 0:
-        return der_integer(value)
-    return der(0x02, value.to_bytes((~value).bit_length() // 8 + 1, "big", signed=True))
-
-
 def _algorithm(dotted: str, *, null_parameters: bool = True) -> bytes:
     """AlgorithmIdentifier { algorithm, NULL } (or without parameters)."""
     return der(0x30, _oid(dotted) + (b"\x05\x00" if null_parameters else b""))
@@ -141,7 +134,7 @@ class _SignerParts:
 def _signer_parts_of(cert_der: bytes) -> _SignerParts:
     cert = asn1_x509.Certificate.load(cert_der)
     issuer = cert.issuer.dump()  # the certificate's own bytes
-    serial = _integer(cert.serial_number)
+    serial = der_integer(cert.serial_number)
     # ESSCertIDv2 { certHash, IssuerSerial { GeneralNames { directoryName issuer }, serial } }
     # (hashAlgorithm is the DEFAULT sha256, so DER leaves it out)
     ess_cert_id = der(
@@ -188,10 +181,10 @@ def _tst_info(
         _V1
         + _POLICY
         + der(0x30, digest_algorithm + der(0x04, hashed))  # messageImprint
-        + _integer(serial)
+        + der_integer(serial)
         + der(0x18, gen_time)
         + _ACCURACY
-        + (b"" if nonce is None else _integer(nonce))
+        + (b"" if nonce is None else der_integer(nonce))
         + tsa_name,
     )
 

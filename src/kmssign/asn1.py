@@ -30,8 +30,9 @@ def der(tag: int, contents: bytes) -> bytes:
 
 
 def der_integer(value: int) -> bytes:
-    """A DER INTEGER (two's complement, minimal length)."""
-    return der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
+    """A DER INTEGER (two's complement, minimal length, negative values too)."""
+    magnitude = value if value >= 0 else ~value
+    return der(0x02, value.to_bytes(magnitude.bit_length() // 8 + 1, "big", signed=True))
 
 
 class SpcString(core.Choice):  # type: ignore[misc]
