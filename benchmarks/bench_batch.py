@@ -1,10 +1,12 @@
 """Batch signing throughput: jobs=1 against jobs=16 with realistic service latency.
 
-Starts moto's KMS server behind a proxy adding --kms-latency per call and an RFC 3161
-TSA adding --tsa-latency per request (both on loopback, in another process), makes N
-distinct PE files, and prints in one run: the sequential wall time (a sample of files,
-scaled to N), the wall time at jobs=16, the floor N x (kms + tsa latency) / 16, the
-ratio to the floor, and the number of KMS Sign calls (target: == N).
+Starts moto's KMS server (its server-mode WSGI application, on loopback) adding
+--kms-latency per call and an RFC 3161 TSA adding --tsa-latency per request (both in
+other processes; see benchmarks/_services.py for how their own overhead is kept off the
+shared cores), makes N distinct PE files, and prints in one run: the sequential wall
+time (a sample of files, scaled to N), the wall time at jobs=16, the floor
+N x (kms + tsa latency) / 16, the ratio to the floor, and the number of KMS Sign calls
+(target: == N).
 
     python benchmarks/bench_batch.py [--files 300] [--jobs 16] [--sample 20]
 """
