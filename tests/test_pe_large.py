@@ -3,7 +3,6 @@ fallback produce the same, valid signed file as the streaming copy."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import random
@@ -86,9 +85,8 @@ def test_mapped_windows_refuse_a_file_cut_short(tmp_path: Path) -> None:
 def test_full_disk_at_preallocation_fails_cleanly(
     capsys, pki: TestPKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_space(fd: int, mode: int, offset: int, length: int) -> int:
-        ctypes.set_errno(errno.ENOSPC)
-        return -1
+    def no_space(fd: int, offset: int, length: int) -> int:
+        return errno.ENOSPC
 
     monkeypatch.setattr(pestream, "_fallocate", lambda: no_space)
     path = _large_pe(tmp_path / "big.exe")
@@ -107,10 +105,9 @@ def test_filesystem_without_preallocation_still_signs(
 ) -> None:
     tried: list[int] = []
 
-    def unsupported(fd: int, mode: int, offset: int, length: int) -> int:
+    def unsupported(fd: int, offset: int, length: int) -> int:
         tried.append(length)
-        ctypes.set_errno(code)
-        return -1
+        return code
 
     monkeypatch.setattr(pestream, "_fallocate", lambda: unsupported)
     path = _large_pe(tmp_path / "big.exe")
@@ -137,3 +134,14 @@ def test_mapped_digest_without_madvise_and_through_reads_agree(
     assert digest_and_checksum() == mapped
     monkeypatch.setattr(pestream, "_mappable", lambda fd, end: False)
     assert digest_and_checksum() == mapped
+
+
+def test_fallocate_reserves_blocks_here(tmp_path: Path) -> None:
+    """The libc binding itself: on this Linux machine it reserves the blocks."""
+    reserve = pestream._fallocate()
+    assert reserve is not None
+    with open(tmp_path / "reserved", "wb") as f:
+        assert reserve(f.fileno(), 0, 3 << 20) == 0
+        assert os.fstat(f.fileno()).st_size == 3 << 20
+        assert os.fstat(f.fileno()).st_blocks * 512 >= 3 << 20
+        assert reserve(-1, 0, 4096) == errno.EBADF

@@ -1,13 +1,14 @@
 """Streaming passes over a PE image: the Authenticode digest, the PE checksum, and the
 signed copy (digest + copy + checksum in one read of the file).
 
-Memory stays bounded: the file is read in chunks of :data:`kmssign.pe.CHUNK`.
+Memory stays bounded: the file is read in chunks of :data:`kmssign.pe.CHUNK`, or, when
+large, through read-only memory maps of :data:`WINDOW` bytes at a time.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
+import functools
 import hashlib
 import mmap
 import os
@@ -202,7 +203,7 @@ class _Summer:
         self._pool: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         if threaded:
             depth = _QUEUE_DEPTH
-            if mapped:  # the pieces are mapped windows (see mapped_chunks): no buffers
+            if mapped:  # the pieces are mapped windows (_mapped_windows): no buffers
                 depth = _MAPPED_DEPTH
             else:
                 # enough buffers for both full queues, one in each worker and one being read
@@ -348,8 +349,12 @@ def _mappable(fd: int, end: int) -> bool:
     return True
 
 
-def _fallocate() -> Callable[[int, int, int, int], int] | None:
-    """libc's fallocate(2), where there is one (Linux); None elsewhere."""
+@functools.lru_cache(maxsize=1)
+def _fallocate() -> Callable[[int, int, int], int] | None:
+    """fallocate(2) from libc, where there is one (Linux), as ``(fd, offset, length) ->
+    errno`` (0 when the blocks are reserved); None elsewhere."""
+    import ctypes
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         function = getattr(libc, "fallocate64", None) or libc.fallocate
@@ -357,7 +362,11 @@ def _fallocate() -> Callable[[int, int, int, int], int] | None:
         return None
     function.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
     function.restype = ctypes.c_int
-    return function
+
+    def reserve(fd: int, offset: int, length: int) -> int:
+        return 0 if function(fd, 0, offset, length) == 0 else ctypes.get_errno()
+
+    return reserve
 
 
 def _preallocate(fd: int, offset: int, length: int) -> None:
@@ -369,11 +378,8 @@ def _preallocate(fd: int, offset: int, length: int) -> None:
     more than it saves; here such filesystems are simply skipped.
     """
     fallocate = _fallocate()
-    if fallocate is None or fallocate(fd, 0, offset, length) == 0:
-        return
-    code = ctypes.get_errno()
-    if code == errno.ENOSPC:
-        raise OSError(code, "no space left on the device for the signed copy")
+    if fallocate is not None and fallocate(fd, offset, length) == errno.ENOSPC:
+        raise OSError(errno.ENOSPC, "no space left on the device for the signed copy")
 
 
 def _hash_beside_kernel_copy(
