@@ -447,3 +447,40 @@ def test_request_bytes_match_asn1crypto_encoding() -> None:
                 "cert_req": True,
             }).dump()
             assert build_request(signature, digest, nonce) == expected
+
+
+def test_signer_named_by_an_equal_but_differently_encoded_issuer(server, pki, rec) -> None:
+    """The SignerInfo may spell the issuer with other string types than the certificate
+    does; the TSA certificate is still found (RFC 5280 name comparison), and a wrong
+    serial still is not."""
+    from asn1crypto import x509 as asn1_x509
+
+    token = rec.client([server.url()]).timestamp(SIGNATURE)
+
+    def with_sid(serial_delta: int) -> cms.ContentInfo:
+        copy = cms.ContentInfo.load(token.dump())
+        signer_info = copy["content"]["signer_infos"][0]
+        sid = signer_info["sid"].chosen
+        rdns = []
+        for rdn in sid["issuer"].chosen:  # same order and values, PrintableString spelling
+            pairs = []
+            for pair in rdn:
+                value = pair["value"]
+                if isinstance(value, asn1_x509.DirectoryString):
+                    value = asn1_x509.DirectoryString(
+                        name="printable_string", value=value.native
+                    )
+                pairs.append({"type": pair["type"].native, "value": value})
+            rdns.append(asn1_x509.RelativeDistinguishedName(pairs))
+        issuer = asn1_x509.Name(name="", value=asn1_x509.RDNSequence(rdns))
+        assert issuer.dump() != sid["issuer"].dump() and issuer == sid["issuer"]
+        signer_info["sid"] = cms.SignerIdentifier(
+            name="issuer_and_serial_number",
+            value={"issuer": issuer, "serial_number": sid["serial_number"].native + serial_delta},
+        )
+        return cms.ContentInfo.load(copy.dump(force=True))
+
+    info = check_token(with_sid(0), SIGNATURE, roots=[pki.root.cert])
+    assert info.tsa_subject == pki.tsa.cert.subject.rfc4514_string()
+    with pytest.raises(VerificationError, match="does not contain the TSA signing certificate"):
+        check_token(with_sid(1), SIGNATURE)

@@ -159,7 +159,9 @@ class _Identity:
 @functools.lru_cache(maxsize=64)
 def _identity(der: bytes) -> _Identity:
     cert = asn1_x509.Certificate.load(der)
-    return _Identity(cert.serial_number, cert.issuer.dump(), cert.issuer, cert.key_identifier)
+    issuer = cert.issuer
+    issuer.hashable  # noqa: B018 - parse it whole now: the object is shared between threads
+    return _Identity(cert.serial_number, issuer.dump(), issuer, cert.key_identifier)
 
 
 @dataclass(frozen=True)
