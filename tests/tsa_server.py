@@ -38,7 +38,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from asn1crypto import algos, cms, core, tsp
 from asn1crypto import x509 as asn1_x509
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -153,19 +152,8 @@ def _signer_parts_of(cert_der: bytes) -> _SignerParts:
     )
 
 
-# by certificate object, so that a token does not re-encode the certificate (~10 us)
-_PARTS_BY_CERT: dict[int, tuple[x509.Certificate, _SignerParts]] = {}
-
-
 def _signer_parts(signer: Issued) -> _SignerParts:
-    cert = signer.cert
-    known = _PARTS_BY_CERT.get(id(cert))
-    if known is None or known[0] is not cert:
-        if len(_PARTS_BY_CERT) >= 64:
-            _PARTS_BY_CERT.clear()
-        known = (cert, _signer_parts_of(cert.public_bytes(Encoding.DER)))
-        _PARTS_BY_CERT[id(cert)] = known
-    return known[1]
+    return _signer_parts_of(signer.cert.public_bytes(Encoding.DER))
 
 
 # -- token and reply ---------------------------------------------------------------
