@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -191,8 +192,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands whose whole process is ours (``pyinstaller`` runs the user's build instead).
+_OWN_PROCESS = {"sign", "verify", "timestamp"}
+
+
+def _one_blas_thread(command: str) -> None:
+    """Keep numpy, which large files import to checksum them, from starting a BLAS pool.
+
+    Importing numpy starts OpenBLAS's worker threads, one per core; this process never
+    multiplies matrices, and on a small machine those threads take CPU from the hashing
+    (a tenth of a second of it on 2 cores). A value the user set is kept.
+    """
+    if command in _OWN_PROCESS:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _one_blas_thread(args.command)
     from kmssign import commands
 
     try:
