@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kmssign import authenticode, pe, pestream
 from kmssign.certs import load_roots, subject_of
@@ -29,8 +30,10 @@ from kmssign.signing import (
     prepare_file,
     sign_file,
 )
-from kmssign.timestamp import TimestampClient
 from kmssign.verify import read_signatures, verify_file
+
+if TYPE_CHECKING:  # imported by the runs that timestamp (it brings the HTTP stack)
+    from kmssign.timestamp import TimestampClient
 
 __all__ = [
     "FileResult",
@@ -169,7 +172,11 @@ def timestamp_files(
     """Timestamp every signed PE file among ``paths`` whose signature has no timestamp."""
     report = Report()
     files = _discovered(paths, settings.include, settings.exclude, report, on_result, on_start)
-    client = timestamper or TimestampClient(settings.timestamp_urls, log=log)
+    if timestamper is None:
+        from kmssign.timestamp import TimestampClient
+
+        timestamper = TimestampClient(settings.timestamp_urls, log=log)
+    client = timestamper
     report.results.extend(
         run_simple(files, lambda p: timestamp_file(p, client), jobs=settings.jobs,
                    on_result=on_result)

@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from asn1crypto import cms
 
@@ -27,8 +28,10 @@ from kmssign.errors import ConfigError, KmsSignError, TimestampError
 from kmssign.fileio import AtomicFile
 from kmssign.report import FileResult
 from kmssign.signers import DIGESTS, DigestName, Signer
-from kmssign.timestamp import TimestampClient
 from kmssign.verify import read_signatures
+
+if TYPE_CHECKING:  # the client (and the HTTP stack) is imported only by runs that timestamp
+    from kmssign.timestamp import TimestampClient
 
 Log = Callable[[str], None]
 
@@ -113,6 +116,8 @@ def open_session(
     if settings.timestamp == "off":
         timestamper = None
     elif timestamper is None:
+        from kmssign.timestamp import TimestampClient
+
         timestamper = TimestampClient(settings.timestamp_urls, log=log)
     return SigningSession(
         signer=signer,
