@@ -388,13 +388,16 @@ def test_numpy_is_imported_only_for_files_that_repay_it(
 def test_cli_keeps_numpy_to_one_blas_thread(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The CLI's own commands cap OpenBLAS (started by numpy's import) at one thread; a
-    value the user set wins, and ``kmssign pyinstaller`` (the user's build) is left alone."""
+    """The commands that checksum files cap OpenBLAS (started by numpy's import) at one
+    thread; a value the user set wins, and ``kmssign pyinstaller`` (the user's build) and
+    ``verify`` (which never imports numpy) leave it alone."""
     from kmssign import cli
 
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "undo me")  # restored after the test
     monkeypatch.delenv("OPENBLAS_NUM_THREADS")
     assert cli.main(["verify", str(tmp_path / "missing.exe")]) == 1
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
+    assert cli.main(["timestamp", str(tmp_path / "missing.exe")]) == 1
     assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
     assert cli.main(["sign", str(tmp_path / "missing.exe"), "--dry-run"]) == 1

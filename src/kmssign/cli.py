@@ -192,8 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Commands whose whole process is ours (``pyinstaller`` runs the user's build instead).
-_OWN_PROCESS = {"sign", "verify", "timestamp"}
+# Commands that may checksum large files, in a process that is all ours.
+_CHECKSUMMING_COMMANDS = {"sign", "timestamp"}
 
 
 def _one_blas_thread(command: str) -> None:
@@ -203,7 +203,7 @@ def _one_blas_thread(command: str) -> None:
     multiplies matrices, and on a small machine those threads take CPU from the hashing
     (a tenth of a second of it on 2 cores). A value the user set is kept.
     """
-    if command in _OWN_PROCESS:
+    if command in _CHECKSUMMING_COMMANDS:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
