@@ -314,3 +314,28 @@ def test_signing_through_a_symlink_keeps_the_link(capsys, pki: TestPKI, samples,
     _sign(capsys, link, pki.identity("rsa2048"))
     assert link.is_symlink() and link.resolve() == target.resolve()
     peutil.osslsigncode_verify(target, pki.root_pem)
+
+
+def test_signing_without_timestamps_never_loads_the_http_stack(
+    pki: TestPKI, samples: dict[str, Path], tmp_path: Path
+) -> None:
+    """The timestamp client, and urllib/http.client with it, is imported by runs that
+    timestamp only (a fresh interpreter: this test process has them loaded already)."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "t64.exe"
+    shutil.copyfile(samples["t64.exe"], target)
+    script = (
+        "import sys\n"
+        "from kmssign.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "print(code, *(m in sys.modules for m in "
+        "('kmssign.timestamp', 'urllib.request', 'http.client')))\n"
+    )
+    argv = ["sign", str(target), *sign_args(pki.identity("rsa2048")), "--quiet"]
+    result = subprocess.run(
+        [sys.executable, "-c", script, *argv], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["0", "False", "False", "False"], result.stderr
+    peutil.osslsigncode_verify(target, pki.root_pem)
