@@ -1,0 +1,155 @@
+"""WinVerifyTrust, the Windows API that checks Authenticode signatures (Wine's
+implementation of it), on files kmssign signed: a third verifier beside osslsigncode
+and ``kmssign verify``, and the only one written against Windows's own interface.
+
+Wine's WinVerifyTrust recomputes the file's digest and checks the PKCS#7 signature over
+the signed attributes. Two limits of Wine 8 (Debian 12) shape these tests: it does not
+verify ECDSA signatures, whichever tool made them (osslsigncode's are refused alike, so
+for ECDSA the test asks for the same verdict as osslsigncode's signature gets), and it
+does not insist on a trusted root.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import peutil
+from tests.fixtures_pyinstaller import Wine
+from tests.helpers import run_cli, sign_args
+from tests.pki import TestPKI
+
+pytestmark = pytest.mark.slow
+
+OK = "00000000"
+TRUST_E_BAD_DIGEST = "80096010"
+TRUST_E_NOSIGNATURE = "800b0100"
+
+# wvt FILE...: prints WinVerifyTrust's HRESULT for each file, one hex line each.
+WVT_C = r"""
+#include <windows.h>
+#include <wintrust.h>
+#include <softpub.h>
+#include <stdio.h>
+
+int wmain(int argc, wchar_t **argv) {
+    for (int i = 1; i < argc; i++) {
+        WINTRUST_FILE_INFO file = {0};
+        file.cbStruct = sizeof file;
+        file.pcwszFilePath = argv[i];
+        WINTRUST_DATA data = {0};
+        data.cbStruct = sizeof data;
+        data.dwUIChoice = WTD_UI_NONE;
+        data.fdwRevocationChecks = WTD_REVOKE_NONE;
+        data.dwUnionChoice = WTD_CHOICE_FILE;
+        data.pFile = &file;
+        data.dwStateAction = WTD_STATEACTION_VERIFY;
+        GUID action = WINTRUST_ACTION_GENERIC_VERIFY_V2;
+        LONG status = WinVerifyTrust(NULL, &action, &data);
+        data.dwStateAction = WTD_STATEACTION_CLOSE;
+        WinVerifyTrust(NULL, &action, &data);
+        printf("%08lx\n", (unsigned long)status);
+    }
+    return 0;
+}
+"""
+
+Check = Callable[[Sequence[Path]], list[str]]
+
+
+def _windows_path(path: Path) -> str:
+    return "Z:" + str(path.resolve()).replace("/", "\\")  # Wine's Z: drive is /
+
+
+@pytest.fixture(scope="session")
+def win_verify_trust(wine: Wine, tmp_path_factory: pytest.TempPathFactory) -> Check:
+    """Runs WinVerifyTrust on files under Wine; returns its HRESULT for each, as hex."""
+    if peutil.MINGW_GCC is None:
+        pytest.skip("mingw-w64 is not installed (apt-get install gcc-mingw-w64-x86-64)")
+    directory = tmp_path_factory.mktemp("wvt")
+    (directory / "wvt.c").write_text(WVT_C)
+    exe = directory / "wvt.exe"
+    subprocess.run(
+        [peutil.MINGW_GCC, "-municode", "-O1", "-o", str(exe), str(directory / "wvt.c"),
+         "-lwintrust"],
+        check=True, capture_output=True, text=True,
+    )
+
+    def check(paths: Sequence[Path]) -> list[str]:
+        ran = wine.run(exe, *(_windows_path(p) for p in paths))
+        assert ran.returncode == 0, ran.stderr
+        return ran.stdout.split()
+
+    return check
+
+
+def _sign(capsys: Any, path: Path, *argv: str) -> None:
+    code, out, err = run_cli(capsys, "sign", str(path), *argv)
+    assert code == 0, err
+
+
+def test_windows_trust_api_accepts_rsa_signatures(
+    capsys: Any, pki: TestPKI, samples: dict[str, Path], tsa: Any, tmp_path: Path,
+    win_verify_trust: Check,
+) -> None:
+    rsa = pki.identity("rsa2048")
+    digests = ("sha256", "sha384", "sha512")
+    signed: list[Path] = []
+    # Every sample (PE32, PE32+, ARM64; mingw's .exe and .dll), the digests in turn.
+    for index, name in enumerate(sorted(samples)):
+        path = samples[name]
+        _sign(capsys, path, *sign_args(rsa, "--digest", digests[index % len(digests)]))
+        signed.append(path)
+    launcher = samples["t64.exe"]
+    timestamped = peutil.copy_sample(peutil.LAUNCHERS["t64.exe"], tmp_path / "stamped")
+    _sign(capsys, timestamped, *sign_args(rsa, "--timestamp-url", tsa.url()))
+    nested = peutil.copy_sample(launcher, tmp_path / "nested")  # signed above: nest in it
+    _sign(capsys, nested, *sign_args(pki.identity("rsa4096"), "--append", "--digest", "sha512"))
+    signed += [timestamped, nested]
+
+    for path in signed:
+        peutil.osslsigncode_verify(path, pki.root_pem)
+    code, out, err = run_cli(capsys, "verify", *map(str, signed), "--ca", str(pki.root_pem))
+    assert code == 0, out + err
+
+    tampered = peutil.copy_sample(launcher, tmp_path / "tampered")
+    data = bytearray(tampered.read_bytes())
+    data[0x2000] ^= 0x01  # inside the hashed image
+    tampered.write_bytes(bytes(data))
+    unsigned = peutil.LAUNCHERS["t64.exe"]
+
+    files = [*signed, tampered, unsigned]
+    verdicts = win_verify_trust(files)
+    expected = [OK] * len(signed) + [TRUST_E_BAD_DIGEST, TRUST_E_NOSIGNATURE]
+    named = {f"{p.parent.name}/{p.name}": v for p, v in zip(files, verdicts, strict=False)}
+    assert verdicts == expected, named
+
+
+@pytest.mark.parametrize("kind", ["p256", "p384"])
+def test_ecdsa_signatures_get_the_verdict_osslsigncode_signatures_get(
+    capsys: Any, pki: TestPKI, samples: dict[str, Path], tmp_path: Path,
+    win_verify_trust: Check, kind: str,
+) -> None:
+    identity = pki.identity(kind)
+    ours = samples["t64.exe"]
+    _sign(capsys, ours, *sign_args(identity))
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(identity.cert_path.read_bytes() + identity.chain_path.read_bytes())
+    theirs = tmp_path / "osslsigncode.exe"
+    assert peutil.OSSLSIGNCODE
+    subprocess.run(
+        [peutil.OSSLSIGNCODE, "sign", "-certs", str(bundle), "-key", str(identity.key_path),
+         "-h", "sha384" if kind == "p384" else "sha256",
+         "-in", str(peutil.LAUNCHERS["t64.exe"]), "-out", str(theirs)],
+        check=True, capture_output=True,
+    )
+    for path in (ours, theirs):
+        peutil.osslsigncode_verify(path, pki.root_pem)
+    code, out, err = run_cli(capsys, "verify", str(ours), "--ca", str(pki.root_pem))
+    assert code == 0, out + err
+    mine, reference = win_verify_trust([ours, theirs])
+    assert mine == reference
