@@ -1,4 +1,5 @@
-"""Fixtures for the PyInstaller tests: Windows bootloader, wine, KMS Sign counter, builds."""
+"""Fixtures for the PyInstaller tests: Windows bootloader, wine (and WinVerifyTrust under it),
+KMS Sign counter, builds."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests import peutil
 from tests.fixtures_kms import KmsServer
 from tests.kms_proxy import KmsProxy
 
@@ -61,6 +63,68 @@ def wine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wine]:
         server = shutil.which("wineserver") or str(Path(binary).with_name("wineserver"))
         if os.access(server, os.X_OK):
             subprocess.run([server, "-k"], env=env, capture_output=True, timeout=60, check=False)
+
+
+OK = "00000000"
+TRUST_E_BAD_DIGEST = "80096010"
+TRUST_E_NOSIGNATURE = "800b0100"
+
+# wvt FILE...: prints WinVerifyTrust's HRESULT for each file, one hex line each.
+WVT_C = r"""
+#include <windows.h>
+#include <wintrust.h>
+#include <softpub.h>
+#include <stdio.h>
+
+int wmain(int argc, wchar_t **argv) {
+    for (int i = 1; i < argc; i++) {
+        WINTRUST_FILE_INFO file = {0};
+        file.cbStruct = sizeof file;
+        file.pcwszFilePath = argv[i];
+        WINTRUST_DATA data = {0};
+        data.cbStruct = sizeof data;
+        data.dwUIChoice = WTD_UI_NONE;
+        data.fdwRevocationChecks = WTD_REVOKE_NONE;
+        data.dwUnionChoice = WTD_CHOICE_FILE;
+        data.pFile = &file;
+        data.dwStateAction = WTD_STATEACTION_VERIFY;
+        GUID action = WINTRUST_ACTION_GENERIC_VERIFY_V2;
+        LONG status = WinVerifyTrust(NULL, &action, &data);
+        data.dwStateAction = WTD_STATEACTION_CLOSE;
+        WinVerifyTrust(NULL, &action, &data);
+        printf("%08lx\n", (unsigned long)status);
+    }
+    return 0;
+}
+"""
+
+Check = Callable[[Sequence[Path]], list[str]]
+
+
+def _windows_path(path: Path) -> str:
+    return "Z:" + str(path.resolve()).replace("/", "\\")  # Wine's Z: drive is /
+
+
+@pytest.fixture(scope="session")
+def win_verify_trust(wine: Wine, tmp_path_factory: pytest.TempPathFactory) -> Check:
+    """Runs WinVerifyTrust on files under Wine; returns its HRESULT for each, as hex."""
+    if peutil.MINGW_GCC is None:
+        pytest.skip("mingw-w64 is not installed (apt-get install gcc-mingw-w64-x86-64)")
+    directory = tmp_path_factory.mktemp("wvt")
+    (directory / "wvt.c").write_text(WVT_C)
+    exe = directory / "wvt.exe"
+    subprocess.run(
+        [peutil.MINGW_GCC, "-municode", "-O1", "-o", str(exe), str(directory / "wvt.c"),
+         "-lwintrust"],
+        check=True, capture_output=True, text=True,
+    )
+
+    def check(paths: Sequence[Path]) -> list[str]:
+        ran = wine.run(exe, *(_windows_path(p) for p in paths))
+        assert ran.returncode == 0, ran.stderr
+        return ran.stdout.split()
+
+    return check
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,14 @@ from kmssign.pyinstaller import CACHE_DIR, sign_bundled, sign_outputs
 from kmssign.signers import DigestName
 from kmssign.signers.local import KeyFileSigner
 from tests import peutil
-from tests.fixtures_pyinstaller import Wine, run_kmssign, run_pyinstaller
+from tests.fixtures_pyinstaller import (
+    OK,
+    TRUST_E_BAD_DIGEST,
+    Check,
+    Wine,
+    run_kmssign,
+    run_pyinstaller,
+)
 from tests.helpers import DelegatingSigner
 from tests.kms_proxy import KmsProxy
 from tests.pki import SigningIdentity, TestPKI
@@ -561,6 +568,28 @@ def test_signed_windows_onefile_exe_still_finds_its_archive(
     assert "embedded PKG archive" not in ran.stderr and "cookie" not in ran.stderr
     assert "Could not load PyInstaller's embedded PKG archive" in broken.stderr, broken.stderr
     assert "Python DLL" not in broken.stderr
+
+
+@pytest.mark.slow
+def test_signed_windows_onefile_passes_win_verify_trust(
+    windows_bootloader: Path, win_verify_trust: Check, pki: TestPKI, tsa: Any, tmp_path: Path
+) -> None:
+    """Windows's own check (WinVerifyTrust, under Wine) accepts a signed onefile exe and
+    covers its appended archive: one changed archive byte is a bad digest."""
+    identity = pki.identity("rsa2048")
+    exe = _windows_onefile(windows_bootloader, tmp_path / "app", peutil.LAUNCHERS["w32.exe"],
+                           corrupt=False)
+    report = sign_outputs(exe, key_file=identity.key_path, certificate=identity.cert_path,
+                          chain=[identity.chain_path], timestamp_urls=[tsa.url()])
+    assert report.count("signed") == 1
+    peutil.osslsigncode_verify(exe, pki.root_pem, tsa_ca=pki.root_pem)
+    with open(exe, "rb") as f:
+        image = pe.parse_pe(f)
+    tampered = tmp_path / "tampered.exe"
+    data = bytearray(exe.read_bytes())
+    data[image.cert_table_offset - 64] ^= 0x01  # in the archive, just before the table
+    tampered.write_bytes(bytes(data))
+    assert win_verify_trust([exe, tampered]) == [OK, TRUST_E_BAD_DIGEST]
 
 
 @pytest.mark.slow
