@@ -24,6 +24,7 @@ from tests.pki import TestPKI
 
 pytestmark = pytest.mark.slow
 
+
 def _sign(capsys: Any, path: Path, *argv: str) -> None:
     code, out, err = run_cli(capsys, "sign", str(path), *argv)
     assert code == 0, err
