@@ -35,6 +35,13 @@ def der_integer(value: int) -> bytes:
     return der(0x02, value.to_bytes(magnitude.bit_length() // 8 + 1, "big", signed=True))
 
 
+def absent(value: object) -> bool:
+    """Whether an OPTIONAL field is missing, without asking for ``.native``: computing a
+    structure's native form makes asn1crypto re-encode it (and everything inside) on the
+    next dump, which is slow (seconds for a timestamp token) and could change bytes."""
+    return isinstance(value, core.Void)
+
+
 class SpcString(core.Choice):  # type: ignore[misc]
     _alternatives = [
         ("unicode", core.BMPString, {"implicit": 0}),

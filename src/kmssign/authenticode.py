@@ -230,30 +230,34 @@ def _attribute(attr_type: str, values: Sequence[bytes]) -> cms.CMSAttribute:
 
 
 def _with_unsigned_attribute(
-    content_info: cms.ContentInfo, attr_type: str, value: cms.ContentInfo, *, replace: bool
+    content_info: cms.ContentInfo,
+    attr_type: str,
+    new_values: Sequence[cms.ContentInfo],
+    *,
+    replace: bool,
 ) -> cms.ContentInfo:
-    """A copy of ``content_info`` whose first SignerInfo carries ``value`` in ``attr_type``.
+    """A copy of ``content_info`` whose first SignerInfo carries ``new_values`` in
+    ``attr_type``: in place of the attribute's values (``replace``) or beside them.
 
     Unchanged parts keep their exact encodings (nothing signed is re-encoded).
     """
+    added_der = [value.dump() for value in new_values]
     original = cms.ContentInfo.load(content_info.dump())
     signed_data = original["content"]
     signer_info = signed_data["signer_infos"][0]
     attrs: list[cms.CMSAttribute] = []
-    added = False
-    if signer_info["unsigned_attrs"].native is not None:
+    kept: list[bytes] = []  # values of attr_type that stay (all of its attributes merged)
+    if not asn1.absent(signer_info["unsigned_attrs"]):
         for attr in signer_info["unsigned_attrs"]:
-            if attr["type"].native == attr_type:
-                values = [] if replace else [v.dump() for v in attr["values"]]
-                attrs.append(_attribute(attr_type, [*values, value.dump()]))
-                added = True
-            else:
+            if attr["type"].native != attr_type:
                 attrs.append(attr)
-    if not added:
-        attrs.append(_attribute(attr_type, [value.dump()]))
+            elif not replace:
+                kept.extend(v.dump() for v in attr["values"])
+    if kept or added_der:
+        attrs.append(_attribute(attr_type, [*kept, *added_der]))
     # Re-assemble from the original encodings of every untouched part: asn1crypto would
     # otherwise re-serialize the whole tree (slow, and a re-encoding risks signed bytes).
-    unsigned = der(0xA1, b"".join(sorted(a.dump() for a in attrs)))
+    unsigned = der(0xA1, b"".join(sorted(a.dump() for a in attrs))) if attrs else b""
     signer_info_der = der(0x30, _fields_before_last(signer_info) + unsigned)
     others = b"".join(si.dump() for si in list(signed_data["signer_infos"])[1:])
     signed_data_der = der(
@@ -269,18 +273,22 @@ def _fields_before_last(value: Any) -> bytes:
     """The original encodings of a SEQUENCE's present fields, all but its last field
     (unsignedAttrs of a SignerInfo, signerInfos of a SignedData), which the caller rebuilds."""
     names = [name for name, *_ in value._fields[:-1]]
-    return b"".join(value[name].dump() for name in names if not _absent(value[name]))
-
-
-def _absent(value: Any) -> bool:
-    return isinstance(value, core.Void)
+    return b"".join(value[name].dump() for name in names if not asn1.absent(value[name]))
 
 
 def add_timestamp(content_info: cms.ContentInfo, token: cms.ContentInfo) -> cms.ContentInfo:
     """Embed an RFC 3161 token as unsigned attribute 1.3.6.1.4.1.311.3.3.1 (replacing any)."""
-    return _with_unsigned_attribute(content_info, "ms_rfc3161_timestamp", token, replace=True)
+    return _with_unsigned_attribute(content_info, "ms_rfc3161_timestamp", [token], replace=True)
 
 
 def add_nested(outer: cms.ContentInfo, inner: cms.ContentInfo) -> cms.ContentInfo:
     """Nest ``inner`` in ``outer`` as unsigned attribute 1.3.6.1.4.1.311.2.4.1."""
-    return _with_unsigned_attribute(outer, "spc_nested_signature", inner, replace=False)
+    return _with_unsigned_attribute(outer, "spc_nested_signature", [inner], replace=False)
+
+
+def replace_nested(
+    outer: cms.ContentInfo, nested: Sequence[cms.ContentInfo]
+) -> cms.ContentInfo:
+    """``outer`` with exactly ``nested`` as its nested signatures (e.g. after they were
+    timestamped); ``outer``'s own signed parts and other attributes keep their bytes."""
+    return _with_unsigned_attribute(outer, "spc_nested_signature", nested, replace=True)

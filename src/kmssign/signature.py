@@ -77,7 +77,7 @@ def _parse(content_info: cms.ContentInfo) -> ParsedSignature:
     signer_cert = _find_signer_cert(signer_info, certs)
     token = None
     nested: list[ParsedSignature] = []
-    if signer_info["unsigned_attrs"].native is not None:
+    if not asn1.absent(signer_info["unsigned_attrs"]):
         for attr in signer_info["unsigned_attrs"]:
             kind = attr["type"].native
             if kind == "ms_rfc3161_timestamp":
@@ -125,7 +125,7 @@ def check_signature(parsed: ParsedSignature) -> None:
     if digest not in HASHES:
         raise VerificationError(f"unsupported digest algorithm {digest}")
     attrs = signer_info["signed_attrs"]
-    if attrs.native is None:
+    if asn1.absent(attrs):
         raise VerificationError("signature has no signed attributes")
     found: dict[str, Any] = {a["type"].native: a["values"] for a in attrs}
     if "content_type" not in found or found["content_type"][0].native != "spc_indirect_data":
