@@ -150,3 +150,142 @@ def test_verify_checks_tsa_roots(capsys, pki: TestPKI, samples, tsa, tmp_path: P
         capsys, "verify", str(path), "--ca", str(pki.root_pem), "--tsa-ca", str(pki.root_pem)
     )
     assert code == 0, err
+
+
+def _signatures(path: Path, pki: TestPKI):
+    from kmssign.verify import verify_file
+
+    return verify_file(path, roots=[pki.root.cert], tsa_roots=[pki.root.cert]).signatures
+
+
+def _sign_twice(capsys, pki: TestPKI, path: Path, *primary_extra: str) -> None:
+    """A primary RSA/SHA-256 signature and a nested P-384/SHA-384 one without a timestamp."""
+    code, _, err = run_cli(
+        capsys, "sign", str(path), *sign_args(pki.identity("rsa2048"), *primary_extra)
+    )
+    assert code == 0, err
+    code, _, err = run_cli(
+        capsys, "sign", str(path), "--append", *sign_args(pki.identity("p384"))
+    )
+    assert code == 0, err
+
+
+def test_timestamp_command_stamps_nested_signatures_too(
+    capsys, pki: TestPKI, samples, tsa
+) -> None:
+    path = samples["t64.exe"]
+    _sign_twice(capsys, pki, path)
+    assert [(s.digest, s.timestamp) for s in _signatures(path, pki)] == [
+        ("sha256", None), ("sha384", None)
+    ]
+    before = tsa.count("tsa")
+    code, out, err = run_cli(capsys, "timestamp", str(path), "--timestamp-url", tsa.url("tsa"))
+    assert code == 0, err
+    assert f"timestamped: {path}" in out
+    assert tsa.count("tsa") == before + 2
+    stamped = _signatures(path, pki)
+    assert [s.digest for s in stamped] == ["sha256", "sha384"]
+    assert all(s.timestamp is not None for s in stamped)
+    out = peutil.osslsigncode_verify(path, pki.root_pem, tsa_ca=pki.root_pem)
+    assert out.count("Timestamp Server Signature verification: ok") == 2, out
+    # nothing left to stamp: no request, no change
+    after = path.read_bytes()
+    code, out, _ = run_cli(capsys, "timestamp", str(path), "--timestamp-url", tsa.url("tsa"))
+    assert code == 0 and "already timestamped" in out
+    assert path.read_bytes() == after and tsa.count("tsa") == before + 2
+
+
+def test_timestamp_command_keeps_an_existing_primary_token(
+    capsys, pki: TestPKI, samples, tsa
+) -> None:
+    from kmssign import pe
+    from kmssign.verify import read_signatures
+
+    def primary_token(p: Path) -> bytes:
+        with open(p, "rb") as f:
+            token = read_signatures(f, pe.parse_pe(f))[0].timestamp_token
+        assert token is not None
+        return bytes(token.dump())
+
+    path = samples["w32.exe"]
+    _sign_twice(capsys, pki, path, "--timestamp-url", tsa.url("tsa"))
+    token = primary_token(path)
+    assert [s.timestamp is None for s in _signatures(path, pki)] == [False, True]
+    before = tsa.count("tsa")
+    code, _, err = run_cli(capsys, "timestamp", str(path), "--timestamp-url", tsa.url("tsa"))
+    assert code == 0, err
+    assert tsa.count("tsa") == before + 1  # the nested signature's only
+    assert primary_token(path) == token
+    assert all(s.timestamp is not None for s in _signatures(path, pki))
+    peutil.osslsigncode_verify(path, pki.root_pem, tsa_ca=pki.root_pem)
+
+
+def test_timestamp_command_refuses_a_nested_signature_of_another_file(
+    capsys, pki: TestPKI, samples, tsa
+) -> None:
+    from kmssign import authenticode, pe, pestream
+    from kmssign.fileio import atomic_output
+    from kmssign.verify import read_signatures
+
+    path, other = samples["t64.exe"], samples["w32.exe"]
+    for target, kind in ((path, "rsa2048"), (other, "p256")):
+        code, _, err = run_cli(capsys, "sign", str(target), *sign_args(pki.identity(kind)))
+        assert code == 0, err
+    with open(other, "rb") as f:
+        foreign = read_signatures(f, pe.parse_pe(f))[0].content_info
+    with open(path, "rb") as f:
+        image = pe.parse_pe(f)
+        own = read_signatures(f, image)[0].content_info
+        with atomic_output(path) as out:
+            _, state = pestream.begin_signed_copy(f, image, "sha256", out)
+            pestream.finish_signed_copy(out, state, authenticode.add_nested(own, foreign).dump())
+    before, calls = path.read_bytes(), tsa.count("tsa")
+    code, _, err = run_cli(capsys, "timestamp", str(path), "--timestamp-url", tsa.url("tsa"))
+    assert code == 1
+    assert f"{path}" in err and "the nested signature does not match the file" in err
+    assert path.read_bytes() == before and tsa.count("tsa") == calls
+
+
+def test_a_timestamped_signature_is_never_re_encoded(
+    capsys, pki: TestPKI, samples, tsa, monkeypatch
+) -> None:
+    """Reading a timestamped signature and nesting another under it keeps every byte of
+    it as found: asn1crypto re-encodes nothing (it did once, after `.native` was asked of
+    the unsigned attributes: 20-70 s per file for a token, and bytes it might change)."""
+    from asn1crypto import core
+
+    from kmssign import authenticode, pe
+    from kmssign.verify import read_signatures
+
+    path, other = samples["t64.exe"], samples["w32.exe"]
+    code, _, err = run_cli(
+        capsys, "sign", str(path), *_ts_args(pki.identity("rsa2048"), tsa.url("tsa"))
+    )
+    assert code == 0, err
+    run_cli(capsys, "sign", str(other), *sign_args(pki.identity("p256")))
+    with open(other, "rb") as f:
+        inner = read_signatures(f, pe.parse_pe(f))[0].content_info
+    re_encoded: list[str] = []
+    for cls in (core.Sequence, core.SequenceOf):
+        original = cls._set_contents
+
+        def counting(self, *args, _original=original, **kwargs):
+            re_encoded.append(type(self).__name__)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "_set_contents", counting)
+    with open(path, "rb") as f:
+        image = pe.parse_pe(f)
+        found = pe.read_certificates(f, image)[0].data
+        outer = read_signatures(f, image)[0]
+    assert outer.timestamp_token is not None
+    assert found.startswith(outer.content_info.dump())
+    nested = authenticode.add_nested(outer.content_info, inner).dump()
+    assert re_encoded == []
+    # the outer SignedData's certificates, signed attributes and token are all still there
+    for part in (
+        outer.content_info["content"]["signer_infos"][0]["signed_attrs"].contents,
+        outer.timestamp_token.dump(),
+        inner.dump(),
+    ):
+        assert part in nested

@@ -33,6 +33,9 @@ from kmssign.signing import (
 from kmssign.verify import read_signatures, verify_file
 
 if TYPE_CHECKING:  # imported by the runs that timestamp (it brings the HTTP stack)
+    from asn1crypto import cms
+
+    from kmssign.signature import ParsedSignature
     from kmssign.timestamp import TimestampClient
 
 __all__ = [
@@ -132,32 +135,56 @@ def _plan(path: Path, settings: Settings, append: bool) -> FileResult:
 
 
 def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
-    """Add an RFC 3161 timestamp to a signature that has none, leaving it otherwise intact."""
+    """Add an RFC 3161 timestamp to every signature that has none, nested ones included,
+    leaving the signatures otherwise intact."""
     result = FileResult(path, "failed")
     try:
         with open(path, "rb") as f:
             image = pe.parse_pe(f)
             if not image.has_certificate_table:
                 raise VerificationError("not signed")
-            parsed = read_signatures(f, image)[0]
-            result.signer = subject_of(parsed.signer_cert)
-            result.digest = parsed.digest
-            if parsed.timestamp_token is not None:
+            primary = read_signatures(f, image)[0]
+            result.signer = subject_of(primary.signer_cert)
+            result.digest = primary.digest
+            unstamped = [s for s in (primary, *primary.nested) if s.timestamp_token is None]
+            if not unstamped:
                 result.status = "skipped"
                 result.reason = "already timestamped"
                 return result
             with atomic_output(path.resolve() if path.is_symlink() else path) as out:
-                file_digest, state = pestream.begin_signed_copy(f, image, parsed.digest, out)
-                if file_digest != parsed.file_digest:
-                    raise VerificationError("the signature does not match the file; re-sign it")
-                token, info = timestamper.stamp(parsed.signature, parsed.digest)
-                result.timestamp = info.gen_time
-                content_info = authenticode.add_timestamp(parsed.content_info, token)
+                file_digest, state = pestream.begin_signed_copy(f, image, primary.digest, out)
+                # No token is bought for a signature that no longer matches the file.
+                digests = {primary.digest: file_digest}
+                for parsed in (primary, *unstamped):
+                    if parsed.digest not in digests:
+                        digests[parsed.digest] = pestream.authenticode_digest(
+                            f, image, parsed.digest
+                        )
+                    if digests[parsed.digest] != parsed.file_digest:
+                        which = "signature" if parsed is primary else "nested signature"
+                        raise VerificationError(f"the {which} does not match the file; re-sign it")
+                content_info = _stamped(primary, timestamper, result)
+                if any(n.timestamp_token is None for n in primary.nested):
+                    content_info = authenticode.replace_nested(
+                        content_info, [_stamped(n, timestamper, result) for n in primary.nested]
+                    )
                 pestream.finish_signed_copy(out, state, content_info.dump())
         result.status = "timestamped"
     except (KmsSignError, OSError) as exc:
         result.fail(exc)
     return result
+
+
+def _stamped(
+    parsed: ParsedSignature, timestamper: TimestampClient, result: FileResult
+) -> cms.ContentInfo:
+    """``parsed``'s signature with a timestamp: as it is if it has one, else a new one."""
+    if parsed.timestamp_token is not None:
+        return parsed.content_info
+    token, info = timestamper.stamp(parsed.signature, parsed.digest)
+    if result.timestamp is None:
+        result.timestamp = info.gen_time
+    return authenticode.add_timestamp(parsed.content_info, token)
 
 
 def timestamp_files(
