@@ -178,6 +178,9 @@ def test_timestamp_command_stamps_nested_signatures_too(
     assert [(s.digest, s.timestamp) for s in _signatures(path, pki)] == [
         ("sha256", None), ("sha384", None)
     ]
+    code, out, _ = run_cli(capsys, "verify", str(path))
+    assert code == 0
+    assert "nested signature: " in out and ", sha384, no timestamp; chain not checked" in out
     before = tsa.count("tsa")
     code, out, err = run_cli(capsys, "timestamp", str(path), "--timestamp-url", tsa.url("tsa"))
     assert code == 0, err
@@ -188,6 +191,12 @@ def test_timestamp_command_stamps_nested_signatures_too(
     assert all(s.timestamp is not None for s in stamped)
     out = peutil.osslsigncode_verify(path, pki.root_pem, tsa_ca=pki.root_pem)
     assert out.count("Timestamp Server Signature verification: ok") == 2, out
+    code, out, err = run_cli(capsys, "verify", str(path), "--ca", str(pki.root_pem))
+    assert code == 0, err
+    line = out.splitlines()[0]
+    assert line.startswith(f"verified: {path} (") and ", sha256, timestamp 20" in line
+    assert "chain not checked" not in line and ", sha384, timestamp 20" in line
+    assert line.count("nested signature: ") == 1
     # nothing left to stamp: no request, no change
     after = path.read_bytes()
     code, out, _ = run_cli(capsys, "timestamp", str(path), "--timestamp-url", tsa.url("tsa"))

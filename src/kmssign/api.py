@@ -30,7 +30,7 @@ from kmssign.signing import (
     prepare_file,
     sign_file,
 )
-from kmssign.verify import read_signatures, verify_file
+from kmssign.verify import VerifiedSignature, read_signatures, verify_file
 
 if TYPE_CHECKING:  # imported by the runs that timestamp (it brings the HTTP stack)
     from asn1crypto import cms
@@ -211,6 +211,12 @@ def timestamp_files(
     return report
 
 
+def _nested_note(signature: VerifiedSignature) -> str:
+    when = signature.timestamp
+    stamp = f"timestamp {when:%Y-%m-%dT%H:%M:%SZ}" if when is not None else "no timestamp"
+    return f"nested signature: {signature.signer}, {signature.digest}, {stamp}"
+
+
 def verify_files(
     paths: Iterable[Path | str],
     *,
@@ -237,10 +243,12 @@ def verify_files(
         except KmsSignError as exc:
             return FileResult(path, "failed", reason=str(exc))
         primary = verified.primary
-        reason = None if primary.chain_checked else "chain not checked (no --ca given)"
+        notes = [_nested_note(s) for s in verified.signatures[1:]]
+        if not primary.chain_checked:
+            notes.append("chain not checked (no --ca given)")
         return FileResult(
-            path, "verified", reason=reason, signer=primary.signer, digest=primary.digest,
-            timestamp=primary.timestamp,
+            path, "verified", reason="; ".join(notes) or None, signer=primary.signer,
+            digest=primary.digest, timestamp=primary.timestamp,
         )
 
     report.results.extend(run_simple(files, work, jobs=jobs, on_result=on_result))
