@@ -6,6 +6,7 @@ Every signed file is checked by osslsigncode (the independent verifier) and by
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 from pathlib import Path
@@ -117,6 +118,22 @@ def test_file_mode_is_kept(capsys, pki: TestPKI, samples) -> None:
     _sign(capsys, path, pki.identity("rsa2048"))
     assert path.stat().st_mode & 0o777 == 0o750
     assert not list(path.parent.glob(".*.kmssign")), "temporary file left behind"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file another owner")
+def test_owner_and_group_are_kept_when_replacing(capsys, pki: TestPKI, samples, tmp_path) -> None:
+    """Root signing a user's files (a container on a bind mount) leaves them the user's."""
+    path = samples["t64.exe"]
+    os.chown(path, 4321, 4322)
+    path.chmod(0o4750)  # chown clears set-id bits: the mode must be set after it
+    _sign(capsys, path, pki.identity("rsa2048"))
+    st = path.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (4321, 4322, 0o4750)
+    peutil.osslsigncode_verify(path, pki.root_pem)
+    # a new output file is the signer's own, as any file it writes
+    out = tmp_path / "copy.exe"
+    _sign(capsys, samples["w32.exe"], pki.identity("rsa2048"), "-o", str(out))
+    assert (out.stat().st_uid, out.stat().st_gid) == (os.geteuid(), os.getegid())
 
 
 def test_tampered_files_are_rejected(capsys, pki: TestPKI, samples, tmp_path) -> None:

@@ -21,7 +21,8 @@ class AtomicFile:
     """A temporary file in ``target``'s directory that either replaces ``target`` or vanishes.
 
     The new file takes the permission bits of ``mode_from`` (default: ``target`` when it
-    exists). Until :meth:`commit`, ``target`` is untouched.
+    exists) and, where allowed, the owner and group of the ``target`` it replaces. Until
+    :meth:`commit`, ``target`` is untouched.
     """
 
     def __init__(self, target: Path, *, mode_from: Path | None = None) -> None:
@@ -36,12 +37,13 @@ class AtomicFile:
     def commit(self) -> None:
         try:
             self.handle.close()
+            _keep_owner(self.path, self.target)
             source = self.mode_from if self.mode_from is not None else self.target
             try:
                 mode = stat.S_IMODE(source.stat().st_mode)
             except FileNotFoundError:
                 mode = 0o666 & ~_umask()
-            os.chmod(self.path, mode)
+            os.chmod(self.path, mode)  # after the chown, which may clear set-id bits
             os.replace(self.path, self.target)
         except BaseException:
             self.abort()
@@ -67,6 +69,28 @@ def atomic_output(target: Path, *, mode_from: Path | None = None) -> Iterator[Bi
         atomic.abort()
         raise
     atomic.commit()
+
+
+def _keep_owner(new: Path, target: Path) -> None:
+    """Give the replacement ``target``'s owner and group where this process may (root
+    signing a user's files in a container, say), as editing the file in place would.
+    Elsewhere the new file stays the caller's, as any file it writes."""
+    chown = getattr(os, "chown", None)
+    try:
+        old = target.stat()
+    except FileNotFoundError:
+        return
+    if chown is None:
+        return
+    current = new.stat()
+    if (current.st_uid, current.st_gid) == (old.st_uid, old.st_gid):
+        return
+    try:
+        chown(new, old.st_uid, old.st_gid)
+    except PermissionError:  # not root: a group this user is in can still be kept
+        if current.st_gid != old.st_gid:
+            with contextlib.suppress(PermissionError):
+                chown(new, -1, old.st_gid)
 
 
 def _umask() -> int:
