@@ -3,7 +3,9 @@
 Readers see the old file or the new one, never a half-written one. The data is not
 fsync'ed before the rename (neither signtool nor osslsigncode does; on a 512 MiB file
 it would double the time): a crash right after signing can cost the fresh signature,
-which the next build makes again.
+which the next build makes again. Replacing by rename also leaves a file's other hard
+links as they were: a file that a package cache links into an environment (uv does so
+by default on Linux) is not rewritten inside the cache.
 """
 
 from __future__ import annotations
