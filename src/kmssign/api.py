@@ -181,7 +181,10 @@ def _stamped(
     """``parsed``'s signature with a timestamp: as it is if it has one, else a new one."""
     if parsed.timestamp_token is not None:
         return parsed.content_info
-    token, info = timestamper.stamp(parsed.signature, parsed.digest)
+    # A SHA-1 signature (another tool's, dual-signed) gets a SHA-256 imprint, as
+    # `signtool timestamp /td sha256` gives it: the imprint need not match the signature.
+    digest = "sha256" if parsed.digest == "sha1" else parsed.digest
+    token, info = timestamper.stamp(parsed.signature, digest)
     if result.timestamp is None:
         result.timestamp = info.gen_time
     return authenticode.add_timestamp(parsed.content_info, token)
