@@ -100,3 +100,43 @@ def test_kmssign_timestamps_another_tools_signatures(
     assert _signatures(path, pki) == [("sha1", True), ("sha256", True)]
     out = peutil.osslsigncode_verify(path, pki.root_pem, tsa_ca=pki.root_pem)
     assert out.count("Timestamp Server Signature verification: ok") == 2, out
+
+
+def test_a_legacy_authenticode_timestamp_is_verified(
+    capsys: Any, pki: TestPKI, samples: dict[str, Path], tsa: Any, tmp_path: Path
+) -> None:
+    """The timestamp before RFC 3161 (a PKCS#9 countersignature, `signtool /t`), which
+    older vendor files carry: its time counts, its signature and TSA chain are checked."""
+    from tests.pki import make_root, write_pem
+
+    path = samples["t64.exe"]
+    _ossl_sign(path, pki, "-t", tsa.url("legacy"))
+    peutil.osslsigncode_verify(path, pki.root_pem, tsa_ca=pki.root_pem)
+    code, out, err = run_cli(
+        capsys, "verify", str(path), "--ca", str(pki.root_pem), "--require-timestamp"
+    )
+    assert code == 0, err
+    assert ", sha256, timestamp 20" in out
+    # already timestamped: `kmssign timestamp` adds no second one
+    before, calls = path.read_bytes(), tsa.count("tsa")
+    code, out, _ = run_cli(capsys, "timestamp", str(path), "--timestamp-url", tsa.url("tsa"))
+    assert code == 0 and "already timestamped" in out
+    assert path.read_bytes() == before and tsa.count("tsa") == calls
+    # the TSA must chain to the TSA roots given
+    other = write_pem(tmp_path / "other.pem", make_root("Unrelated TSA Root").cert)
+    code, _, err = run_cli(
+        capsys, "verify", str(path), "--ca", str(pki.root_pem), "--tsa-ca", str(other)
+    )
+    assert code == 1 and "does not chain" in err
+    # one changed byte of the countersignature's own signature
+    with open(path, "rb") as f:
+        countersignature = read_signatures(f, pe.parse_pe(f))[0].countersignature
+    assert countersignature is not None
+    value = bytes(countersignature["signature"].native)
+    data = bytearray(before)
+    at = data.index(value)
+    data[at + 10] ^= 0x01
+    broken = tmp_path / "broken.exe"
+    broken.write_bytes(data)
+    code, _, err = run_cli(capsys, "verify", str(broken), "--ca", str(pki.root_pem))
+    assert code == 1 and "timestamp token signature does not verify" in err

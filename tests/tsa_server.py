@@ -13,9 +13,13 @@ The URL path picks the behaviour, e.g. ``http://127.0.0.1:PORT/tsa``:
 ``bad-signature``  a token whose signature value is corrupted
 ``no-eku``         a token signed by ``pki.tsa_no_eku`` (no timeStamping EKU)
 ``flaky-N``        HTTP 503 for the first N requests on that path, then good
+``legacy``         the pre-RFC 3161 Authenticode protocol (``osslsigncode sign -t URL``,
+                   ``signtool /t``): base64 of a TimeStampRequest in, base64 of a PKCS#7
+                   SignedData out, whose SignerInfo the client embeds as a countersignature
 
-A POST whose Content-Type is not ``application/timestamp-query`` gets HTTP 415 (and is
-not counted). Every other request is counted per path (:meth:`LoopbackTSA.count`).
+A POST whose Content-Type is not ``application/timestamp-query`` (``legacy``:
+``application/octet-stream``) gets HTTP 415 (and is not counted). Every other request
+is counted per path (:meth:`LoopbackTSA.count`).
 
 Replies are encoded as DER directly (asn1crypto parses the request only): the batch
 benchmark stamps hundreds of files, and building asn1crypto trees for every token cost
@@ -25,6 +29,7 @@ about twice the RSA signature itself. What is the same for every token of a sign
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import functools
 import hashlib
@@ -87,6 +92,8 @@ _ID_CT_TST_INFO = _oid("1.2.840.113549.1.9.16.1.4")
 _ID_CONTENT_TYPE = _oid("1.2.840.113549.1.9.3")
 _ID_MESSAGE_DIGEST = _oid("1.2.840.113549.1.9.4")
 _ID_SIGNING_CERTIFICATE_V2 = _oid("1.2.840.113549.1.9.16.2.47")
+_ID_DATA = _oid("1.2.840.113549.1.7.1")
+_ID_SIGNING_TIME = _oid("1.2.840.113549.1.9.5")
 
 _V1 = der_integer(1)
 _V3 = der_integer(3)
@@ -300,6 +307,51 @@ def _parse_unused_fields(request: tsp.TimeStampReq) -> None:
             value.native  # noqa: B018 - raises on malformed contents
 
 
+def _elements(contents: bytes) -> list[bytes]:
+    """The DER elements (whole TLVs) that make up a constructed value's contents."""
+    found = []
+    i = 0
+    while i < len(contents):
+        length, header = contents[i + 1], 2
+        if length & 0x80:
+            size = length & 0x7F
+            length, header = int.from_bytes(contents[i + 2 : i + 2 + size], "big"), 2 + size
+        found.append(contents[i : i + header + length])
+        i += header + length
+    return found
+
+
+def legacy_reply(body: bytes, signer: Issued) -> bytes:
+    """The legacy Authenticode timestamp: PKCS#7 SignedData over the signature value the
+    base64 TimeStampRequest carries, signed (SHA-256, RSA) with signingTime; base64."""
+    assert isinstance(signer.key, rsa.RSAPrivateKey)
+    # TimeStampRequest { countersignatureType, [attributes,] ContentInfo { data, [0] blob } }
+    fields = _elements(core.Sequence.load(base64.b64decode(body)).contents)
+    signature_value = cms.ContentInfo.load(fields[-1])["content"].native
+    signing_time = dt.datetime.now(dt.timezone.utc).strftime("%y%m%d%H%M%SZ").encode("ascii")
+    digest = hashlib.sha256(signature_value).digest()
+    attributes = [
+        der(0x30, _ID_CONTENT_TYPE + der(0x31, _ID_DATA)),
+        der(0x30, _ID_SIGNING_TIME + der(0x31, der(0x17, signing_time))),
+        der(0x30, _ID_MESSAGE_DIGEST + der(0x31, der(0x04, digest))),
+    ]
+    signed_attrs = der(0x31, b"".join(sorted(attributes)))
+    signature = signer.key.sign(signed_attrs, padding.PKCS1v15(), hashes.SHA256())
+    parts = _signer_parts(signer)
+    signer_info = der(
+        0x30,
+        _V1 + parts.issuer_and_serial + _SHA256 + b"\xa0" + signed_attrs[1:] + _RSA_PKCS1V15
+        + der(0x04, signature),
+    )
+    signed_data = der(
+        0x30,
+        _V1 + _SIGNED_DATA_DIGEST_ALGORITHMS
+        + der(0x30, _ID_DATA + der(0xA0, der(0x04, signature_value)))
+        + parts.certificates + der(0x31, signer_info),
+    )
+    return base64.b64encode(der(0x30, _ID_SIGNED_DATA + der(0xA0, signed_data)))
+
+
 class LoopbackTSA:
     """The TSA: per-path request counts, the HTTP server thread, and the reply logic."""
 
@@ -371,6 +423,8 @@ class LoopbackTSA:
             return 200, b"this is not DER at all\n"
         if mode == "slow":
             self._stop_sleeping.wait(SLOW_SECONDS)
+        if mode == "legacy":
+            return 200, legacy_reply(body, self.signers["good"])
         try:
             request = tsp.TimeStampReq.load(body, strict=True)
             imprint = request["message_imprint"]
@@ -415,13 +469,21 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         tsa: LoopbackTSA = self.server.tsa  # type: ignore[attr-defined]
-        if self.headers.get("Content-Type") != "application/timestamp-query":
-            status, payload = 415, b"expected Content-Type application/timestamp-query\n"
+        expected = (
+            "application/octet-stream" if self.path.strip("/") == "legacy"
+            else "application/timestamp-query"
+        )
+        if self.headers.get("Content-Type") != expected:
+            status, payload = 415, f"expected Content-Type {expected}\n".encode()
         else:
             status, payload = tsa.handle(self.path.strip("/"), body)
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/timestamp-reply")
+            reply_type = (
+                "application/octet-stream" if expected == "application/octet-stream"
+                else "application/timestamp-reply"
+            )
+            self.send_header("Content-Type", reply_type)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)

@@ -146,7 +146,7 @@ def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
             primary = read_signatures(f, image)[0]
             result.signer = subject_of(primary.signer_cert)
             result.digest = primary.digest
-            unstamped = [s for s in (primary, *primary.nested) if s.timestamp_token is None]
+            unstamped = [s for s in (primary, *primary.nested) if not s.timestamped]
             if not unstamped:
                 result.status = "skipped"
                 result.reason = "already timestamped"
@@ -164,7 +164,7 @@ def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
                         which = "signature" if parsed is primary else "nested signature"
                         raise VerificationError(f"the {which} does not match the file; re-sign it")
                 content_info = _stamped(primary, timestamper, result)
-                if any(n.timestamp_token is None for n in primary.nested):
+                if any(not n.timestamped for n in primary.nested):
                     content_info = authenticode.replace_nested(
                         content_info, [_stamped(n, timestamper, result) for n in primary.nested]
                     )
@@ -179,7 +179,7 @@ def _stamped(
     parsed: ParsedSignature, timestamper: TimestampClient, result: FileResult
 ) -> cms.ContentInfo:
     """``parsed``'s signature with a timestamp: as it is if it has one, else a new one."""
-    if parsed.timestamp_token is not None:
+    if parsed.timestamped:
         return parsed.content_info
     # A SHA-1 signature (another tool's, dual-signed) gets a SHA-256 imprint, as
     # `signtool timestamp /td sha256` gives it: the imprint need not match the signature.

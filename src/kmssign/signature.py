@@ -27,10 +27,16 @@ class ParsedSignature:
     signature: bytes
     timestamp_token: cms.ContentInfo | None
     nested: tuple[ParsedSignature, ...] = field(default=())
+    # a pre-RFC 3161 Authenticode timestamp (PKCS#9 countersignature), as older files have
+    countersignature: cms.SignerInfo | None = None
 
     @property
     def intermediates(self) -> tuple[x509.Certificate, ...]:
         return tuple(c for c in self.certificates if c != self.signer_cert)
+
+    @property
+    def timestamped(self) -> bool:
+        return self.timestamp_token is not None or self.countersignature is not None
 
 
 def parse_signature(der: bytes) -> ParsedSignature:
@@ -76,12 +82,15 @@ def _parse(content_info: cms.ContentInfo) -> ParsedSignature:
     signer_info = signer_infos[0]
     signer_cert = _find_signer_cert(signer_info, certs)
     token = None
+    countersignature = None
     nested: list[ParsedSignature] = []
     if not asn1.absent(signer_info["unsigned_attrs"]):
         for attr in signer_info["unsigned_attrs"]:
             kind = attr["type"].native
             if kind == "ms_rfc3161_timestamp":
                 token = attr["values"][0]
+            elif kind == "counter_signature":
+                countersignature = attr["values"][0]
             elif kind == "spc_nested_signature":
                 nested.extend(_parse(cms.ContentInfo.load(v.dump())) for v in attr["values"])
     return ParsedSignature(
@@ -93,6 +102,7 @@ def _parse(content_info: cms.ContentInfo) -> ParsedSignature:
         signature=bytes(signer_info["signature"].native),
         timestamp_token=token,
         nested=tuple(nested),
+        countersignature=countersignature,
     )
 
 

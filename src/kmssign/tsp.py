@@ -70,6 +70,52 @@ def check_token(
         raise VerificationError(f"timestamp token is malformed: {one_line(exc)}") from exc
 
 
+def check_countersignature(
+    signer_info: cms.SignerInfo,
+    signature_value: bytes,
+    certificates: Sequence[bytes],
+    *,
+    roots: Sequence[x509.Certificate] = (),
+) -> TokenInfo:
+    """Validate a legacy Authenticode timestamp: a PKCS#9 countersignature over
+    ``signature_value``, signed by a TSA whose certificate is among ``certificates`` (the
+    DER of the signature's certificate set); return its signingTime.
+    """
+    try:
+        return _check_countersignature(signer_info, signature_value, certificates, roots)
+    except _PARSE_ERRORS as exc:
+        raise VerificationError(
+            f"timestamp countersignature is malformed: {one_line(exc)}"
+        ) from exc
+
+
+def _check_countersignature(
+    signer_info: cms.SignerInfo,
+    signature_value: bytes,
+    certificates: Sequence[bytes],
+    roots: Sequence[x509.Certificate],
+) -> TokenInfo:
+    if not signer_info["signed_attrs"]:
+        raise VerificationError("timestamp countersignature has no signed attributes")
+    attrs = _signed_attributes(signer_info)
+    digest_algo = signer_info["digest_algorithm"]["algorithm"].native
+    message_digest = attrs.get("message_digest")
+    signing_time = attrs.get("signing_time")
+    if not isinstance(message_digest, cms.OctetString):
+        raise VerificationError("timestamp countersignature has no messageDigest attribute")
+    if message_digest.native != digest_bytes(digest_algo, signature_value):
+        raise VerificationError("timestamp countersignature does not match the signature")
+    if not isinstance(signing_time, cms.Time):
+        raise VerificationError("timestamp countersignature has no signingTime attribute")
+    when: datetime = signing_time.native
+    tsa_der = _find_signer_cert(signer_info, certificates)
+    tsa = _tsa_certificate(tsa_der)
+    signed_attrs = b"\x31" + signer_info["signed_attrs"].dump()[1:]  # [0] IMPLICIT -> SET OF
+    _check_signature(signer_info, signed_attrs, tsa.public_key)
+    _check_tsa(tsa, when, [der for der in certificates if der != tsa_der], roots)
+    return TokenInfo(gen_time=when, tsa_subject=tsa.subject, digest=digest_algo)
+
+
 def _check(
     token: cms.ContentInfo,
     signature_value: bytes,
@@ -98,24 +144,34 @@ def _check(
             f"timestamp token nonce {token_nonce} does not match the request nonce {nonce}"
         )
     gen_time = tst_info["gen_time"].native
+    _check_tsa(tsa, gen_time, [der for der in raw_certs if der != tsa_der], roots)
+    return TokenInfo(gen_time=gen_time, tsa_subject=tsa.subject, digest=imprint_algo)
 
+
+def _check_tsa(
+    tsa: _TsaCertificate,
+    when: datetime,
+    others: Sequence[bytes],
+    roots: Sequence[x509.Certificate],
+) -> None:
+    """The TSA certificate may stamp (timeStamping), was valid at ``when``, and chains to
+    ``roots`` when any are given (through ``others``, DER certificates)."""
     certificate = tsa.certificate
     if not tsa.timestamping:
         raise VerificationError(
             f"TSA certificate {tsa.subject} lacks the timeStamping extended key usage"
         )
-    if not certificate.not_valid_before_utc <= gen_time <= certificate.not_valid_after_utc:
+    if not certificate.not_valid_before_utc <= when <= certificate.not_valid_after_utc:
         raise VerificationError(
             f"TSA certificate {tsa.subject} "
-            f"is not valid at the token time {gen_time:%Y-%m-%d %H:%M:%S} UTC"
+            f"is not valid at the token time {when:%Y-%m-%d %H:%M:%S} UTC"
         )
     if roots:
-        others = [x509.load_der_x509_certificate(der) for der in raw_certs if der != tsa_der]
+        intermediates = [x509.load_der_x509_certificate(der) for der in others]
         try:
-            validate_chain(certificate, others, roots, gen_time)
+            validate_chain(certificate, intermediates, roots, when)
         except VerificationError as exc:
             raise VerificationError(f"timestamp token TSA chain: {exc}") from exc
-    return TokenInfo(gen_time=gen_time, tsa_subject=tsa.subject, digest=imprint_algo)
 
 
 def _unpack(

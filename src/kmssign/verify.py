@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from kmssign import pe, pestream, signature, tsp
@@ -74,6 +75,14 @@ def verify_signature(
     when: dt.datetime | None = None
     if parsed.timestamp_token is not None:
         info = tsp.check_token(parsed.timestamp_token, parsed.signature, roots=tsa_roots or roots)
+        when = info.gen_time
+    elif parsed.countersignature is not None:
+        info = tsp.check_countersignature(
+            parsed.countersignature,
+            parsed.signature,
+            [c.public_bytes(Encoding.DER) for c in parsed.certificates],
+            roots=tsa_roots or roots,
+        )
         when = info.gen_time
     if roots:
         validate_chain(
