@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kmssign import pe
 from kmssign.cli import main
+from kmssign.signature import ParsedSignature
 from kmssign.signers import DigestName, KeyType, Signer
-from tests.pki import SigningIdentity
+from kmssign.verify import read_signatures, verify_file
+from tests.pki import SigningIdentity, TestPKI
 
 
 def sign_args(identity: SigningIdentity, *extra: str) -> list[str]:
@@ -54,3 +57,16 @@ class DelegatingSigner:
 
     def sign(self, data: bytes, digest: DigestName) -> bytes:
         return self.inner.sign(data, digest)
+
+
+def primary_signature(path: Path) -> ParsedSignature:
+    """The file's primary Authenticode signature, parsed (its nested ones in ``.nested``)."""
+    with open(path, "rb") as f:
+        return read_signatures(f, pe.parse_pe(f))[0]
+
+
+def signature_states(path: Path, pki: TestPKI) -> list[tuple[str, bool]]:
+    """(digest, timestamped) of every signature, primary first, as ``kmssign verify``
+    checks them against the test root."""
+    verified = verify_file(path, roots=[pki.root.cert], tsa_roots=[pki.root.cert])
+    return [(s.digest, s.timestamp is not None) for s in verified.signatures]

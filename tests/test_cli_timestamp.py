@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests import peutil
-from tests.helpers import run_cli, sign_args
+from tests.helpers import primary_signature, run_cli, sign_args, signature_states
 from tests.pki import TestPKI
 
 
@@ -152,12 +152,6 @@ def test_verify_checks_tsa_roots(capsys, pki: TestPKI, samples, tsa, tmp_path: P
     assert code == 0, err
 
 
-def _signatures(path: Path, pki: TestPKI):
-    from kmssign.verify import verify_file
-
-    return verify_file(path, roots=[pki.root.cert], tsa_roots=[pki.root.cert]).signatures
-
-
 def _sign_twice(capsys, pki: TestPKI, path: Path, *primary_extra: str) -> None:
     """A primary RSA/SHA-256 signature and a nested P-384/SHA-384 one without a timestamp."""
     code, _, err = run_cli(
@@ -175,9 +169,7 @@ def test_timestamp_command_stamps_nested_signatures_too(
 ) -> None:
     path = samples["t64.exe"]
     _sign_twice(capsys, pki, path)
-    assert [(s.digest, s.timestamp) for s in _signatures(path, pki)] == [
-        ("sha256", None), ("sha384", None)
-    ]
+    assert signature_states(path, pki) == [("sha256", False), ("sha384", False)]
     code, out, _ = run_cli(capsys, "verify", str(path))
     assert code == 0
     assert "nested signature: " in out and ", sha384, no timestamp; chain not checked" in out
@@ -186,9 +178,7 @@ def test_timestamp_command_stamps_nested_signatures_too(
     assert code == 0, err
     assert f"timestamped: {path}" in out
     assert tsa.count("tsa") == before + 2
-    stamped = _signatures(path, pki)
-    assert [s.digest for s in stamped] == ["sha256", "sha384"]
-    assert all(s.timestamp is not None for s in stamped)
+    assert signature_states(path, pki) == [("sha256", True), ("sha384", True)]
     out = peutil.osslsigncode_verify(path, pki.root_pem, tsa_ca=pki.root_pem)
     assert out.count("Timestamp Server Signature verification: ok") == 2, out
     code, out, err = run_cli(capsys, "verify", str(path), "--ca", str(pki.root_pem))
@@ -207,25 +197,21 @@ def test_timestamp_command_stamps_nested_signatures_too(
 def test_timestamp_command_keeps_an_existing_primary_token(
     capsys, pki: TestPKI, samples, tsa
 ) -> None:
-    from kmssign import pe
-    from kmssign.verify import read_signatures
-
     def primary_token(p: Path) -> bytes:
-        with open(p, "rb") as f:
-            token = read_signatures(f, pe.parse_pe(f))[0].timestamp_token
+        token = primary_signature(p).timestamp_token
         assert token is not None
         return bytes(token.dump())
 
     path = samples["w32.exe"]
     _sign_twice(capsys, pki, path, "--timestamp-url", tsa.url("tsa"))
     token = primary_token(path)
-    assert [s.timestamp is None for s in _signatures(path, pki)] == [False, True]
+    assert signature_states(path, pki) == [("sha256", True), ("sha384", False)]
     before = tsa.count("tsa")
     code, _, err = run_cli(capsys, "timestamp", str(path), "--timestamp-url", tsa.url("tsa"))
     assert code == 0, err
     assert tsa.count("tsa") == before + 1  # the nested signature's only
     assert primary_token(path) == token
-    assert all(s.timestamp is not None for s in _signatures(path, pki))
+    assert signature_states(path, pki) == [("sha256", True), ("sha384", True)]
     peutil.osslsigncode_verify(path, pki.root_pem, tsa_ca=pki.root_pem)
 
 
@@ -240,8 +226,7 @@ def test_timestamp_command_refuses_a_nested_signature_of_another_file(
     for target, kind in ((path, "rsa2048"), (other, "p256")):
         code, _, err = run_cli(capsys, "sign", str(target), *sign_args(pki.identity(kind)))
         assert code == 0, err
-    with open(other, "rb") as f:
-        foreign = read_signatures(f, pe.parse_pe(f))[0].content_info
+    foreign = primary_signature(other).content_info
     with open(path, "rb") as f:
         image = pe.parse_pe(f)
         own = read_signatures(f, image)[0].content_info
@@ -272,8 +257,7 @@ def test_a_timestamped_signature_is_never_re_encoded(
     )
     assert code == 0, err
     run_cli(capsys, "sign", str(other), *sign_args(pki.identity("p256")))
-    with open(other, "rb") as f:
-        inner = read_signatures(f, pe.parse_pe(f))[0].content_info
+    inner = primary_signature(other).content_info
     re_encoded: list[str] = []
     for cls in (core.Sequence, core.SequenceOf):
         original = cls._set_contents

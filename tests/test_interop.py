@@ -7,29 +7,19 @@ signature beside theirs and timestamp them, each time without touching their byt
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from kmssign import pe
-from kmssign.verify import read_signatures, verify_file
 from tests import peutil
-from tests.helpers import run_cli, sign_args
+from tests.helpers import primary_signature, run_cli, sign_args, signature_states
 from tests.pki import TestPKI
 
 
 def _ossl_sign(path: Path, pki: TestPKI, *extra: str) -> None:
     """Sign ``path`` in place with osslsigncode (leaf + intermediate in the signature)."""
     identity = pki.identity("rsa2048")
-    bundle = path.with_name("bundle.pem")
-    bundle.write_bytes(identity.cert_path.read_bytes() + identity.chain_path.read_bytes())
     out = path.with_name(path.name + ".ossl")
-    proc = subprocess.run(
-        [peutil.OSSLSIGNCODE, "sign", "-certs", str(bundle), "-key", str(identity.key_path),
-         *extra, "-in", str(path), "-out", str(out)],
-        capture_output=True, text=True, check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    peutil.osslsigncode_sign(path, out, identity, "-ac", str(identity.chain_path), *extra)
     out.replace(path)
 
 
@@ -38,15 +28,8 @@ def _dual_signed(path: Path, pki: TestPKI, *timestamp: str) -> None:
     _ossl_sign(path, pki, "-h", "sha256", "-nest", *timestamp)
 
 
-def _signatures(path: Path, pki: TestPKI) -> list[tuple[str, bool]]:
-    """(digest, timestamped) of every signature, as ``kmssign verify`` checked them."""
-    verified = verify_file(path, roots=[pki.root.cert], tsa_roots=[pki.root.cert])
-    return [(s.digest, s.timestamp is not None) for s in verified.signatures]
-
-
 def _raw_signatures(path: Path) -> list[bytes]:
-    with open(path, "rb") as f:
-        primary = read_signatures(f, pe.parse_pe(f))[0]
+    primary = primary_signature(path)
     return [bytes(s.content_info.dump()) for s in (primary, *primary.nested)]
 
 
@@ -55,7 +38,7 @@ def test_a_dual_signed_file_of_another_tool_verifies_and_is_skipped(
 ) -> None:
     path = samples["t64.exe"]
     _dual_signed(path, pki, "-ts", tsa.url("tsa"))
-    assert _signatures(path, pki) == [("sha1", True), ("sha256", True)]
+    assert signature_states(path, pki) == [("sha1", True), ("sha256", True)]
     code, out, err = run_cli(
         capsys, "verify", str(path), "--ca", str(pki.root_pem), "--require-timestamp"
     )
@@ -80,7 +63,7 @@ def test_kmssign_nests_its_signature_beside_another_tools_two(
     assert code == 0, err
     ours = _raw_signatures(path)
     assert theirs[1] in ours[1:]  # their nested signature, byte for byte
-    assert sorted(_signatures(path, pki)) == [
+    assert sorted(signature_states(path, pki)) == [
         ("sha1", True), ("sha256", True), ("sha384", True)
     ]
     out = peutil.osslsigncode_verify(path, pki.root_pem, tsa_ca=pki.root_pem)
@@ -92,12 +75,12 @@ def test_kmssign_timestamps_another_tools_signatures(
 ) -> None:
     path = samples["t64.exe"]
     _dual_signed(path, pki)
-    assert _signatures(path, pki) == [("sha1", False), ("sha256", False)]
+    assert signature_states(path, pki) == [("sha1", False), ("sha256", False)]
     before = tsa.count("tsa")
     code, out, err = run_cli(capsys, "timestamp", str(path), "--timestamp-url", tsa.url("tsa"))
     assert code == 0, err
     assert f"timestamped: {path}" in out and tsa.count("tsa") == before + 2
-    assert _signatures(path, pki) == [("sha1", True), ("sha256", True)]
+    assert signature_states(path, pki) == [("sha1", True), ("sha256", True)]
     out = peutil.osslsigncode_verify(path, pki.root_pem, tsa_ca=pki.root_pem)
     assert out.count("Timestamp Server Signature verification: ok") == 2, out
 
@@ -129,8 +112,7 @@ def test_a_legacy_authenticode_timestamp_is_verified(
     )
     assert code == 1 and "does not chain" in err
     # one changed byte of the countersignature's own signature
-    with open(path, "rb") as f:
-        countersignature = read_signatures(f, pe.parse_pe(f))[0].countersignature
+    countersignature = primary_signature(path).countersignature
     assert countersignature is not None
     value = bytes(countersignature["signature"].native)
     data = bytearray(before)
