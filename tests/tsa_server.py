@@ -307,18 +307,13 @@ def _parse_unused_fields(request: tsp.TimeStampReq) -> None:
             value.native  # noqa: B018 - raises on malformed contents
 
 
-def _elements(contents: bytes) -> list[bytes]:
-    """The DER elements (whole TLVs) that make up a constructed value's contents."""
-    found = []
-    i = 0
-    while i < len(contents):
-        length, header = contents[i + 1], 2
-        if length & 0x80:
-            size = length & 0x7F
-            length, header = int.from_bytes(contents[i + 2 : i + 2 + size], "big"), 2 + size
-        found.append(contents[i : i + header + length])
-        i += header + length
-    return found
+class _LegacyRequest(core.Sequence):  # type: ignore[misc]
+    """Authenticode TimeStampRequest (its optional attributes are never sent)."""
+
+    _fields = [  # noqa: RUF012 - asn1crypto specs are mutable class attributes by design
+        ("countersignature_type", core.ObjectIdentifier),
+        ("content", cms.ContentInfo),
+    ]
 
 
 def legacy_reply(body: bytes, signer: Issued) -> bytes:
@@ -326,8 +321,8 @@ def legacy_reply(body: bytes, signer: Issued) -> bytes:
     base64 TimeStampRequest carries, signed (SHA-256, RSA) with signingTime; base64."""
     assert isinstance(signer.key, rsa.RSAPrivateKey)
     # TimeStampRequest { countersignatureType, [attributes,] ContentInfo { data, [0] blob } }
-    fields = _elements(core.Sequence.load(base64.b64decode(body)).contents)
-    signature_value = cms.ContentInfo.load(fields[-1])["content"].native
+    request = _LegacyRequest.load(base64.b64decode(body))
+    signature_value = request["content"]["content"].native
     signing_time = dt.datetime.now(dt.timezone.utc).strftime("%y%m%d%H%M%SZ").encode("ascii")
     digest = hashlib.sha256(signature_value).digest()
     attributes = [
