@@ -42,6 +42,12 @@ def absent(value: object) -> bool:
     return isinstance(value, core.Void)
 
 
+def signed_part(signer_info: cms.SignerInfo) -> bytes:
+    """The bytes a SignerInfo's signature covers: its signedAttrs, which are stored as
+    ``[0] IMPLICIT``, re-tagged as the SET OF they are signed as (RFC 5652, 5.4)."""
+    return b"\x31" + bytes(signer_info["signed_attrs"].dump())[1:]
+
+
 class SpcString(core.Choice):  # type: ignore[misc]
     _alternatives = [
         ("unicode", core.BMPString, {"implicit": 0}),

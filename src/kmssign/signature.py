@@ -146,8 +146,7 @@ def check_signature(parsed: ParsedSignature) -> None:
     expected = hashlib.new(digest, content.contents).digest()
     if bytes(found["message_digest"][0].native) != expected:
         raise VerificationError("messageDigest does not match the signed content")
-    # What was signed is the [0] IMPLICIT encoding re-tagged as a SET OF.
-    signed_bytes = b"\x31" + attrs.dump()[1:]
+    signed_bytes = asn1.signed_part(signer_info)
     if not verify_raw_signature(
         parsed.signer_cert.public_key(), parsed.signature, signed_bytes, digest
     ):

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from kmssign import asn1
 from kmssign.certs import validate_chain
 from kmssign.errors import VerificationError, one_line
 
@@ -110,7 +111,7 @@ def _check_countersignature(
     when: datetime = signing_time.native
     tsa_der = _find_signer_cert(signer_info, certificates)
     tsa = _tsa_certificate(tsa_der)
-    signed_attrs = b"\x31" + signer_info["signed_attrs"].dump()[1:]  # [0] IMPLICIT -> SET OF
+    signed_attrs = asn1.signed_part(signer_info)
     _check_signature(signer_info, signed_attrs, tsa.public_key)
     _check_tsa(tsa, when, [der for der in certificates if der != tsa_der], roots)
     return TokenInfo(gen_time=when, tsa_subject=tsa.subject, digest=digest_algo)
@@ -123,7 +124,7 @@ def _check(
     nonce: int | None,
 ) -> TokenInfo:
     signed_data, signer_info, tst_bytes, tst_info = _unpack(token)
-    signed_attrs = b"\x31" + signer_info["signed_attrs"].dump()[1:]  # [0] IMPLICIT -> SET OF
+    signed_attrs = asn1.signed_part(signer_info)
     # Keep each certificate's own bytes before anything inspects it: asn1crypto would
     # re-serialize an inspected tree on every dump() (slow).
     raw_certs = [c.chosen.dump() for c in signed_data["certificates"] if c.name == "certificate"]
