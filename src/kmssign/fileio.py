@@ -78,11 +78,11 @@ def _keep_owner(new: Path, target: Path) -> None:
     signing a user's files in a container, say), as editing the file in place would.
     Elsewhere the new file stays the caller's, as any file it writes."""
     chown = getattr(os, "chown", None)
+    if chown is None:  # Windows
+        return
     try:
         old = target.stat()
     except FileNotFoundError:
-        return
-    if chown is None:
         return
     current = new.stat()
     if (current.st_uid, current.st_gid) == (old.st_uid, old.st_gid):
