@@ -20,6 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from kmssign.pe.digest import authenticode_digest
+from kmssign.pe.image import parse_pe
+from kmssign.pe.signedcopy import begin_signed_copy, finish_signed_copy
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -36,23 +40,23 @@ def make_pe(path: Path, size: int) -> None:
 
 def child(mode: str, path: Path) -> None:
     """Runs in its own process; prints 'seconds peak_rss_kib'."""
-    from kmssign import checksum, pe, pestream
+    from kmssign.pe import checksum, hashing
 
     if mode == "sign-python":
         checksum.word_sum = checksum.word_sum_python
     if mode == "sign-inline":  # no hashing thread
-        pestream.THREAD_MIN = 1 << 62
+        hashing.THREAD_MIN = 1 << 62
     target = path.with_suffix(".signed")
     target.unlink(missing_ok=True)  # a fresh file, as signing writes (not a truncation)
     start = time.perf_counter()
     with open(path, "rb") as f:
-        image = pe.parse_pe(f)
+        image = parse_pe(f)
         if mode == "digest":
-            pestream.authenticode_digest(f, image, "sha256")
+            authenticode_digest(f, image, "sha256")
         else:
             with open(target, "wb") as out:
-                _, state = pestream.begin_signed_copy(f, image, "sha256", out)
-                pestream.finish_signed_copy(out, state, b"\x30\x82\x08\x00" + bytes(2048))
+                _, state = begin_signed_copy(f, image, "sha256", out)
+                finish_signed_copy(out, state, b"\x30\x82\x08\x00" + bytes(2048))
     elapsed = time.perf_counter() - start
     # VmHWM (not ru_maxrss, which survives exec and so includes the parent's size)
     status = Path("/proc/self/status").read_text()

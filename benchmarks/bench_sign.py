@@ -91,7 +91,7 @@ def main() -> None:
 
         def kmssign(path: Path) -> list[str]:
             return [
-                sys.executable, "-m", "kmssign.cli", "sign", str(path),
+                sys.executable, "-m", "kmssign", "sign", str(path),
                 "--key-file", str(identity.key_path), "--cert", str(identity.cert_path),
                 "--no-timestamp", "-o", str(out), "--quiet",
             ]

@@ -51,7 +51,7 @@ from tests.kms_server import KmsServer  # noqa: E402
 from tests.pki import CODE_SIGNING, TestPKI, write_pem  # noqa: E402
 from tests.tsa_server import LoopbackTSA  # noqa: E402
 
-from kmssign.pe import looks_like_pe  # noqa: E402
+from kmssign.pe.image import looks_like_pe  # noqa: E402
 
 SAMPLE_APP = REPO / "sample_app"
 # The alias sample_app's [tool.kmssign] names as key-id: the demo key takes it, so the
@@ -164,7 +164,7 @@ class Demo:
         self.step("Make a certificate signing request with the KMS key: kmssign csr")
         csr = self.work / "req.csr"
         self.command(
-            [sys.executable, "-m", "kmssign.cli", "csr", "--key-id", KEY_ALIAS,
+            [sys.executable, "-m", "kmssign", "csr", "--key-id", KEY_ALIAS,
              "--subject", SUBJECT, "-o", str(csr), "--endpoint-url", kms.endpoint_url],
             "kmssign csr", env=self.base_env(kms),
         )
@@ -301,7 +301,7 @@ class Demo:
     def verify_with_kmssign(self, files: list[Path]) -> None:
         self.step("kmssign verify --ca root.pem --require-timestamp on every binary")
         output = self.command(
-            [sys.executable, "-m", "kmssign.cli", "verify", "--ca", "root.pem",
+            [sys.executable, "-m", "kmssign", "verify", "--ca", "root.pem",
              "--require-timestamp", *(_relative(f, self.work) for f in files)],
             "kmssign verify",
         )

@@ -176,7 +176,7 @@ def run_kmssign(
     project: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """The ``kmssign`` command in a fresh interpreter, in ``project``."""
-    code = "import sys; from kmssign.cli import main; sys.exit(main())"
+    code = "import sys; from kmssign.frontends.cli.main import main; sys.exit(main())"
     return subprocess.run(
         [sys.executable, "-c", code, *args],
         cwd=project, capture_output=True, text=True, env=env, timeout=900, check=False,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kmssign import pe
-from kmssign.cli import main
-from kmssign.signature import ParsedSignature
+from kmssign.authenticode.parse import ParsedSignature
+from kmssign.authenticode.verify import read_signatures, verify_file
+from kmssign.frontends.cli.main import main
+from kmssign.pe.image import parse_pe
 from kmssign.signers import DigestName, KeyType, Signer
-from kmssign.verify import read_signatures, verify_file
 from tests.pki import SigningIdentity, TestPKI
 
 
@@ -62,7 +62,7 @@ class DelegatingSigner:
 def primary_signature(path: Path) -> ParsedSignature:
     """The file's primary Authenticode signature, parsed (its nested ones in ``.nested``)."""
     with open(path, "rb") as f:
-        return read_signatures(f, pe.parse_pe(f))[0]
+        return read_signatures(f, parse_pe(f))[0]
 
 
 def signature_states(path: Path, pki: TestPKI) -> list[tuple[str, bool]]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from kmssign.output import Printer
-from kmssign.report import FileResult, Report
+from kmssign.engine.report import FileResult, Report
+from kmssign.frontends.cli.output import Printer
 from tests import peutil
 from tests.helpers import run_cli
 from tests.kms_proxy import KmsProxy, fail

@@ -48,7 +48,7 @@ def test_alias_and_environment_endpoint_in_a_subprocess(
     identity = kms_identity("RSA_2048", alias="alias/kmssign-subprocess")
     path = samples["t64.exe"]
     proc = subprocess.run(
-        [sys.executable, "-m", "kmssign.cli", "sign", str(path),
+        [sys.executable, "-m", "kmssign", "sign", str(path),
          "--key-id", "alias/kmssign-subprocess", "--cert", str(identity.cert_path),
          "--timestamp-url", tsa.url("tsa")],
         env=aws_env, capture_output=True, text=True, check=False,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kmssign.pe.certtable import read_certificates
+from kmssign.pe.image import parse_pe
+from kmssign.pe.signedcopy import begin_signed_copy, finish_signed_copy
 from tests import peutil
 from tests.helpers import primary_signature, run_cli, sign_args, signature_states
 from tests.pki import TestPKI
@@ -218,9 +221,9 @@ def test_timestamp_command_keeps_an_existing_primary_token(
 def test_timestamp_command_refuses_a_nested_signature_of_another_file(
     capsys, pki: TestPKI, samples, tsa
 ) -> None:
-    from kmssign import authenticode, pe, pestream
-    from kmssign.fileio import atomic_output
-    from kmssign.verify import read_signatures
+    from kmssign.authenticode import build as authenticode
+    from kmssign.authenticode.verify import read_signatures
+    from kmssign.engine.atomic import atomic_output
 
     path, other = samples["t64.exe"], samples["w32.exe"]
     for target, kind in ((path, "rsa2048"), (other, "p256")):
@@ -228,11 +231,11 @@ def test_timestamp_command_refuses_a_nested_signature_of_another_file(
         assert code == 0, err
     foreign = primary_signature(other).content_info
     with open(path, "rb") as f:
-        image = pe.parse_pe(f)
+        image = parse_pe(f)
         own = read_signatures(f, image)[0].content_info
         with atomic_output(path) as out:
-            _, state = pestream.begin_signed_copy(f, image, "sha256", out)
-            pestream.finish_signed_copy(out, state, authenticode.add_nested(own, foreign).dump())
+            _, state = begin_signed_copy(f, image, "sha256", out)
+            finish_signed_copy(out, state, authenticode.add_nested(own, foreign).dump())
     before, calls = path.read_bytes(), tsa.count("tsa")
     code, _, err = run_cli(capsys, "timestamp", str(path), "--timestamp-url", tsa.url("tsa"))
     assert code == 1
@@ -248,8 +251,8 @@ def test_a_timestamped_signature_is_never_re_encoded(
     the unsigned attributes: 20-70 s per file for a token, and bytes it might change)."""
     from asn1crypto import core
 
-    from kmssign import authenticode, pe
-    from kmssign.verify import read_signatures
+    from kmssign.authenticode import build as authenticode
+    from kmssign.authenticode.verify import read_signatures
 
     path, other = samples["t64.exe"], samples["w32.exe"]
     code, _, err = run_cli(
@@ -268,8 +271,8 @@ def test_a_timestamped_signature_is_never_re_encoded(
 
         monkeypatch.setattr(cls, "_set_contents", counting)
     with open(path, "rb") as f:
-        image = pe.parse_pe(f)
-        found = pe.read_certificates(f, image)[0].data
+        image = parse_pe(f)
+        found = read_certificates(f, image)[0].data
         outer = read_signatures(f, image)[0]
     assert outer.timestamp_token is not None
     assert found.startswith(outer.content_info.dump())

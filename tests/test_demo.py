@@ -69,7 +69,7 @@ def test_demo_signs_and_verifies_and_leaves_no_trace(tmp_path: Path) -> None:
         assert proc.stdout.count("Timestamp Server Signature verification: ok") == count
     # The steps are numbered, and the certificate came from the CSR kmssign made.
     assert re.search(r"^\[1\] ", proc.stdout, re.MULTILINE)
-    assert "kmssign.cli csr --key-id alias/sample-app-signing" in proc.stdout
+    assert "-m kmssign csr --key-id alias/sample-app-signing" in proc.stdout
     assert "(Sample App Demo Publisher, sha256, timestamp " in proc.stdout
     # Nothing left behind: the work directory is gone and the repository is unchanged.
     assert_servers_stopped(proc.stdout)

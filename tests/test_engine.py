@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from kmssign import pe, pestream
+from kmssign.pe.certtable import read_certificates
+from kmssign.pe.checksum import pe_checksum
+from kmssign.pe.digest import authenticode_digest
+from kmssign.pe.image import parse_pe, stored_checksum
 from tests import peutil
 from tests.helpers import run_cli, sign_args
 from tests.pki import TestPKI
@@ -52,7 +55,7 @@ def test_rsa_digests_match_osslsigncode(capsys, pki: TestPKI, samples, digest: s
         out = peutil.osslsigncode_verify(path, pki.root_pem)
         assert f"Message digest algorithm  : {digest.upper()}" in out
         with open(path, "rb") as f:
-            ours = pestream.authenticode_digest(f, pe.parse_pe(f), digest)
+            ours = authenticode_digest(f, parse_pe(f), digest)
         assert ours == peutil.osslsigncode_digest(path)
         code, stdout, _ = _kmssign_verify(capsys, path, pki.root_pem)
         assert code == 0 and digest in stdout
@@ -74,8 +77,8 @@ def test_digest_matches_osslsigncode_signed_file(pki: TestPKI, sample_sources, t
         out = tmp_path / f"ossl-{name}"
         peutil.osslsigncode_sign(src, out, identity)
         with open(out, "rb") as f:
-            image = pe.parse_pe(f)
-            ours = pestream.authenticode_digest(f, image, "sha256")
+            image = parse_pe(f)
+            ours = authenticode_digest(f, image, "sha256")
             assert ours == peutil.osslsigncode_digest(out)
 
 
@@ -171,8 +174,8 @@ def test_signature_byte_flip_is_rejected(capsys, pki: TestPKI, samples, tmp_path
     _sign(capsys, path, pki.identity("rsa2048"))
     data = bytearray(path.read_bytes())
     with open(path, "rb") as f:
-        image = pe.parse_pe(f)
-        entry = pe.read_certificates(f, image)[0]
+        image = parse_pe(f)
+        entry = read_certificates(f, image)[0]
     sig_at = bytes(data).index(entry.data) + len(entry.data) - 20  # inside the RSA signature
     data[sig_at] ^= 0x01
     broken = tmp_path / "broken.exe"
@@ -185,10 +188,10 @@ def test_signed_file_checksum_and_alignment(capsys, pki: TestPKI, samples) -> No
     for path in samples.values():
         _sign(capsys, path, pki.identity("rsa2048"))
         with open(path, "rb") as f:
-            image = pe.parse_pe(f)
+            image = parse_pe(f)
             assert image.cert_table_offset % 8 == 0
             assert image.cert_table_offset + image.cert_table_size == image.size
-            assert pestream.pe_checksum(f, image) == pe.stored_checksum(f, image)
+            assert pe_checksum(f, image) == stored_checksum(f, image)
 
 
 def test_unaligned_file_with_overlay(capsys, pki: TestPKI, samples) -> None:
@@ -317,7 +320,7 @@ def test_struct_of_signed_file_has_one_win_certificate(capsys, pki: TestPKI, sam
     path = samples["t64.exe"]
     _sign(capsys, path, pki.identity("rsa2048"))
     with open(path, "rb") as f:
-        image = pe.parse_pe(f)
+        image = parse_pe(f)
         f.seek(image.cert_table_offset)
         length, revision, cert_type = struct.unpack("<IHH", f.read(8))
     assert (revision, cert_type) == (0x0200, 0x0002)
@@ -345,10 +348,10 @@ def test_signing_without_timestamps_never_loads_the_http_stack(
     shutil.copyfile(samples["t64.exe"], target)
     script = (
         "import sys\n"
-        "from kmssign.cli import main\n"
+        "from kmssign.frontends.cli.main import main\n"
         "code = main(sys.argv[1:])\n"
         "print(code, *(m in sys.modules for m in "
-        "('kmssign.timestamp', 'urllib.request', 'http.client')))\n"
+        "('kmssign.timestamp.client', 'urllib.request', 'http.client')))\n"
     )
     argv = ["sign", str(target), *sign_args(pki.identity("rsa2048")), "--quiet"]
     result = subprocess.run(

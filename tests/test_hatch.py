@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from kmssign import hatch_files
 from kmssign.errors import ConfigError
-from kmssign.pe import looks_like_pe
+from kmssign.frontends.hatch import work as hatch_files
+from kmssign.pe.image import looks_like_pe
 from tests import peutil
 from tests.fixtures_build import (
     SAMPLE_APP,

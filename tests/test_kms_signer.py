@@ -548,7 +548,7 @@ def test_throttling_that_outlasts_retries(
 
 def test_importing_kmssign_does_not_import_boto3() -> None:
     code = (
-        "import sys, kmssign, kmssign.config, kmssign.csr, kmssign.signers.aws_kms; "
+        "import sys, kmssign, kmssign.config, kmssign.pki.csr, kmssign.signers.aws_kms; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -11,8 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from kmssign import checksum, pe, pestream
 from kmssign.errors import ConfigError
+from kmssign.pe import checksum, hashing
+from kmssign.pe.certtable import (
+    WIN_CERT_REVISION_2_0,
+    WIN_CERT_TYPE_PKCS_SIGNED_DATA,
+    WinCertificate,
+    read_certificates,
+)
+from kmssign.pe.checksum import pe_checksum
+from kmssign.pe.digest import authenticode_digest
+from kmssign.pe.image import CHUNK, PEImage, looks_like_pe, parse_pe, stored_checksum
+from kmssign.pe.signedcopy import begin_signed_copy, finish_signed_copy, strip_copy
 from tests import peutil
 from tests.pki import TestPKI
 
@@ -47,32 +57,32 @@ def ossl_sign(src: Path, dst: Path, bundle: tuple[Path, Path], digest: str = "sh
     return dst
 
 
-def parse(path: Path) -> pe.PEImage:
+def parse(path: Path) -> PEImage:
     with open(path, "rb") as f:
-        return pe.parse_pe(f)
+        return parse_pe(f)
 
 
 def digest_of(path: Path, algorithm: str = "sha256") -> bytes:
     with open(path, "rb") as f:
-        return pestream.authenticode_digest(f, pe.parse_pe(f), algorithm)
+        return authenticode_digest(f, parse_pe(f), algorithm)
 
 
 def checksums(path: Path) -> tuple[int, int]:
     """(computed, stored)"""
     with open(path, "rb") as f:
-        image = pe.parse_pe(f)
-        return pestream.pe_checksum(f, image), pe.stored_checksum(f, image)
+        image = parse_pe(f)
+        return pe_checksum(f, image), stored_checksum(f, image)
 
 
-def certificates(path: Path) -> list[pe.WinCertificate]:
+def certificates(path: Path) -> list[WinCertificate]:
     with open(path, "rb") as f:
-        return pe.read_certificates(f, pe.parse_pe(f))
+        return read_certificates(f, parse_pe(f))
 
 
 def signed_copy(src: Path, dst: Path, signed_data: bytes, algorithm: str = "sha256") -> bytes:
     with open(src, "rb") as f, open(dst, "wb") as out:
-        digest, state = pestream.begin_signed_copy(f, pe.parse_pe(f), algorithm, out)
-        pestream.finish_signed_copy(out, state, signed_data)
+        digest, state = begin_signed_copy(f, parse_pe(f), algorithm, out)
+        finish_signed_copy(out, state, signed_data)
     return digest
 
 
@@ -135,8 +145,8 @@ def test_read_certificates_returns_osslsigncode_signed_data(
         capture_output=True,
     )
     (cert,) = certificates(signed)
-    assert cert.revision == pe.WIN_CERT_REVISION_2_0
-    assert cert.cert_type == pe.WIN_CERT_TYPE_PKCS_SIGNED_DATA
+    assert cert.revision == WIN_CERT_REVISION_2_0
+    assert cert.cert_type == WIN_CERT_TYPE_PKCS_SIGNED_DATA
     assert cert.data == extracted.read_bytes()
     image = parse(signed)
     assert image.has_certificate_table
@@ -212,9 +222,9 @@ def test_large_overlay_uses_threaded_path(
 ) -> None:
     big = tmp_path / "big.exe"
     rng = random.Random(7)
-    overlay = rng.randbytes(5 * pe.CHUNK + 13)
+    overlay = rng.randbytes(5 * CHUNK + 13)
     big.write_bytes(samples["t64.exe"].read_bytes() + overlay)
-    assert big.stat().st_size >= pestream.THREAD_MIN
+    assert big.stat().st_size >= hashing.THREAD_MIN
     reference = ossl_sign(big, tmp_path / "big-signed.exe", signer_bundle, "sha384")
     (cert,) = certificates(reference)
     ours = tmp_path / "big-ours.exe"
@@ -227,18 +237,18 @@ def test_signed_copy_writes_at_stream_position(samples: dict[str, Path]) -> None
     data = samples["w32.exe"].read_bytes()
     plain = io.BytesIO()
     with open(samples["w32.exe"], "rb") as f:
-        _, state = pestream.begin_signed_copy(f, pe.parse_pe(f), "sha256", plain)
-        pestream.finish_signed_copy(plain, state, b"\x30\x03\x02\x01\x05")
+        _, state = begin_signed_copy(f, parse_pe(f), "sha256", plain)
+        finish_signed_copy(plain, state, b"\x30\x03\x02\x01\x05")
     shifted = io.BytesIO()
     shifted.write(b"prefix!")
     with open(samples["w32.exe"], "rb") as f:
-        _, state = pestream.begin_signed_copy(f, pe.parse_pe(f), "sha256", shifted)
-        pestream.finish_signed_copy(shifted, state, b"\x30\x03\x02\x01\x05")
+        _, state = begin_signed_copy(f, parse_pe(f), "sha256", shifted)
+        finish_signed_copy(shifted, state, b"\x30\x03\x02\x01\x05")
     assert shifted.getvalue() == b"prefix!" + plain.getvalue()
     assert plain.getvalue()[408 : len(data)] == data[408:]
-    image = pe.parse_pe(io.BytesIO(plain.getvalue()))
+    image = parse_pe(io.BytesIO(plain.getvalue()))
     assert image.cert_table_size == 16
-    (cert,) = pe.read_certificates(io.BytesIO(plain.getvalue()), image)
+    (cert,) = read_certificates(io.BytesIO(plain.getvalue()), image)
     assert cert.data == b"\x30\x03\x02\x01\x05"  # padding trimmed by DER length
 
 
@@ -249,7 +259,7 @@ def test_strip_copy(
     reference = ossl_sign(unsigned, tmp_path / "ref.exe", signer_bundle)
     stripped = tmp_path / "stripped.exe"
     with open(reference, "rb") as f, open(stripped, "wb") as out:
-        pestream.strip_copy(f, pe.parse_pe(f), out)
+        strip_copy(f, parse_pe(f), out)
     image = parse(stripped)
     assert not image.has_certificate_table
     assert image.size == parse(reference).cert_table_offset
@@ -269,12 +279,12 @@ def test_strip_copy(
 
 def test_unsupported_digest(samples: dict[str, Path]) -> None:
     with open(samples["t64.exe"], "rb") as f, pytest.raises(ConfigError, match="md5"):
-        pestream.authenticode_digest(f, pe.parse_pe(f), "md5")
+        authenticode_digest(f, parse_pe(f), "md5")
 
 
 def test_looks_like_pe(samples: dict[str, Path], tmp_path: Path) -> None:
     for path in samples.values():
-        assert pe.looks_like_pe(path)
+        assert looks_like_pe(path)
     text = tmp_path / "readme.exe"
     text.write_text("MZ but not really a PE file, just some text that is long enough" * 2)
     (tmp_path / "empty").write_bytes(b"")
@@ -283,7 +293,7 @@ def test_looks_like_pe(samples: dict[str, Path], tmp_path: Path) -> None:
     fifo = tmp_path / "pipe.exe"
     os.mkfifo(fifo)  # must not block
     for path in (text, tmp_path / "empty", cut, tmp_path / "missing", tmp_path, fifo):
-        assert not pe.looks_like_pe(path), path
+        assert not looks_like_pe(path), path
 
 
 # ------------------------------------------------------------------------------ checksum
@@ -311,9 +321,9 @@ def test_checksum_matches_reference(
     monkeypatch.setattr(checksum, "word_sum", func)
     for path in sample_sources.values():
         data = path.read_bytes()
-        image = pe.parse_pe(io.BytesIO(data))
+        image = parse_pe(io.BytesIO(data))
         expected = checksum.reference_checksum(data, image.checksum_offset)
-        assert pestream.pe_checksum(io.BytesIO(data), image) == expected, path.name
+        assert pe_checksum(io.BytesIO(data), image) == expected, path.name
     # Pieces added out of order and at odd offsets.
     rng = random.Random(2)
     for _ in range(20):
@@ -347,7 +357,7 @@ def test_numpy_absent_path_is_used_when_patched(
 ) -> None:
     """The whole signing path with the pure-Python checksum gives the same file."""
     big = tmp_path / "big.exe"
-    big.write_bytes(samples["t64.exe"].read_bytes() + os.urandom(pestream.THREAD_MIN))
+    big.write_bytes(samples["t64.exe"].read_bytes() + os.urandom(hashing.THREAD_MIN))
     fast = tmp_path / "fast.exe"
     with monkeypatch.context() as patch:
         patch.setattr(checksum, "ACCELERATE_MIN", 0)  # numpy (when installed) for this file
@@ -372,10 +382,11 @@ def test_numpy_is_imported_only_for_files_that_repay_it(
         out.truncate(checksum.ACCELERATE_MIN + 4096)  # zeros: an overlay
     script = (
         "import io, sys\n"
-        "from kmssign import pe, pestream\n"
+        "from kmssign.pe.image import parse_pe\n"
+        "from kmssign.pe.signedcopy import begin_signed_copy\n"
         "for name in sys.argv[1:]:\n"
         "    with open(name, 'rb') as f:\n"
-        "        pestream.begin_signed_copy(f, pe.parse_pe(f), 'sha256', io.BytesIO())\n"
+        "        begin_signed_copy(f, parse_pe(f), 'sha256', io.BytesIO())\n"
         "    print('numpy' in sys.modules)\n"
     )
     result = subprocess.run(
@@ -391,7 +402,7 @@ def test_cli_keeps_numpy_to_one_blas_thread(
     """The commands that checksum files cap OpenBLAS (started by numpy's import) at one
     thread; a value the user set wins, and ``kmssign pyinstaller`` (the user's build) and
     ``verify`` (which never imports numpy) leave it alone."""
-    from kmssign import cli
+    from kmssign.frontends.cli import main as cli
 
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "undo me")  # restored after the test
     monkeypatch.delenv("OPENBLAS_NUM_THREADS")

@@ -8,8 +8,12 @@ import struct
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from kmssign import pe, pestream
 from kmssign.errors import PEFormatError
+from kmssign.pe.certtable import read_certificates
+from kmssign.pe.checksum import pe_checksum
+from kmssign.pe.digest import authenticode_digest
+from kmssign.pe.image import parse_pe, stored_checksum
+from kmssign.pe.signedcopy import begin_signed_copy, finish_signed_copy
 from tests import malformed, peutil
 
 BASES = {name: path.read_bytes() for name, path in peutil.LAUNCHERS.items()}
@@ -69,10 +73,10 @@ def exercise(data: bytes) -> None:
     """Run the PE layer; on success, check the image's invariants and sign it in memory."""
     f = io.BytesIO(data)
     try:
-        image = pe.parse_pe(f)
-        certs = pe.read_certificates(f, image)
-        digest = pestream.authenticode_digest(f, image, "sha256")
-        pestream.pe_checksum(f, image)
+        image = parse_pe(f)
+        certs = read_certificates(f, image)
+        digest = authenticode_digest(f, image, "sha256")
+        pe_checksum(f, image)
     except PEFormatError as exc:
         message = str(exc)
         assert message and "\n" not in message
@@ -90,13 +94,13 @@ def exercise(data: bytes) -> None:
         assert certs == []
     # Any accepted image can be signed, and signing keeps its digest.
     out = io.BytesIO()
-    again, state = pestream.begin_signed_copy(f, image, "sha256", out)
-    pestream.finish_signed_copy(out, state, b"\x30\x03\x02\x01\x01")
+    again, state = begin_signed_copy(f, image, "sha256", out)
+    finish_signed_copy(out, state, b"\x30\x03\x02\x01\x01")
     assert again == digest
-    signed = pe.parse_pe(out)
-    assert pestream.authenticode_digest(out, signed, "sha256") == digest
-    assert pestream.pe_checksum(out, signed) == pe.stored_checksum(out, signed)
-    assert [c.data for c in pe.read_certificates(out, signed)] == [b"\x30\x03\x02\x01\x01"]
+    signed = parse_pe(out)
+    assert authenticode_digest(out, signed, "sha256") == digest
+    assert pe_checksum(out, signed) == stored_checksum(out, signed)
+    assert [c.data for c in read_certificates(out, signed)] == [b"\x30\x03\x02\x01\x01"]
 
 
 @FUZZ

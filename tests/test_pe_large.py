@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from kmssign import pe, pestream
+from kmssign.errors import PEFormatError
+from kmssign.pe import kernelcopy, reading
+from kmssign.pe.checksum import pe_checksum
+from kmssign.pe.digest import authenticode_digest
+from kmssign.pe.image import parse_pe, stored_checksum
 from tests import peutil
 from tests.helpers import run_cli, sign_args
 from tests.pki import TestPKI
@@ -41,7 +45,7 @@ def test_large_file_signs_the_same_either_way(
     mapped: bool,
 ) -> None:
     if not mapped:
-        monkeypatch.setattr(pestream, "_mappable", lambda fd, end: False)
+        monkeypatch.setattr(reading, "mappable", lambda fd, end: False)
     calls: list[int] = []
     real = os.copy_file_range
 
@@ -58,9 +62,9 @@ def test_large_file_signs_the_same_either_way(
     assert calls, "the kernel copy was not tried"
     peutil.osslsigncode_verify(path, pki.root_pem)
     with open(path, "rb") as f:
-        image = pe.parse_pe(f)
-        assert pestream.pe_checksum(f, image) == pe.stored_checksum(f, image)
-        assert pestream.authenticode_digest(f, image, "sha256") == peutil.osslsigncode_digest(path)
+        image = parse_pe(f)
+        assert pe_checksum(f, image) == stored_checksum(f, image)
+        assert authenticode_digest(f, image, "sha256") == peutil.osslsigncode_digest(path)
     assert b"odd tail" in path.read_bytes()[-(1 << 16) :]
     # Every way through (mapped or read, kernel or streaming copy) writes the same bytes.
     _SIGNED_BY_VARIANT[f"{kernel_copy}-{mapped}"] = path.read_bytes()
@@ -73,12 +77,12 @@ def test_mapped_windows_refuse_a_file_cut_short(tmp_path: Path) -> None:
     path = _large_pe(tmp_path / "big.exe", mib=4)
     size = path.stat().st_size
     with open(path, "rb") as f:
-        windows = pestream._mapped_windows(f.fileno(), 0, size)
+        windows = reading.mapped_windows(f.fileno(), 0, size)
         first_offset, first = next(windows)
         assert first_offset == 0 and bytes(first[:2]) == b"MZ"
         del first
-        os.truncate(path, pestream.WINDOW + 5)
-        with pytest.raises(pestream.PEFormatError, match="changed while"):
+        os.truncate(path, reading.WINDOW + 5)
+        with pytest.raises(PEFormatError, match="changed while"):
             list(windows)
 
 
@@ -88,7 +92,7 @@ def test_full_disk_at_preallocation_fails_cleanly(
     def no_space(fd: int, offset: int, length: int) -> int:
         return errno.ENOSPC
 
-    monkeypatch.setattr(pestream, "_fallocate", lambda: no_space)
+    monkeypatch.setattr(kernelcopy, "_fallocate", lambda: no_space)
     path = _large_pe(tmp_path / "big.exe")
     before = path.read_bytes()
     code, out, err = run_cli(capsys, "sign", str(path), *sign_args(pki.identity("rsa2048")))
@@ -109,7 +113,7 @@ def test_filesystem_without_preallocation_still_signs(
         tried.append(length)
         return code
 
-    monkeypatch.setattr(pestream, "_fallocate", lambda: unsupported)
+    monkeypatch.setattr(kernelcopy, "_fallocate", lambda: unsupported)
     path = _large_pe(tmp_path / "big.exe")
     code_, out, err = run_cli(capsys, "sign", str(path), *sign_args(pki.identity("rsa2048")))
     assert code_ == 0, err
@@ -126,19 +130,19 @@ def test_mapped_digest_without_madvise_and_through_reads_agree(
 
     def digest_and_checksum() -> tuple[bytes, int]:
         with open(path, "rb") as f:
-            image = pe.parse_pe(f)
-            return pestream.authenticode_digest(f, image, "sha256"), pestream.pe_checksum(f, image)
+            image = parse_pe(f)
+            return authenticode_digest(f, image, "sha256"), pe_checksum(f, image)
 
     mapped = digest_and_checksum()
-    monkeypatch.setattr(pestream, "_SEQUENTIAL", None)
+    monkeypatch.setattr(reading, "_SEQUENTIAL", None)
     assert digest_and_checksum() == mapped
-    monkeypatch.setattr(pestream, "_mappable", lambda fd, end: False)
+    monkeypatch.setattr(reading, "mappable", lambda fd, end: False)
     assert digest_and_checksum() == mapped
 
 
 def test_fallocate_reserves_blocks_here(tmp_path: Path) -> None:
     """The libc binding itself: on this Linux machine it reserves the blocks."""
-    reserve = pestream._fallocate()
+    reserve = kernelcopy._fallocate()
     assert reserve is not None
     with open(tmp_path / "reserved", "wb") as f:
         assert reserve(f.fileno(), 0, 3 << 20) == 0

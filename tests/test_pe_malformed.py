@@ -7,8 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from kmssign import pe, pestream
 from kmssign.errors import PEFormatError
+from kmssign.pe.certtable import (
+    WIN_CERT_REVISION_2_0,
+    WIN_CERT_TYPE_PKCS_SIGNED_DATA,
+    WinCertificate,
+    read_certificates,
+)
+from kmssign.pe.checksum import pe_checksum
+from kmssign.pe.digest import authenticode_digest
+from kmssign.pe.image import looks_like_pe, parse_pe
 from tests import malformed
 
 # The reason each case must be refused for (a substring of the message).
@@ -59,13 +67,13 @@ REASONS = {
 }
 
 
-def run_pe_layer(path: Path) -> list[pe.WinCertificate]:
+def run_pe_layer(path: Path) -> list[WinCertificate]:
     """Everything the PE layer does with a file before the PKCS#7 layer sees it."""
     with open(path, "rb") as f:
-        image = pe.parse_pe(f)
-        certs = pe.read_certificates(f, image)
-        pestream.authenticode_digest(f, image, "sha256")
-        pestream.pe_checksum(f, image)
+        image = parse_pe(f)
+        certs = read_certificates(f, image)
+        authenticode_digest(f, image, "sha256")
+        pe_checksum(f, image)
         return certs
 
 
@@ -102,8 +110,8 @@ def test_wellformed_tables_with_bad_content_reach_the_pkcs7_layer(
 ) -> None:
     for name in sorted(malformed.ACCEPTED_BY_PE_LAYER):
         (cert,) = run_pe_layer(corpus[name])
-        assert cert.revision == pe.WIN_CERT_REVISION_2_0
-        expected_type = 1 if name == "cert_type_x509" else pe.WIN_CERT_TYPE_PKCS_SIGNED_DATA
+        assert cert.revision == WIN_CERT_REVISION_2_0
+        expected_type = 1 if name == "cert_type_x509" else WIN_CERT_TYPE_PKCS_SIGNED_DATA
         assert cert.cert_type == expected_type
         assert cert.data
     garbage = run_pe_layer(corpus["garbage_pkcs7"])[0].data
@@ -113,10 +121,10 @@ def test_wellformed_tables_with_bad_content_reach_the_pkcs7_layer(
 def test_looks_like_pe_on_corpus(corpus: dict[str, Path]) -> None:
     """The cheap sniff never raises; it rejects what has no PE signature where it points."""
     for name in ("empty", "text", "elf", "mz_only", "elfanew_out_of_range", "ne_signature"):
-        assert not pe.looks_like_pe(corpus[name]), name
-    assert pe.looks_like_pe(corpus["rva_count_zero"])  # the sniff is cheap, parse_pe is strict
+        assert not looks_like_pe(corpus[name]), name
+    assert looks_like_pe(corpus["rva_count_zero"])  # the sniff is cheap, parse_pe is strict
     for path in corpus.values():
-        pe.looks_like_pe(path)
+        looks_like_pe(path)
 
 
 def test_the_base_itself_is_fine(sample_sources: dict[str, Path]) -> None:
@@ -125,6 +133,6 @@ def test_the_base_itself_is_fine(sample_sources: dict[str, Path]) -> None:
         assert run_pe_layer(sample_sources[name]) == []
         body = sample_sources[name].read_bytes()
         tmp = malformed.with_table(body)
-        image = pe.parse_pe(BytesIO(tmp))
-        (cert,) = pe.read_certificates(BytesIO(tmp), image)
+        image = parse_pe(BytesIO(tmp))
+        (cert,) = read_certificates(BytesIO(tmp), image)
         assert cert.data == malformed.FAKE_DER

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from kmssign import pe
-from kmssign.cli import build_parser, main
+from kmssign.frontends.cli.main import build_parser, main
+from kmssign.pe.image import parse_pe
 from kmssign.pyinstaller import CACHE_DIR, sign_bundled, sign_outputs
 from kmssign.signers import DigestName
 from kmssign.signers.local import KeyFileSigner
@@ -125,7 +125,7 @@ def sha256(path: Path) -> str:
 
 def is_signed(path: Path) -> bool:
     with open(path, "rb") as f:
-        return pe.parse_pe(f).has_certificate_table
+        return parse_pe(f).has_certificate_table
 
 
 class CountingSigner(DelegatingSigner):
@@ -554,7 +554,7 @@ def test_signed_windows_onefile_exe_still_finds_its_archive(
 
     peutil.osslsigncode_verify(good, pki.root_pem, tsa_ca=pki.root_pem)
     with open(good, "rb") as f:
-        image = pe.parse_pe(f)
+        image = parse_pe(f)
     assert image.has_certificate_table and good.stat().st_size > unsigned_size
     archive = CArchiveReader(str(good))
     assert archive.extract("hello.txt") == b"hello from the archive\n"
@@ -584,7 +584,7 @@ def test_signed_windows_onefile_passes_win_verify_trust(
     assert report.count("signed") == 1
     peutil.osslsigncode_verify(exe, pki.root_pem, tsa_ca=pki.root_pem)
     with open(exe, "rb") as f:
-        image = pe.parse_pe(f)
+        image = parse_pe(f)
     tampered = tmp_path / "tampered.exe"
     data = bytearray(exe.read_bytes())
     data[image.cert_table_offset - 64] ^= 0x01  # in the archive, just before the table

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kmssign import cli, config
+from kmssign import config
+from kmssign.frontends.cli import main as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -18,7 +18,7 @@ from asn1crypto import cms, tsp
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from kmssign.errors import ConfigError, KmsSignError, TimestampError, VerificationError
-from kmssign.timestamp import (
+from kmssign.timestamp.client import (
     TimestampClient,
     TimeStampResp,
     build_request,
@@ -426,7 +426,7 @@ def test_check_token_never_crashes_on_broken_der(pki, mutate: Callable[[bytes], 
 def test_der_integer_is_minimal_twos_complement(value: int) -> None:
     from asn1crypto import core
 
-    from kmssign.asn1 import der_integer
+    from kmssign.authenticode.asn1 import der_integer
 
     assert der_integer(value) == core.Integer(value).dump()
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from kmssign import tsahttp
+from kmssign.timestamp import transport as tsahttp
 
 
 class _Server:

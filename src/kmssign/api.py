@@ -10,16 +10,14 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kmssign import authenticode, pe, pestream
-from kmssign.certs import load_roots, subject_of
+from kmssign.authenticode.build import add_timestamp, replace_nested
+from kmssign.authenticode.verify import VerifiedSignature, read_signatures, verify_file
 from kmssign.config import Settings
-from kmssign.discovery import discover
-from kmssign.errors import ConfigError, KmsSignError, VerificationError
-from kmssign.fileio import atomic_output
-from kmssign.pipeline import Pipeline, run_simple
-from kmssign.report import FileResult, Report, Status
-from kmssign.signers import Signer
-from kmssign.signing import (
+from kmssign.engine.atomic import atomic_output
+from kmssign.engine.discovery import discover
+from kmssign.engine.pipeline import Pipeline, run_simple
+from kmssign.engine.report import FileResult, Report, Status
+from kmssign.engine.signing import (
     Log,
     Prepared,
     SigningSession,
@@ -30,13 +28,18 @@ from kmssign.signing import (
     prepare_file,
     sign_file,
 )
-from kmssign.verify import VerifiedSignature, read_signatures, verify_file
+from kmssign.errors import ConfigError, KmsSignError, VerificationError
+from kmssign.pe.digest import authenticode_digest
+from kmssign.pe.image import parse_pe
+from kmssign.pe.signedcopy import begin_signed_copy, finish_signed_copy
+from kmssign.pki.certs import load_roots, subject_of
+from kmssign.signers import Signer
 
 if TYPE_CHECKING:  # imported by the runs that timestamp (it brings the HTTP stack)
     from asn1crypto import cms
 
-    from kmssign.signature import ParsedSignature
-    from kmssign.timestamp import TimestampClient
+    from kmssign.authenticode.parse import ParsedSignature
+    from kmssign.timestamp.client import TimestampClient
 
 __all__ = [
     "FileResult",
@@ -126,7 +129,7 @@ def sign_files(
 def _plan(path: Path, settings: Settings, append: bool) -> FileResult:
     try:
         with open(path, "rb") as f:
-            image = pe.parse_pe(f)
+            image = parse_pe(f)
     except (KmsSignError, OSError) as exc:
         return FileResult(path, "failed").fail(exc)
     if image.has_certificate_table and settings.skip_signed and not append:
@@ -140,7 +143,7 @@ def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
     result = FileResult(path, "failed")
     try:
         with open(path, "rb") as f:
-            image = pe.parse_pe(f)
+            image = parse_pe(f)
             if not image.has_certificate_table:
                 raise VerificationError("not signed")
             primary = read_signatures(f, image)[0]
@@ -152,12 +155,12 @@ def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
                 result.reason = "already timestamped"
                 return result
             with atomic_output(path.resolve() if path.is_symlink() else path) as out:
-                file_digest, state = pestream.begin_signed_copy(f, image, primary.digest, out)
+                file_digest, state = begin_signed_copy(f, image, primary.digest, out)
                 # No token is bought for a signature that no longer matches the file.
                 digests = {primary.digest: file_digest}
                 for parsed in (primary, *unstamped):
                     if parsed.digest not in digests:
-                        digests[parsed.digest] = pestream.authenticode_digest(
+                        digests[parsed.digest] = authenticode_digest(
                             f, image, parsed.digest
                         )
                     if digests[parsed.digest] != parsed.file_digest:
@@ -165,10 +168,10 @@ def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
                         raise VerificationError(f"the {which} does not match the file; re-sign it")
                 content_info = _stamped(primary, timestamper, result)
                 if any(not n.timestamped for n in primary.nested):
-                    content_info = authenticode.replace_nested(
+                    content_info = replace_nested(
                         content_info, [_stamped(n, timestamper, result) for n in primary.nested]
                     )
-                pestream.finish_signed_copy(out, state, content_info.dump())
+                finish_signed_copy(out, state, content_info.dump())
         result.status = "timestamped"
     except (KmsSignError, OSError) as exc:
         result.fail(exc)
@@ -187,7 +190,7 @@ def _stamped(
     token, info = timestamper.stamp(parsed.signature, digest)
     if result.timestamp is None:
         result.timestamp = info.gen_time
-    return authenticode.add_timestamp(parsed.content_info, token)
+    return add_timestamp(parsed.content_info, token)
 
 
 def timestamp_files(
@@ -203,7 +206,7 @@ def timestamp_files(
     report = Report()
     files = _discovered(paths, settings.include, settings.exclude, report, on_result, on_start)
     if timestamper is None:
-        from kmssign.timestamp import TimestampClient
+        from kmssign.timestamp.client import TimestampClient
 
         timestamper = TimestampClient(settings.timestamp_urls, log=log)
     client = timestamper

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from kmssign.pe import looks_like_pe
+from kmssign.pe.image import looks_like_pe
 
 
 @dataclass(frozen=True)

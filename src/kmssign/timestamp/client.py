@@ -2,7 +2,7 @@
 
 Three separate jobs live here: building the request (:func:`build_request`), talking
 HTTP (:func:`http_post`, replaceable through ``post=``), and reading the reply
-(:func:`parse_response`). Token validation is :func:`kmssign.tsp.check_token`.
+(:func:`parse_response`). Token validation is :func:`kmssign.timestamp.tokens.check_token`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import ClassVar
 
 from asn1crypto import algos, cms, core, tsp
 
-from kmssign.asn1 import der, der_integer
+from kmssign.authenticode.asn1 import der, der_integer
 from kmssign.errors import ConfigError, TimestampError, VerificationError
-from kmssign.tsahttp import http_post
-from kmssign.tsp import TokenInfo, check_token, digest_bytes
+from kmssign.timestamp.tokens import TokenInfo, check_token, digest_bytes
+from kmssign.timestamp.transport import http_post
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -72,7 +72,7 @@ _IMPRINT_ALGORITHMS = {
 }
 
 
-# -- HTTP: kmssign.tsahttp.http_post (keep-alive, proxies, redirects) ------------------
+# -- HTTP: kmssign.timestamp.transport.http_post (keep-alive, proxies, redirects) ------------------
 
 
 

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any, TextIO
 
-from kmssign.report import FileResult, Report
+from kmssign.engine.report import FileResult, Report
 
 
 def describe(result: FileResult) -> str:

@@ -21,17 +21,11 @@ from typing import BinaryIO
 
 from kmssign.errors import PEFormatError
 
-WIN_CERT_REVISION_1_0 = 0x0100
-WIN_CERT_REVISION_2_0 = 0x0200
-WIN_CERT_TYPE_X509 = 0x0001
-WIN_CERT_TYPE_PKCS_SIGNED_DATA = 0x0002
-
 PE32_MAGIC = 0x10B
 PE32_PLUS_MAGIC = 0x20B
 DIGESTS = ("sha1", "sha256", "sha384", "sha512")
 
 CHUNK = 1 << 20  # read size; at most a few of these are alive at once
-MAX_CERT_TABLE = 64 << 20  # read_certificates refuses larger tables (memory bound)
 
 _COFF = struct.Struct("<HHIIIHH")  # Machine .. Characteristics
 _SECTION = struct.Struct("<8sIIIIIIHHI")
@@ -64,13 +58,6 @@ class PEImage:
         return self.cert_table_offset if self.has_certificate_table else self.size
 
 
-@dataclass(frozen=True)
-class WinCertificate:
-    revision: int
-    cert_type: int
-    data: bytes
-
-
 def align8(n: int) -> int:
     return (n + 7) & ~7
 
@@ -79,7 +66,7 @@ def _file_size(f: BinaryIO) -> int:
     return f.seek(0, 2)
 
 
-def _read_at(f: BinaryIO, offset: int, length: int, reason: str) -> bytes:
+def read_at(f: BinaryIO, offset: int, length: int, reason: str) -> bytes:
     f.seek(offset)
     data = f.read(length)
     if len(data) != length:
@@ -114,17 +101,17 @@ def parse_pe(f: BinaryIO) -> PEImage:
     f.seek(0)
     if f.read(2) != b"MZ":
         raise PEFormatError("not a PE file (no MZ header)")
-    dos = _read_at(f, 0, 64, "truncated DOS header")
+    dos = read_at(f, 0, 64, "truncated DOS header")
     (e_lfanew,) = struct.unpack_from("<I", dos, 0x3C)
     if e_lfanew + 4 > size:
         raise PEFormatError(f"e_lfanew 0x{e_lfanew:x} points outside the file")
-    if _read_at(f, e_lfanew, 4, "truncated PE signature") != b"PE\0\0":
+    if read_at(f, e_lfanew, 4, "truncated PE signature") != b"PE\0\0":
         raise PEFormatError(f"no PE signature at e_lfanew 0x{e_lfanew:x}")
-    coff = _read_at(f, e_lfanew + 4, _COFF.size, "truncated COFF header")
+    coff = read_at(f, e_lfanew + 4, _COFF.size, "truncated COFF header")
     machine, n_sections, _, _, _, opt_size, _ = _COFF.unpack(coff)
 
     opt = e_lfanew + 4 + _COFF.size
-    magic_raw = _read_at(f, opt, 2, "truncated optional header")
+    magic_raw = read_at(f, opt, 2, "truncated optional header")
     (magic,) = struct.unpack("<H", magic_raw)
     if magic == PE32_MAGIC:
         pe32_plus, fixed = False, 96
@@ -136,7 +123,7 @@ def parse_pe(f: BinaryIO) -> PEImage:
         raise PEFormatError(
             f"SizeOfOptionalHeader {opt_size} is too small to hold the certificate table entry"
         )
-    header = _read_at(f, opt, opt_size, "truncated optional header")
+    header = read_at(f, opt, opt_size, "truncated optional header")
     (n_dirs,) = struct.unpack_from("<I", header, fixed - 4)
     if n_dirs <= _SECURITY_DIR:
         raise PEFormatError(f"no certificate table directory entry (NumberOfRvaAndSizes={n_dirs})")
@@ -153,7 +140,7 @@ def parse_pe(f: BinaryIO) -> PEImage:
     headers_end = sections_at + _SECTION.size * n_sections
     if headers_end > size:
         raise PEFormatError(f"section table ({n_sections} sections) extends past end of file")
-    table = _read_at(f, sections_at, headers_end - sections_at, "truncated section table")
+    table = read_at(f, sections_at, headers_end - sections_at, "truncated section table")
     raw_end = _check_sections(table, size)
     image = PEImage(
         size=size,
@@ -210,93 +197,7 @@ def _check_cert_table(image: PEImage, raw_end: int) -> None:
 
 
 def stored_checksum(f: BinaryIO, image: PEImage) -> int:
-    raw = _read_at(f, image.checksum_offset, 4, "truncated optional header")
+    raw = read_at(f, image.checksum_offset, 4, "truncated optional header")
     return int(struct.unpack("<I", raw)[0])
 
 
-# --------------------------------------------------------------------- certificate table
-
-
-def read_certificates(f: BinaryIO, image: PEImage) -> list[WinCertificate]:
-    """The entries of the certificate table (empty without one)."""
-    if not image.has_certificate_table:
-        return []
-    if image.cert_table_size > MAX_CERT_TABLE:
-        raise PEFormatError(f"certificate table is too large ({image.cert_table_size} bytes)")
-    table = _read_at(
-        f,
-        image.cert_table_offset,
-        image.cert_table_size,
-        "certificate table extends past end of file",
-    )
-    entries: list[WinCertificate] = []
-    pos = 0
-    while pos < len(table):
-        if len(table) - pos < WIN_CERT.size:
-            raise PEFormatError(f"truncated WIN_CERTIFICATE header at table offset {pos}")
-        length, revision, cert_type = WIN_CERT.unpack_from(table, pos)
-        if length < WIN_CERT.size:
-            raise PEFormatError(f"WIN_CERTIFICATE length {length} is too small")
-        if pos + length > len(table):
-            raise PEFormatError(f"WIN_CERTIFICATE length {length} runs past the certificate table")
-        data = table[pos + WIN_CERT.size : pos + length]
-        if cert_type == WIN_CERT_TYPE_PKCS_SIGNED_DATA:
-            data = _trim_der_padding(data)
-        entries.append(WinCertificate(revision, cert_type, data))
-        pos += align8(length)
-    return entries
-
-
-def _der_length(data: bytes) -> int | None:
-    """Total length of the DER element at the start of ``data``; None if it is not one."""
-    if len(data) < 2 or data[0] != 0x30:
-        return None
-    first = data[1]
-    if first < 0x80:
-        return 2 + first
-    count = first & 0x7F
-    if count == 0 or count > 4 or len(data) < 2 + count:
-        return None
-    return 2 + count + int.from_bytes(data[2 : 2 + count], "big")
-
-
-def _trim_der_padding(data: bytes) -> bytes:
-    """Drop the zero padding some signers count in dwLength; refuse anything else after the DER.
-
-    Bytes hidden after the SignedData inside the entry are the CVE-2013-3900 trick. Data
-    that is not DER at all is returned unchanged: the PKCS#7 layer rejects it.
-    """
-    end = _der_length(data)
-    if end is None or end >= len(data):
-        return data
-    extra = data[end:]
-    if len(extra) >= 8 or extra.count(0) != len(extra):
-        raise PEFormatError(
-            f"{len(extra)} bytes of data after the SignedData in its certificate entry"
-        )
-    return data[:end]
-
-
-def win_certificate(signed_data: bytes) -> bytes:
-    """One WIN_CERTIFICATE (revision 2.0, PKCS#7 SignedData) holding ``signed_data``.
-
-    Padded to 8 with zeros, and dwLength counts the padding, as signtool and
-    osslsigncode write it.
-    """
-    length = align8(WIN_CERT.size + len(signed_data))
-    entry = WIN_CERT.pack(length, WIN_CERT_REVISION_2_0, WIN_CERT_TYPE_PKCS_SIGNED_DATA)
-    return entry + signed_data + bytes(length - WIN_CERT.size - len(signed_data))
-
-
-def unwrap_table(data: bytes) -> bytes:
-    """The SignedData of a single-entry certificate table given whole; other bytes unchanged."""
-    if len(data) < WIN_CERT.size or data[0] == 0x30:
-        return data
-    length, revision, cert_type = WIN_CERT.unpack_from(data, 0)
-    if (
-        revision == WIN_CERT_REVISION_2_0
-        and cert_type == WIN_CERT_TYPE_PKCS_SIGNED_DATA
-        and WIN_CERT.size < length <= len(data) <= align8(length)
-    ):
-        return _trim_der_padding(data[WIN_CERT.size : length])
-    return data

@@ -1,7 +1,7 @@
 """Checking RFC 3161 timestamp tokens: imprint, nonce, CMS signature, TSA certificate.
 
 A token is a CMS ``ContentInfo`` holding ``SignedData`` whose encapsulated content is a
-``TSTInfo``. This module never touches the network; :mod:`kmssign.timestamp` fetches
+``TSTInfo``. This module never touches the network; :mod:`kmssign.timestamp.client` fetches
 tokens and calls :func:`check_token` before handing them out, and ``kmssign verify``
 calls it with the trusted roots.
 """
@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from kmssign import asn1
-from kmssign.certs import validate_chain
+from kmssign.authenticode import asn1
 from kmssign.errors import VerificationError, one_line
+from kmssign.pki.certs import validate_chain
 
 # Hash algorithms a token may use (sha1 only appears in old tokens read by `verify`).
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {

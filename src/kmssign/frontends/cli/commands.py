@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kmssign import api, pyinstaller_cli
+from kmssign import api
 from kmssign.config import Settings, load_settings
 from kmssign.errors import ConfigError
-from kmssign.output import Printer
+from kmssign.frontends.cli import pyinstaller_command
+from kmssign.frontends.cli.output import Printer
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -113,7 +114,7 @@ def _kms_signer(args: argparse.Namespace) -> Any:
 
 
 def cmd_csr(args: argparse.Namespace) -> int:
-    from kmssign.csr import build_csr, parse_subject
+    from kmssign.pki.csr import build_csr, parse_subject
 
     subject = parse_subject(args.subject)
     signer = _kms_signer(args)
@@ -124,7 +125,7 @@ def cmd_csr(args: argparse.Namespace) -> int:
 
 
 def cmd_pubkey(args: argparse.Namespace) -> int:
-    from kmssign.csr import public_key_pem
+    from kmssign.pki.csr import public_key_pem
 
     pem = public_key_pem(_kms_signer(args))
     if args.output:
@@ -135,7 +136,7 @@ def cmd_pubkey(args: argparse.Namespace) -> int:
 
 
 def _write(path: Path, data: bytes) -> None:
-    from kmssign.fileio import atomic_output
+    from kmssign.engine.atomic import atomic_output
 
     with atomic_output(path) as out:
         out.write(data)
@@ -147,7 +148,7 @@ COMMANDS = {
     "timestamp": cmd_timestamp,
     "csr": cmd_csr,
     "pubkey": cmd_pubkey,
-    "pyinstaller": pyinstaller_cli.run,  # PyInstaller itself is imported in run()
+    "pyinstaller": pyinstaller_command.run,  # PyInstaller itself is imported in run()
 }
 
 

@@ -186,9 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     pubkey.add_argument("-o", "--output", type=Path, metavar="FILE")
     _add_kms(pubkey)
 
-    from kmssign import pyinstaller_cli
+    from kmssign.frontends.cli import pyinstaller_command
 
-    pyinstaller_cli.add_parser(sub)
+    pyinstaller_command.add_parser(sub)
     return parser
 
 
@@ -210,7 +210,7 @@ def _one_blas_thread(command: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _one_blas_thread(args.command)
-    from kmssign import commands
+    from kmssign.frontends.cli import commands
 
     try:
         return int(commands.run(args))
@@ -225,6 +225,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("kmssign: interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
-from kmssign.report import FileResult
+from kmssign.engine.report import FileResult
 
 P = TypeVar("P")  # what stage one hands to stage two
 

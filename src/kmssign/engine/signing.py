@@ -16,22 +16,24 @@ from typing import TYPE_CHECKING
 
 from asn1crypto import cms
 
-from kmssign import authenticode, pe, pestream
-from kmssign.certs import (
+from kmssign.authenticode.build import add_nested, add_timestamp, build_signed_data, signature_value
+from kmssign.authenticode.verify import read_signatures
+from kmssign.config import Settings
+from kmssign.engine.atomic import AtomicFile
+from kmssign.engine.report import FileResult
+from kmssign.errors import ConfigError, KmsSignError, TimestampError
+from kmssign.pe.image import parse_pe
+from kmssign.pe.signedcopy import SignedCopy, begin_signed_copy, finish_signed_copy
+from kmssign.pki.certs import (
     SigningCertificates,
     leaf_warnings,
     select_signing_certificates,
     subject_of,
 )
-from kmssign.config import Settings
-from kmssign.errors import ConfigError, KmsSignError, TimestampError
-from kmssign.fileio import AtomicFile
-from kmssign.report import FileResult
 from kmssign.signers import DIGESTS, DigestName, Signer
-from kmssign.verify import read_signatures
 
 if TYPE_CHECKING:  # the client (and the HTTP stack) is imported only by runs that timestamp
-    from kmssign.timestamp import TimestampClient
+    from kmssign.timestamp.client import TimestampClient
 
 Log = Callable[[str], None]
 
@@ -116,7 +118,7 @@ def open_session(
     if settings.timestamp == "off":
         timestamper = None
     elif timestamper is None:
-        from kmssign.timestamp import TimestampClient
+        from kmssign.timestamp.client import TimestampClient
 
         timestamper = TimestampClient(settings.timestamp_urls, log=log)
     return SigningSession(
@@ -137,7 +139,7 @@ class Prepared:
 
     result: FileResult
     output: AtomicFile
-    state: pestream.SignedCopy
+    state: SignedCopy
     file_digest: bytes
     existing: cms.ContentInfo | None
     record_hashes: bool
@@ -158,7 +160,7 @@ def prepare_file(
         if record_hashes:
             result.sha256_before = file_sha256(path)
         with open(path, "rb") as f:
-            image = pe.parse_pe(f)
+            image = parse_pe(f)
             existing = None
             if image.has_certificate_table:
                 if append:
@@ -180,7 +182,7 @@ def prepare_file(
             target = output or (path.resolve() if path.is_symlink() else path)
             atomic = AtomicFile(target, mode_from=path)
             try:
-                file_digest, state = pestream.begin_signed_copy(
+                file_digest, state = begin_signed_copy(
                     f, image, session.digest, atomic.handle
                 )
             except BaseException:
@@ -196,7 +198,7 @@ def _timestamp(
 ) -> cms.ContentInfo:
     if session.timestamper is None:
         return content_info
-    signature = authenticode.signature_value(content_info)
+    signature = signature_value(content_info)
     try:
         token, info = session.timestamper.stamp(signature, session.digest)
     except TimestampError as exc:
@@ -207,14 +209,14 @@ def _timestamp(
         session.log(f"warning: {message}")
         return content_info
     result.timestamp = info.gen_time
-    return authenticode.add_timestamp(content_info, token)
+    return add_timestamp(content_info, token)
 
 
 def complete_file(prepared: Prepared, session: SigningSession) -> FileResult:
     """Network work for one prepared file (sign, self-check, timestamp), then the write."""
     result = prepared.result
     try:
-        content_info = authenticode.build_signed_data(
+        content_info = build_signed_data(
             file_digest=prepared.file_digest,
             digest=session.digest,
             signer=session.signer,
@@ -225,8 +227,8 @@ def complete_file(prepared: Prepared, session: SigningSession) -> FileResult:
         )
         content_info = _timestamp(session, content_info, result)
         if prepared.existing is not None:
-            content_info = authenticode.add_nested(prepared.existing, content_info)
-        pestream.finish_signed_copy(prepared.output.handle, prepared.state, content_info.dump())
+            content_info = add_nested(prepared.existing, content_info)
+        finish_signed_copy(prepared.output.handle, prepared.state, content_info.dump())
         prepared.output.commit()
     except (KmsSignError, OSError) as exc:
         prepared.output.abort()

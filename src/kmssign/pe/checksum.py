@@ -1,4 +1,5 @@
-"""The PE image checksum (OptionalHeader.CheckSum), computed incrementally.
+"""The PE image checksum (OptionalHeader.CheckSum), computed incrementally, and the pass
+that computes it for a whole file.
 
 The algorithm sums the file as little-endian 16-bit words with end-around carry (the
 running sum is folded to 16 bits after every addition), then adds the file length.
@@ -15,7 +16,10 @@ the pure-Python path gives identical results and is always available.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
+
+from kmssign.pe.image import PEImage
+from kmssign.pe.reading import Data, pieces
 
 _MOD = 0xFFFF
 
@@ -133,3 +137,20 @@ def reference_checksum(data: bytes, checksum_offset: int) -> int:
         total += padded[i] | (padded[i + 1] << 8)
         total = (total & 0xFFFF) + (total >> 16)
     return (total + len(data)) & 0xFFFFFFFF
+
+
+def pe_checksum(f: BinaryIO, image: PEImage) -> int:
+    """The PE checksum of the file as it is (CheckSum field counted as zero)."""
+    acc = Checksum()
+    accelerate_for(image.size)
+    cks = image.checksum_offset
+    for offset, data in pieces(f, image.size):
+        piece: Data = data
+        if offset < cks + 4 and cks < offset + len(data):
+            zeroed = bytearray(data)
+            lo, hi = max(cks, offset) - offset, min(cks + 4, offset + len(data)) - offset
+            zeroed[lo:hi] = bytes(hi - lo)
+            piece = bytes(zeroed)
+        acc.add(piece, offset)
+    return acc.value(image.size)
+

@@ -19,8 +19,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from kmssign import asn1
-from kmssign.asn1 import der
+from kmssign.authenticode import asn1
+from kmssign.authenticode.asn1 import der
 from kmssign.errors import SigningError
 from kmssign.signers import DigestName, Signer
 

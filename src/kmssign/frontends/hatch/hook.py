@@ -17,10 +17,10 @@ from hatchling.builders.config import BuilderConfig
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 from hatchling.plugin import hookimpl
 
-from kmssign import hatch_files as hf
 from kmssign.api import FileResult
 from kmssign.config import Settings
 from kmssign.errors import KmsSignError
+from kmssign.frontends.hatch import work as hf
 
 
 class KmsSignBuildHook(BuildHookInterface[BuilderConfig]):

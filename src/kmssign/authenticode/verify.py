@@ -12,9 +12,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from kmssign import pe, pestream, signature, tsp
-from kmssign.certs import subject_of, validate_chain
+from kmssign.authenticode.parse import ParsedSignature, check_signature, parse_signature
 from kmssign.errors import KmsSignError, VerificationError
+from kmssign.pe.certtable import WIN_CERT_TYPE_PKCS_SIGNED_DATA, read_certificates
+from kmssign.pe.digest import authenticode_digest
+from kmssign.pe.image import PEImage, parse_pe
+from kmssign.pki.certs import subject_of, validate_chain
+from kmssign.timestamp.tokens import check_countersignature, check_token
 
 
 @dataclass(frozen=True)
@@ -34,18 +38,18 @@ class VerifiedFile:
         return self.signatures[0]
 
 
-def read_signatures(f: BinaryIO, image: pe.PEImage) -> list[signature.ParsedSignature]:
+def read_signatures(f: BinaryIO, image: PEImage) -> list[ParsedSignature]:
     """Every Authenticode signature in the file: each PKCS#7 entry, nested ones after it."""
     entries = [
         c
-        for c in pe.read_certificates(f, image)
-        if c.cert_type == pe.WIN_CERT_TYPE_PKCS_SIGNED_DATA
+        for c in read_certificates(f, image)
+        if c.cert_type == WIN_CERT_TYPE_PKCS_SIGNED_DATA
     ]
     if not entries:
         raise VerificationError("the certificate table holds no PKCS#7 signature")
-    found: list[signature.ParsedSignature] = []
+    found: list[ParsedSignature] = []
     for entry in entries:
-        parsed = signature.parse_signature(entry.data)
+        parsed = parse_signature(entry.data)
         found.append(parsed)
         found.extend(parsed.nested)
     return found
@@ -61,7 +65,7 @@ def _requires_code_signing(cert: x509.Certificate) -> x509.ObjectIdentifier | No
 
 
 def verify_signature(
-    parsed: signature.ParsedSignature,
+    parsed: ParsedSignature,
     file_digest: bytes,
     *,
     roots: Sequence[x509.Certificate],
@@ -71,13 +75,13 @@ def verify_signature(
         raise VerificationError(
             "the file's digest does not match its signature (the file was changed after signing)"
         )
-    signature.check_signature(parsed)
+    check_signature(parsed)
     when: dt.datetime | None = None
     if parsed.timestamp_token is not None:
-        info = tsp.check_token(parsed.timestamp_token, parsed.signature, roots=tsa_roots or roots)
+        info = check_token(parsed.timestamp_token, parsed.signature, roots=tsa_roots or roots)
         when = info.gen_time
     elif parsed.countersignature is not None:
-        info = tsp.check_countersignature(
+        info = check_countersignature(
             parsed.countersignature,
             parsed.signature,
             [c.public_bytes(Encoding.DER) for c in parsed.certificates],
@@ -110,7 +114,7 @@ def verify_file(
     """Verify every signature of ``path``; raise a KmsSignError subclass with the reason."""
     try:
         with open(path, "rb") as f:
-            image = pe.parse_pe(f)
+            image = parse_pe(f)
             if not image.has_certificate_table:
                 raise VerificationError("not signed")
             signatures = read_signatures(f, image)
@@ -118,7 +122,7 @@ def verify_file(
             results = []
             for parsed in signatures:
                 if parsed.digest not in digests:
-                    digests[parsed.digest] = pestream.authenticode_digest(f, image, parsed.digest)
+                    digests[parsed.digest] = authenticode_digest(f, image, parsed.digest)
                 results.append(
                     verify_signature(
                         parsed, digests[parsed.digest], roots=roots, tsa_roots=tsa_roots

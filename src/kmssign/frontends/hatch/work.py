@@ -18,9 +18,9 @@ from pathlib import Path
 
 from kmssign.api import FileResult, Report, sign_files
 from kmssign.config import Settings, load_settings
-from kmssign.discovery import selected
+from kmssign.engine.discovery import selected
 from kmssign.errors import ConfigError, SigningError
-from kmssign.pe import looks_like_pe
+from kmssign.pe.image import looks_like_pe
 
 Log = Callable[[str], None]
 

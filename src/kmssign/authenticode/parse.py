@@ -10,8 +10,8 @@ from typing import Any
 from asn1crypto import cms
 from cryptography import x509
 
-from kmssign import asn1
-from kmssign.authenticode import HASHES, to_asn1, verify_raw_signature
+from kmssign.authenticode import asn1
+from kmssign.authenticode.build import HASHES, to_asn1, verify_raw_signature
 from kmssign.errors import VerificationError, one_line
 
 
