@@ -39,6 +39,12 @@ acceptance = script("acceptance")
 summary = script("kmssign_summary")
 
 
+def os_basics(home: Path) -> dict[str, str]:
+    """The variables any process needs (Windows's Python cannot start without SYSTEMROOT)."""
+    names = ("PATH", "SYSTEMROOT", "SYSTEMDRIVE", "TEMP", "TMP", "TMPDIR")
+    return {"HOME": str(home), **{n: os.environ[n] for n in names if n in os.environ}}
+
+
 def kmssign(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "kmssign.cli", *args], env=env,
                           capture_output=True, text=True, timeout=300, check=False)
@@ -89,8 +95,8 @@ def test_services_sign_with_nothing_but_the_exported_variables(
     assert leaf.public_key().key_size == 4096  # type: ignore[union-attr]
     assert intermediate.issuer == root.subject
 
-    # A process with only these variables (and PATH) signs with the KMS key and the TSA.
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **exported}
+    # A process with only these variables (and the OS's own) signs with the KMS key and TSA.
+    env = {**os_basics(tmp_path), **exported}
     exe = peutil.copy_sample(peutil.LAUNCHERS["t64.exe"], tmp_path / "files")
     signed = kmssign("sign", str(exe), env=env)
     assert signed.returncode == 0, signed.stderr
@@ -147,7 +153,8 @@ def test_summary_of_real_sign_and_verify_reports(
     capsys: Any, pki: TestPKI, tsa: Any, tmp_path: Path
 ) -> None:
     files = tmp_path / "files"
-    good = peutil.copy_sample(peutil.LAUNCHERS["t64.exe"], files, "a|b.exe")
+    odd_name = "a;b.exe" if sys.platform == "win32" else "a|b.exe"  # no | on Windows
+    good = peutil.copy_sample(peutil.LAUNCHERS["t64.exe"], files, odd_name)
     other = peutil.copy_sample(peutil.LAUNCHERS["w32.exe"], files)
     code, signed = report(capsys, "sign", str(good), str(other),
                           *sign_args(pki.identity("rsa2048"), "--timestamp-url", tsa.url()))
@@ -159,7 +166,7 @@ def test_summary_of_real_sign_and_verify_reports(
     assert lines[4] == "| file | status | signer | digest | timestamp | details |"
     rows = [line for line in lines if line.startswith("| `")]
     assert len(rows) == 2
-    entry = next(f for f in signed["files"] if f["path"].endswith("a|b.exe"))
+    entry = next(f for f in signed["files"] if f["path"].endswith(odd_name))
     assert entry["timestamp"] and "kmssign Test Signer rsa2048" in entry["signer"]
     path_cell = "`" + entry["path"].replace("|", "\\|") + "`"
     expected = f"| {path_cell} | signed | {entry['signer']} | sha256 | {entry['timestamp']} |  |"
@@ -265,7 +272,7 @@ def test_action_installs_signs_verifies_and_writes_the_summary(
     step_summary = runner / "summary.md"
     step_summary.write_text("")
     aws = {k: v for k, v in exported.items() if k.startswith("AWS_")}
-    base_env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "RUNNER_OS": "Linux",
+    base_env = {**os_basics(tmp_path), "RUNNER_OS": "Linux",
                 "RUNNER_TEMP": str(runner), "GITHUB_ACTION_PATH": str(ROOT),
                 "GITHUB_STEP_SUMMARY": str(step_summary), **aws}
     inputs = {
@@ -286,7 +293,7 @@ def test_action_installs_signs_verifies_and_writes_the_summary(
     assert text.startswith("### kmssign sign: passed\n")
     assert "### kmssign verify: passed\n" in text
     assert text.count("| signed |") == 3 and text.count("| verified |") == 3
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **aws}
+    env = {**os_basics(tmp_path), **aws}
     chained = kmssign("verify", "--ca", exported["CI_ROOT_PEM"], "--require-timestamp",
                       str(workdir / "dist"), env=env)
     assert chained.returncode == 0, chained.stdout + chained.stderr
