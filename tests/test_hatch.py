@@ -212,6 +212,7 @@ def kms_wheel(
 # --- the wheel, end to end -------------------------------------------------------------
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.slow
 def test_every_pe_member_is_signed_by_the_kms_key_and_timestamped(
     kms_wheel: Built, pki: TestPKI, tmp_path: Path
@@ -226,6 +227,7 @@ def test_every_pe_member_is_signed_by_the_kms_key_and_timestamped(
         assert KMS_SUBJECT in out, (name, out)
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.slow
 def test_foreign_signed_excluded_and_non_pe_members_are_unchanged(kms_wheel: Built) -> None:
     content = members(kms_wheel.build.wheel)
@@ -239,12 +241,14 @@ def test_foreign_signed_excluded_and_non_pe_members_are_unchanged(kms_wheel: Bui
     assert "pkg/gendir/notes.txt" in content
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.slow
 def test_record_matches_and_source_tree_is_untouched(kms_wheel: Built) -> None:
     assert_record_matches(kms_wheel.build.wheel)
     assert kms_wheel.after == kms_wheel.before
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.slow
 def test_build_log_names_every_file_and_the_count(kms_wheel: Built) -> None:
     lines = kms_wheel.build.output.splitlines()
@@ -257,6 +261,7 @@ def test_build_log_names_every_file_and_the_count(kms_wheel: Built) -> None:
     assert not any("raw.exe" in x for x in lines)
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.slow
 def test_wheel_installs(kms_wheel: Built, tmp_path: Path) -> None:
     target = tmp_path / "site"
@@ -273,6 +278,7 @@ def test_wheel_installs(kms_wheel: Built, tmp_path: Path) -> None:
 # --- switches and failures -------------------------------------------------------------
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.slow
 def test_disabled_build_ships_the_sources(
     make_project: Callable[..., Project],
@@ -301,6 +307,7 @@ def one_error_line(build: Build) -> str:
     return errors[0]
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.slow
 def test_wrong_key_id_fails_the_build_with_one_line(
     make_project: Callable[..., Project],
@@ -317,6 +324,7 @@ def test_wrong_key_id_fails_the_build_with_one_line(
     assert tree_digest(project.root) == before
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.slow
 def test_timestamp_outage_under_required_fails_the_build(
     make_project: Callable[..., Project],
@@ -346,6 +354,7 @@ def key_file_settings(identity: SigningIdentity) -> dict[str, object]:
     }
 
 
+@pytest.mark.osslsigncode
 def test_settings_errors_name_the_hook_table_keys(
     make_project: Callable[..., Project], pki: TestPKI, build_env: dict[str, str],
     tmp_path: Path,
@@ -359,6 +368,7 @@ def test_settings_errors_name_the_hook_table_keys(
     assert "tool.hatch.build.targets.wheel.hooks.kmssign.colour is not a known setting" in line
 
 
+@pytest.mark.osslsigncode
 def test_a_file_that_cannot_be_signed_fails_the_build(
     make_project: Callable[..., Project], pki: TestPKI, build_env: dict[str, str],
     tmp_path: Path,
@@ -417,6 +427,7 @@ class AppBuilder(BuilderInterface):
 '''
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.slow
 def test_executables_of_other_targets_are_signed_in_place(
     kms_identity: Callable[..., KmsIdentity],
@@ -464,6 +475,7 @@ def sample_env(
     }
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.slow
 @pytest.mark.parametrize("frontend", ["build", "hatch"])
 def test_sample_app_wheel(
