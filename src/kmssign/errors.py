@@ -39,6 +39,14 @@ class TimestampError(KmsSignError):
     """No acceptable RFC 3161 timestamp could be obtained."""
 
 
+class TimestampUnavailableError(TimestampError):
+    """Every timestamp server failed earlier in this run, so none is asked again."""
+
+
+class KmsUnavailableError(SigningError):
+    """KMS could not be reached earlier in this run, so it is not called again."""
+
+
 class VerificationError(KmsSignError):
     """A signature, digest, chain or timestamp did not verify."""
 
@@ -46,3 +54,4 @@ class VerificationError(KmsSignError):
 def one_line(text: object) -> str:
     """``text`` with every run of white space (newlines included) folded to one space."""
     return " ".join(str(text).split())
+

@@ -21,7 +21,7 @@ from kmssign.authenticode.verify import read_signatures
 from kmssign.config import Settings
 from kmssign.engine.atomic import AtomicFile
 from kmssign.engine.report import FileResult
-from kmssign.errors import ConfigError, KmsSignError, TimestampError
+from kmssign.errors import ConfigError, KmsSignError, TimestampError, TimestampUnavailableError
 from kmssign.pe.image import parse_pe
 from kmssign.pe.signedcopy import SignedCopy, begin_signed_copy, finish_signed_copy
 from kmssign.pki.certs import (
@@ -79,6 +79,7 @@ def create_signer(settings: Settings) -> Signer:
             profile=settings.profile,
             endpoint_url=settings.endpoint_url,
             max_connections=settings.jobs,
+            timeout=settings.kms_timeout,
         )
     if settings.key_file:
         from kmssign.signers.local import KeyFileSigner
@@ -120,7 +121,9 @@ def open_session(
     elif timestamper is None:
         from kmssign.timestamp.client import TimestampClient
 
-        timestamper = TimestampClient(settings.timestamp_urls, log=log)
+        timestamper = TimestampClient(
+            settings.timestamp_urls, timeout=settings.timestamp_timeout, log=log
+        )
     return SigningSession(
         signer=signer,
         certificates=certificates,
@@ -206,7 +209,11 @@ def _timestamp(
             raise
         message = f"{result.path}: signed without a timestamp ({exc})"
         result.warnings.append(message)
-        session.log(f"warning: {message}")
+        if not isinstance(exc, TimestampUnavailableError):  # said once, when they failed
+            later = "" if session.timestamper.available else (
+                "; the remaining files are signed without one too"
+            )
+            session.log(f"warning: {message}{later}")
         return content_info
     result.timestamp = info.gen_time
     return add_timestamp(content_info, token)
@@ -216,6 +223,9 @@ def complete_file(prepared: Prepared, session: SigningSession) -> FileResult:
     """Network work for one prepared file (sign, self-check, timestamp), then the write."""
     result = prepared.result
     try:
+        if session.timestamper is not None and session.timestamp_policy == "required":
+            # no KMS Sign for a signature that cannot get the timestamp it needs
+            session.timestamper.check_available()
         content_info = build_signed_data(
             file_digest=prepared.file_digest,
             digest=session.digest,
