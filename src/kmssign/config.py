@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from kmssign.errors import ConfigError
+from kmssign.errors import ConfigError, redact
 
 TimestampPolicy = Literal["required", "optional", "off"]
 
@@ -383,5 +383,6 @@ def load_settings(
     if merged.get("timestamp", "required") == "required" and merged.get("timestamp_urls") == ():
         problems.append("timestamp-urls is empty but timestamp is 'required'")
     if problems:
-        raise ConfigError(problems)
+        # values are quoted back; a URL's user:password@ must not be
+        raise ConfigError([redact(problem) for problem in problems])
     return Settings(source=pyproject, **merged)  # type: ignore[arg-type]

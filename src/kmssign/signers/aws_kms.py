@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from kmssign.errors import KmsUnavailableError, SigningError
+from kmssign.errors import KmsUnavailableError, SigningError, redact
 from kmssign.net.breaker import CircuitBreaker
 from kmssign.net.deadline import Deadline, DeadlinePassed, call_within, stop_if_passed
 from kmssign.signers import DigestName, KeyType, Signer
@@ -82,7 +82,7 @@ class _KeyInfo:
 
 
 def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
+    return " ".join(redact(text).split())
 
 
 class KmsSigner:
@@ -158,7 +158,7 @@ class KmsSigner:
             ) from exc
         except ValueError as exc:
             raise SigningError(
-                f"invalid KMS endpoint URL {endpoint_url!r}: {_one_line(exc)}"
+                redact(f"invalid KMS endpoint URL {endpoint_url!r}: {_one_line(exc)}")
             ) from exc
         except BotoCoreError as exc:
             raise SigningError(
@@ -375,7 +375,9 @@ def kms_error(
         )
     if _unreachable(exc):
         url = getattr(exc, "kwargs", {}).get("endpoint_url") or endpoint or "(unknown)"
-        return SigningError(f"cannot reach the KMS endpoint {url} for {key}: {_one_line(exc)}")
+        return SigningError(
+            redact(f"cannot reach the KMS endpoint {url} for {key}: {_one_line(exc)}")
+        )
     if isinstance(exc, ParamValidationError):
         return SigningError(f"invalid KMS request for {key}: {_one_line(exc)}")
     if isinstance(exc, BotoCoreError):

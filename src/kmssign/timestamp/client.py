@@ -26,6 +26,7 @@ from kmssign.errors import (
     TimestampError,
     TimestampUnavailableError,
     VerificationError,
+    redact,
 )
 from kmssign.net.breaker import CircuitBreaker
 from kmssign.timestamp.tokens import TokenInfo, check_token, digest_bytes
@@ -168,7 +169,7 @@ class TimestampClient:
             problems.append("no timestamp server URL given")
         for url in urls:
             if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-                problems.append(f"timestamp server URL {url!r} is not http(s)")
+                problems.append(f"timestamp server URL {redact(repr(url))} is not http(s)")
         if tries < 1:
             problems.append(f"timestamp tries must be at least 1, not {tries}")
         if timeout <= 0:
@@ -229,13 +230,13 @@ class TimestampClient:
                     self._report(url, reason)
                     break
             failures.append(f"{url}: {reason}")
-        message = "no timestamp server answered: " + "; ".join(failures)
+        message = redact("no timestamp server answered: " + "; ".join(failures))
         self._breaker.trip(message)
         raise TimestampError(message)
 
     def _report(self, url: str, reason: str) -> None:
         with self._log_lock:
-            self._log(f"timestamp server {url} failed: {reason}")
+            self._log(redact(f"timestamp server {url} failed: {reason}"))
 
     def _attempt(
         self, url: str, request: bytes, signature_value: bytes, digest: str, nonce: int

@@ -25,7 +25,7 @@ import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING, Any, cast
 
-from kmssign.errors import TimestampError
+from kmssign.errors import TimestampError, redact
 from kmssign.net.deadline import Deadline
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ def http_post(url: str, body: bytes, timeout: float) -> bytes:
     for _ in range(MAX_REDIRECTS + 1):
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https"):
-            raise TimestampError(f"unsupported URL scheme in {url}")
+            raise TimestampError(f"unsupported URL scheme in {redact(url)}")
         if _uses_proxy(parts):
             return _via_urllib(url, body, deadline)
         response = _post_once(parts, body, deadline)
@@ -263,4 +263,4 @@ def http_post(url: str, body: bytes, timeout: float) -> bytes:
                 url, response.status, response.reason, response.headers, None
             )
         return data
-    raise TimestampError(f"too many redirects from {url}")
+    raise TimestampError(f"too many redirects from {redact(url)}")
