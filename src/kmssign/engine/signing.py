@@ -68,7 +68,7 @@ class SigningSession:
         return subject_of(self.certificates.leaf)
 
 
-def create_signer(settings: Settings) -> Signer:
+def create_signer(settings: Settings, log: Log = nolog) -> Signer:
     """The signer the settings name: a KMS key (key-id) or a key file (key-file)."""
     if settings.key_id:
         from kmssign.signers.aws_kms import KmsSigner
@@ -84,7 +84,9 @@ def create_signer(settings: Settings) -> Signer:
     if settings.key_file:
         from kmssign.signers.local import KeyFileSigner
 
-        return KeyFileSigner.from_file(settings.key_file)
+        return KeyFileSigner.from_file(
+            settings.key_file, warn=lambda message: log(f"warning: {message}")
+        )
     raise ConfigError("no signing key: set key-id (an AWS KMS key) or key-file")
 
 
@@ -106,7 +108,7 @@ def open_session(
     if problems:
         raise ConfigError(problems)
     assert settings.certificate is not None
-    signer = signer or create_signer(settings)
+    signer = signer or create_signer(settings, log)
     certificates = select_signing_certificates(
         settings.certificate, settings.chain, signer.public_key_der(), signer.name
     )
