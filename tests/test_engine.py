@@ -306,6 +306,39 @@ def test_key_file_formats(capsys, pki: TestPKI, samples, tmp_path, fmt: str) -> 
 
 
 @pytest.mark.osslsigncode
+def test_key_password_for_a_key_without_one_is_a_warning(
+    capsys, pki: TestPKI, samples, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    identity = pki.identity("rsa2048")
+    path = samples["t64.exe"]
+    monkeypatch.setenv("KMSSIGN_KEY_PASSWORD", "not needed")
+    code, out, err = run_cli(capsys, "sign", str(path), *sign_args(identity))
+    assert code == 0, err
+    assert err == (
+        f"warning: KMSSIGN_KEY_PASSWORD is set but key file {identity.key_path} is not "
+        "encrypted; the password is ignored\n"
+    )
+    peutil.osslsigncode_verify(path, pki.root_pem)
+    # an encrypted key still needs the right password
+    encrypted = tmp_path / "encrypted.pem"
+    encrypted.write_bytes(identity.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"right"),
+    ))
+    args = ["--key-file", str(encrypted), "--cert", str(identity.cert_path), "--no-timestamp"]
+    code, _, err = run_cli(capsys, "sign", str(path), "--no-skip-signed", *args)
+    assert code == 1 and "wrong password" in err
+    monkeypatch.setenv("KMSSIGN_KEY_PASSWORD", "right")
+    code, _, err = run_cli(capsys, "sign", str(path), "--no-skip-signed", *args)
+    assert code == 0 and err == "", err
+    monkeypatch.delenv("KMSSIGN_KEY_PASSWORD")
+    code, _, err = run_cli(capsys, "sign", str(path), "--no-skip-signed", *args)
+    assert code == 1 and "the key is encrypted; set KMSSIGN_KEY_PASSWORD" in err
+
+
+@pytest.mark.osslsigncode
 def test_directory_is_searched_by_content(capsys, pki: TestPKI, samples, tmp_path) -> None:
     tree = tmp_path / "tree"
     (tree / "sub").mkdir(parents=True)

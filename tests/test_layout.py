@@ -20,10 +20,11 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 # Which kmssign packages each layer may import (besides itself and kmssign.errors).
 ALLOWED: dict[str, set[str]] = {
     "pe": set(),
-    "signers": set(),
+    "net": set(),
+    "signers": {"net"},
     "pki": {"signers"},
     "authenticode": {"pe", "pki", "signers", "timestamp"},
-    "timestamp": {"authenticode", "pki"},
+    "timestamp": {"authenticode", "pki", "net"},
     "engine": {"pe", "pki", "signers", "authenticode", "timestamp", "config"},
     "config": set(),
     "api": {"pe", "pki", "signers", "authenticode", "timestamp", "engine", "config"},

@@ -8,6 +8,7 @@ overrides (CLI flags). Every problem is collected and reported in one ``ConfigEr
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from kmssign.errors import ConfigError
+from kmssign.errors import ConfigError, redact
 
 TimestampPolicy = Literal["required", "optional", "off"]
 
@@ -26,6 +27,8 @@ DEFAULT_TIMESTAMP_URLS: tuple[str, ...] = (
     "http://timestamp.globalsign.com/tsa/r6advanced1",
 )
 DEFAULT_JOBS = 16
+DEFAULT_TIMESTAMP_TIMEOUT = 10.0  # seconds for one timestamp request, all of it
+DEFAULT_KMS_TIMEOUT = 60.0  # seconds for one KMS call, retries included
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class Settings:
     exclude: tuple[str, ...] = ()
     skip_signed: bool = True
     jobs: int = DEFAULT_JOBS
+    timestamp_timeout: float = DEFAULT_TIMESTAMP_TIMEOUT
+    kms_timeout: float = DEFAULT_KMS_TIMEOUT
     source: Path | None = field(default=None, compare=False)
     """The pyproject.toml the file-level settings came from, if any."""
 
@@ -72,6 +77,8 @@ _KINDS: dict[str, str] = {
     "exclude": "strs",
     "skip-signed": "bool",
     "jobs": "jobs",
+    "timestamp-timeout": "seconds",
+    "kms-timeout": "seconds",
 }
 KEYS: tuple[str, ...] = tuple(_KINDS)
 _TRUE = ("true", "1", "yes", "on")
@@ -234,6 +241,19 @@ def _convert(
             problems.append(f"{name} must be an integer >= 1, not {value!r}")
             return _INVALID
         return number
+    if kind == "seconds":
+        seconds: float | None = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            seconds = float(value)
+        elif text and isinstance(value, str):
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = None
+        if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+            problems.append(f"{name} must be a number of seconds > 0, not {value!r}")
+            return _INVALID
+        return seconds
     raise AssertionError(kind)  # pragma: no cover - _KINDS is closed
 
 
@@ -363,5 +383,6 @@ def load_settings(
     if merged.get("timestamp", "required") == "required" and merged.get("timestamp_urls") == ():
         problems.append("timestamp-urls is empty but timestamp is 'required'")
     if problems:
-        raise ConfigError(problems)
+        # values are quoted back; a URL's user:password@ must not be
+        raise ConfigError([redact(problem) for problem in problems])
     return Settings(source=pyproject, **merged)  # type: ignore[arg-type]
