@@ -1,0 +1,478 @@
+"""The setuptools plugin end to end: a real setuptools project built in isolated build
+environments (kmssign installed from the session's kmssign wheel), then its wheel checked.
+
+The project ships a DLL and an .exe as package data, a DLL that a custom command compiles
+with mingw-w64 during the build, and an .exe in ``data_files`` (a ``.data/`` member).
+Signing goes through moto's KMS server on loopback and the loopback TSA.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from kmssign.config import load_settings
+from kmssign.errors import ConfigError
+from kmssign.pe.image import looks_like_pe
+from tests import peutil
+from tests.fixtures_build import (
+    Build,
+    assert_record_matches,
+    extract,
+    members,
+    run_build,
+    tree_digest,
+)
+from tests.fixtures_kms import KmsIdentity
+from tests.helpers import run_cli
+from tests.pki import TestPKI
+from tests.tsa_server import LoopbackTSA
+
+pytestmark = pytest.mark.skipif(not peutil.MINGW_GCC, reason="needs x86_64-w64-mingw32-gcc")
+
+KMS_SUBJECT = "kmssign Test KMS Signer RSA_2048"
+DATA_EXE = "throwaway_st-1.0.data/data/share/throwaway/tool.exe"
+SIGNED = {"pkg/bin/lib.dll", "pkg/bin/t64.exe", "pkg/native/helper.dll", DATA_EXE}
+
+SETUP_PY = '''
+"""A build that compiles a DLL with mingw-w64 in a custom command, as build_ext would."""
+import os
+import subprocess
+
+from setuptools import Command, setup
+from setuptools.command.build import build
+
+
+class build_dll(Command):
+    description = "compile native/helper.c into pkg/native/helper.dll"
+    user_options = []
+
+    def initialize_options(self):
+        self.build_lib = None
+
+    def finalize_options(self):
+        self.set_undefined_options("build", ("build_lib", "build_lib"))
+
+    def run(self):
+        out = os.path.join(self.build_lib, "pkg", "native")
+        os.makedirs(out, exist_ok=True)
+        subprocess.run(
+            ["x86_64-w64-mingw32-gcc", "-O2", "-s", "-shared", "-o",
+             os.path.join(out, "helper.dll"), os.path.join("native", "helper.c")],
+            check=True,
+        )
+
+
+class build_with_dll(build):
+    sub_commands = [*build.sub_commands, ("build_dll", None)]
+
+
+setup(
+    cmdclass={"build": build_with_dll, "build_dll": build_dll},
+    data_files=[("share/throwaway", ["native/tool.exe"])],
+)
+'''
+
+PYPROJECT = """
+[build-system]
+requires = {requires}
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "throwaway-st"
+version = "1.0"
+
+[tool.setuptools]
+packages = ["pkg"]
+
+[tool.setuptools.package-data]
+pkg = ["bin/*"]
+"""
+
+HELPER_C = "__declspec(dllexport) int helper(int x) { return 2 * x; }\n"
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\") + '"'
+
+
+def toml_table(name: str, values: dict[str, object]) -> str:
+    return f"\n[{name}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in values.items())
+
+
+@dataclass
+class Project:
+    root: Path
+    sources: dict[str, Path]  # path in the wheel -> the file it is copied from
+
+
+@pytest.fixture(scope="session")
+def make_st_project(sample_sources: dict[str, Path]) -> Callable[..., Project]:
+    """Factory: the throwaway setuptools project, with or without kmssign's table."""
+
+    def make(
+        root: Path,
+        kmssign: dict[str, object] | None = None,
+        setuptools: dict[str, object] | None = None,
+        *,
+        requires: tuple[str, ...] = ("setuptools>=70.1", "kmssign"),
+    ) -> Project:
+        files = {
+            "pkg/bin/lib.dll": sample_sources["lib.dll"],
+            "pkg/bin/t64.exe": peutil.LAUNCHERS["t64.exe"],
+            "native/tool.exe": sample_sources["hello.exe"],
+        }
+        for relative, src in files.items():
+            peutil.copy_sample(src, (root / relative).parent, Path(relative).name)
+        (root / "pkg" / "__init__.py").write_text('"""A throwaway package."""\n')
+        (root / "pkg" / "bin" / "notes.txt").write_text("not a binary\n")
+        (root / "native" / "helper.c").write_text(HELPER_C)
+        (root / "MANIFEST.in").write_text("graft native\n")
+        (root / "setup.py").write_text(SETUP_PY)
+        text = PYPROJECT.format(requires=toml_value(requires))
+        if kmssign is not None:
+            text += toml_table("tool.kmssign", kmssign)
+        if setuptools is not None:
+            text += toml_table("tool.kmssign.setuptools", setuptools)
+        (root / "pyproject.toml").write_text(text)
+        sources = {
+            "pkg/bin/lib.dll": root / "pkg/bin/lib.dll",
+            "pkg/bin/t64.exe": root / "pkg/bin/t64.exe",
+            DATA_EXE: root / "native/tool.exe",
+        }
+        return Project(root, sources)
+
+    return make
+
+
+def kms_settings(identity: KmsIdentity, tsa: LoopbackTSA) -> dict[str, object]:
+    return {
+        "key-id": identity.key_id,
+        "certificate": str(identity.cert_path),
+        "timestamp-urls": [tsa.url()],
+        "timestamp": "off",  # the setuptools table turns it on: its keys override these
+    }
+
+
+SETUPTOOLS_TABLE: dict[str, object] = {"timestamp": "required", "description": "throwaway"}
+
+
+def pip_wheel(project: Path, out: Path, env: dict[str, str]) -> Build:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(out), str(project)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+    )
+    return Build(proc.returncode, proc.stdout, sorted(out.glob("*.whl")))
+
+
+def build_both(project: Path, out: Path, env: dict[str, str]) -> Build:
+    """``python -m build``: the sdist, then the wheel built from the unpacked sdist."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "build", "-o", str(out), str(project)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+    )
+    return Build(proc.returncode, proc.stdout, sorted(out.glob("*.whl")))
+
+
+def check_signed_wheel(wheel: Path, pki: TestPKI, directory: Path, capsys: object) -> None:
+    """Every PE member signed by the KMS key and timestamped (osslsigncode and kmssign
+    agree), RECORD right (our check and ``python -m wheel unpack``'s)."""
+    content = extract(wheel, directory / "content")
+    pe_members = {p.relative_to(content).as_posix() for p in content.rglob("*") if looks_like_pe(p)}
+    assert pe_members == SIGNED
+    for name in sorted(SIGNED):
+        out = peutil.osslsigncode_verify(content / name, pki.root_pem, tsa_ca=pki.root_pem)
+        assert KMS_SUBJECT in out, (name, out)
+    assert_record_matches(wheel)
+    subprocess.run(
+        [sys.executable, "-m", "wheel", "unpack", "-d", str(directory / "unpacked"), str(wheel)],
+        check=True, capture_output=True,
+    )
+    code, out, err = run_cli(
+        capsys, "verify", "--ca", str(pki.root_pem), "--require-timestamp", str(wheel)
+    )
+    assert code == 0, out + err
+    for name in SIGNED:
+        assert f"!{name}" in out, out
+
+
+@dataclass
+class Built:
+    project: Project
+    build: Build
+    before: dict[str, str]
+    after: dict[str, str]
+    out: Path
+
+
+@pytest.fixture(scope="module")
+def sdist_and_wheel(
+    make_st_project: Callable[..., Project],
+    kms_identity: Callable[..., KmsIdentity],
+    tsa: LoopbackTSA,
+    build_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Built:
+    """``python -m build`` of the project, signing with moto's KMS and timestamping."""
+    root = tmp_path_factory.mktemp("setuptools")
+    project = make_st_project(root / "proj", kms_settings(kms_identity(), tsa), SETUPTOOLS_TABLE)
+    before = tree_digest(project.root)
+    build = build_both(project.root, root / "dist", build_env)
+    return Built(project, build, before, tree_digest(project.root), root / "dist")
+
+
+# --- python -m build: sdist, then the wheel from it --------------------------------------
+
+
+@pytest.mark.slow
+def test_python_m_build_wheel_is_signed_everywhere(
+    sdist_and_wheel: Built, pki: TestPKI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    check_signed_wheel(sdist_and_wheel.build.wheel, pki, tmp_path, capsys)
+    content = members(sdist_and_wheel.build.wheel)
+    assert content["pkg/bin/notes.txt"] == b"not a binary\n"
+
+
+@pytest.mark.slow
+def test_build_log_names_every_member_and_the_count(sdist_and_wheel: Built) -> None:
+    lines = [x.strip() for x in sdist_and_wheel.build.output.splitlines()]
+    for name in SIGNED:
+        line = next((x for x in lines if x.startswith(f"kmssign: signed {name} (")), None)
+        assert line is not None, sdist_and_wheel.build.output
+        assert KMS_SUBJECT in line and "timestamp: 20" in line, line
+    assert "kmssign: 4 signed, 0 skipped" in lines
+
+
+@pytest.mark.slow
+def test_sdist_and_source_tree_are_untouched(sdist_and_wheel: Built) -> None:
+    (sdist,) = sdist_and_wheel.out.glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        for name, relative in (("pkg/bin/lib.dll", "pkg/bin/lib.dll"),
+                               ("native/tool.exe", "native/tool.exe")):
+            member = archive.extractfile(f"throwaway_st-1.0/{relative}")
+            assert member is not None, name
+            assert member.read() == (sdist_and_wheel.project.root / relative).read_bytes()
+    before, after = sdist_and_wheel.before, sdist_and_wheel.after
+    assert {k: after.get(k) for k in before} == before  # build/ and egg-info may be new
+
+
+@pytest.mark.slow
+def test_wheel_installs(sdist_and_wheel: Built, tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
+         "--target", str(target), str(sdist_and_wheel.build.wheel)],
+        check=True, capture_output=True,
+    )
+    content = members(sdist_and_wheel.build.wheel)
+    for name in ("pkg/bin/lib.dll", "pkg/native/helper.dll"):
+        assert (target / name).read_bytes() == content[name]
+
+
+# --- pip wheel . --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_pip_wheel_is_signed(
+    make_st_project: Callable[..., Project],
+    kms_identity: Callable[..., KmsIdentity],
+    tsa: LoopbackTSA,
+    pki: TestPKI,
+    build_env: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    project = make_st_project(
+        tmp_path / "proj", kms_settings(kms_identity(), tsa), SETUPTOOLS_TABLE
+    )
+    build = pip_wheel(project.root, tmp_path / "dist", build_env)
+    check_signed_wheel(build.wheel, pki, tmp_path, capsys)
+
+
+# --- what must not change ----------------------------------------------------------------
+
+
+REPRODUCIBLE = {"SOURCE_DATE_EPOCH": "1700000000"}  # zip dates and the DLL's timestamps
+
+
+@pytest.fixture(scope="module")
+def plain_wheel(
+    make_st_project: Callable[..., Project],
+    build_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """The project's wheel built without kmssign in the build environment at all."""
+    root = tmp_path_factory.mktemp("plain")
+    project = make_st_project(root / "proj", requires=("setuptools>=70.1",))
+    build = run_build(project.root, root / "dist", {**build_env, **REPRODUCIBLE}, isolated=True)
+    assert "kmssign" not in build.output
+    return build.wheel
+
+
+@pytest.mark.slow
+def test_without_the_table_the_wheel_is_byte_identical(
+    make_st_project: Callable[..., Project],
+    plain_wheel: Path,
+    build_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """kmssign installed in the build environment, [tool.kmssign] present, no
+    [tool.kmssign.setuptools]: the same bytes as a build without kmssign, and no log line."""
+    project = make_st_project(tmp_path / "proj", {"key-id": "alias/never-used"})
+    build = run_build(project.root, tmp_path / "dist", {**build_env, **REPRODUCIBLE},
+                      isolated=True)
+    assert build.wheel.read_bytes() == plain_wheel.read_bytes()
+    assert "- kmssign" in build.output  # installed in the build environment
+    assert "kmssign:" not in build.output
+
+
+@pytest.mark.slow
+def test_disabled_gives_the_same_wheel_unsigned_with_one_note(
+    make_st_project: Callable[..., Project],
+    plain_wheel: Path,
+    build_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    project = make_st_project(
+        tmp_path / "proj", {"key-id": "alias/never-used"}, {"certificate": "missing.pem"}
+    )
+    env = {**build_env, **REPRODUCIBLE, "KMSSIGN_DISABLE": "1"}
+    build = run_build(project.root, tmp_path / "dist", env, isolated=True)
+    assert build.wheel.read_bytes() == plain_wheel.read_bytes()
+    notes = [x.strip() for x in build.output.splitlines() if "kmssign:" in x]
+    assert notes == ["kmssign: KMSSIGN_DISABLE is set; not signing"], build.output
+
+
+def one_error_line(build: Build) -> str:
+    """The build failed with exactly one kmssign error line (setuptools prefixes its own
+    ``error: ``), no traceback and no wheel."""
+    assert build.returncode != 0, build.output
+    assert not build.wheels
+    errors = [x.strip() for x in build.output.splitlines() if "kmssign: error: " in x]
+    assert len(errors) == 1, build.output
+    assert "Traceback" not in build.output, build.output
+    return errors[0].removeprefix("error: ")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("frontend", ["build", "pip"])
+def test_a_wrong_certificate_fails_the_build_in_one_line(
+    frontend: str,
+    make_st_project: Callable[..., Project],
+    kms_identity: Callable[..., KmsIdentity],
+    pki: TestPKI,
+    build_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    settings = {"key-id": kms_identity().key_id, "certificate": str(pki.identity().cert_path),
+                "timestamp": "off"}
+    project = make_st_project(tmp_path / "proj", settings, {})
+    out = tmp_path / "dist"
+    if frontend == "build":
+        build = run_build(project.root, out, build_env, isolated=True)
+    else:
+        build = pip_wheel(project.root, out, build_env)
+    line = one_error_line(build)
+    assert line.startswith("kmssign: error: certificate "), line
+    assert "does not belong to KMS key" in line, line
+    assert not list(out.rglob("*.whl"))
+
+
+@pytest.mark.slow
+def test_settings_errors_name_the_setuptools_table(
+    make_st_project: Callable[..., Project], build_env: dict[str, str], tmp_path: Path
+) -> None:
+    project = make_st_project(
+        tmp_path / "proj", {"key-id": "alias/x"}, {"timestamp": "sometimes", "colour": "red"}
+    )
+    line = one_error_line(run_build(project.root, tmp_path / "dist", build_env, isolated=True))
+    assert "tool.kmssign.setuptools.timestamp must be one of" in line, line
+    assert "tool.kmssign.setuptools.colour is not a known setting" in line, line
+
+
+@pytest.mark.slow
+def test_editable_install_is_left_alone(
+    make_st_project: Callable[..., Project],
+    pki: TestPKI,
+    build_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """``pip install -e``: no signing at all, so a configuration that could only fail
+    (a certificate that does not exist) does not stop it, and the tree stays as it was."""
+    project = make_st_project(
+        tmp_path / "proj", {"key-file": str(pki.identity().key_path)},
+        {"certificate": str(tmp_path / "missing.pem")},
+    )
+    before = tree_digest(project.root)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    proc = subprocess.run(
+        [str(python), "-m", "pip", "install", "-v", "--no-deps", "-e", str(project.root)],
+        env=build_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout
+    assert "kmssign:" not in proc.stdout, proc.stdout
+    after = tree_digest(project.root)
+    assert {k: after.get(k) for k in before} == before
+    code = "import pkg, pathlib; print(pathlib.Path(pkg.__file__).parent)"
+    where = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
+                           cwd=tmp_path, check=True).stdout.strip()
+    assert Path(where) == project.root / "pkg"
+
+
+# --- without a build -----------------------------------------------------------------------
+
+
+def test_the_setuptools_table_is_not_a_setting_of_tool_kmssign(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.kmssign]\nkey-id = "alias/a"\n[tool.kmssign.setuptools]\ndescription = "x"\n'
+    )
+    assert load_settings(config=tmp_path, env={}).key_id == "alias/a"
+    (tmp_path / "pyproject.toml").write_text('[tool.kmssign]\nsetuptools = "yes"\n')
+    with pytest.raises(ConfigError, match=r"tool\.kmssign\.setuptools must be a table"):
+        load_settings(config=tmp_path, env={})
+
+
+def test_the_plugin_does_nothing_without_its_table(tmp_path: Path) -> None:
+    """The entry point leaves the Distribution alone (no table, no pyproject.toml)."""
+    from kmssign.frontends.setuptools.plugin import finalize_distribution_options
+
+    class Dist:
+        src_root = str(tmp_path)
+
+        def __init__(self) -> None:
+            self.cmdclass: dict[str, type] = {}
+
+        def get_command_class(self, name: str) -> type:
+            raise AssertionError(f"looked up {name}")
+
+    dist = Dist()
+    finalize_distribution_options(dist)
+    (tmp_path / "pyproject.toml").write_text('[tool.kmssign]\nkey-id = "alias/a"\n')
+    finalize_distribution_options(dist)
+    assert dist.cmdclass == {}
+
+
+def test_project_settings_layer_the_table_over_tool_kmssign(tmp_path: Path) -> None:
+    from kmssign.frontends.setuptools.command import project_settings
+
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[tool.kmssign]\nkey-id = "alias/file"\ndigest = "sha384"\ncertificate = "c.pem"\n'
+        '[tool.kmssign.setuptools]\ndigest = "sha512"\n'
+    )
+    settings = project_settings(pyproject, {})
+    assert (settings.key_id, settings.digest) == ("alias/file", "sha512")
+    assert settings.certificate == tmp_path / "c.pem"
+    assert project_settings(pyproject, {"KMSSIGN_DIGEST": "sha256"}).digest == "sha256"
+
