@@ -1,0 +1,369 @@
+"""The README's recipes for other build tools run as written: cibuildwheel's
+``repair-wheel-command`` (with and without delvewheel) on a real win_amd64 wheel, a wheel
+built by a third backend (flit) then signed with ``kmssign wheel``, and the nox session
+that checks ``dist/`` before a release.
+
+Signing goes through moto's KMS server on loopback and the loopback TSA; every PE member
+is checked with ``osslsigncode verify`` and ``kmssign verify``, RECORD with our own check
+and ``python -m wheel unpack``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import types
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from kmssign.pe.image import looks_like_pe
+from tests import peutil
+from tests.fixtures_build import SAMPLE_APP, assert_record_matches, extract, run_build
+from tests.fixtures_kms import KmsIdentity
+from tests.helpers import run_cli
+from tests.pki import TestPKI
+from tests.test_readme import README, code_blocks, section
+from tests.tsa_server import LoopbackTSA
+
+pytestmark = pytest.mark.skipif(not peutil.MINGW_GCC, reason="needs x86_64-w64-mingw32-gcc")
+
+KMS_SUBJECT = "kmssign Test KMS Signer RSA_2048"
+BIN = Path(sys.executable).parent  # kmssign, delvewheel and python of the test environment
+
+HELPER_C = "__declspec(dllexport) int helper(int x) { return 2 * x; }\n"
+EXT_C = """
+__declspec(dllimport) int helper(int x);
+__declspec(dllexport) void *PyInit__ext(void) { return (void *)(long long)helper(21); }
+"""
+LIB_C = "__declspec(dllexport) int lib_add(int a, int b) { return a + b; }\n"
+PYD = "demo/_ext.cp311-win_amd64.pyd"
+
+
+def mingw(out: Path, source: str, *extra: str) -> Path:
+    c_file = out.with_suffix(".c")
+    c_file.write_text(source)
+    assert peutil.MINGW_GCC
+    subprocess.run([peutil.MINGW_GCC, "-O2", "-s", "-shared", "-o", str(out), str(c_file),
+                    *extra], check=True)
+    return out
+
+
+def record_row(name: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}"
+
+
+def write_wheel(path: Path, files: dict[str, bytes]) -> Path:
+    """A wheel holding ``files`` plus its dist-info (METADATA, WHEEL, RECORD)."""
+    info = "demo-1.0.dist-info"
+    files = {
+        **files,
+        f"{info}/METADATA": b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n",
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: kmssign-tests\n"
+                         b"Root-Is-Purelib: false\nTag: cp311-cp311-win_amd64\n",
+    }
+    rows = [record_row(name, data) for name, data in files.items()] + [f"{info}/RECORD,,"]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+        archive.writestr(f"{info}/RECORD", "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def win_wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A win_amd64 wheel with a .pyd that loads helper.dll, a DLL of its own and a tool in
+    .data/scripts; and the directory holding helper.dll (not in the wheel, as after a
+    build: delvewheel finds it on PATH)."""
+    root = tmp_path_factory.mktemp("win-wheel")
+    native = root / "native"
+    native.mkdir()
+    helper = mingw(native / "helper.dll", HELPER_C)
+    pyd = mingw(root / "_ext.pyd", EXT_C, str(helper))
+    lib = mingw(root / "lib.dll", LIB_C)
+    wheel = write_wheel(root / "demo-1.0-cp311-cp311-win_amd64.whl", {
+        "demo/__init__.py": b'"""demo"""\n',
+        PYD: pyd.read_bytes(),
+        "demo/bin/lib.dll": lib.read_bytes(),
+        "demo-1.0.data/scripts/tool.exe": peutil.LAUNCHERS["t64.exe"].read_bytes(),
+    })
+    return wheel, native
+
+
+def kmssign_table(identity: KmsIdentity, tsa: LoopbackTSA) -> str:
+    return (
+        "[tool.kmssign]\n"
+        f'key-id = "{identity.key_id}"\n'
+        f'certificate = "{identity.cert_path}"\n'
+        f'timestamp-urls = ["{tsa.url()}"]\n'
+    )
+
+
+def shell(command: str, cwd: Path, env: dict[str, str]) -> str:
+    """Run ``command`` through the shell, as cibuildwheel and a CI step do."""
+    proc = subprocess.run(command, shell=True, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, check=False)
+    assert proc.returncode == 0, f"{command}\n{proc.stdout}"
+    return proc.stdout
+
+
+def pe_members(wheel: Path, directory: Path) -> tuple[Path, set[str]]:
+    content = extract(wheel, directory)
+    return content, {p.relative_to(content).as_posix() for p in content.rglob("*")
+                     if looks_like_pe(p)}
+
+
+def check_wheel(wheel: Path, pki: TestPKI, directory: Path, capsys: object) -> set[str]:
+    """Every PE member signed by the KMS key and timestamped, by osslsigncode's and
+    kmssign's verdict; RECORD right; returns the PE members."""
+    content, names = pe_members(wheel, directory / "content")
+    assert names
+    for name in sorted(names):
+        out = peutil.osslsigncode_verify(content / name, pki.root_pem, tsa_ca=pki.root_pem)
+        assert KMS_SUBJECT in out, (name, out)
+    assert_record_matches(wheel)
+    subprocess.run(
+        [sys.executable, "-m", "wheel", "unpack", "-d", str(directory / "unpacked"), str(wheel)],
+        check=True, capture_output=True,
+    )
+    code, out, err = run_cli(capsys, "verify", "--ca", str(pki.root_pem), "--require-timestamp",
+                             "--require-signed", str(wheel))
+    assert code == 0, out + err
+    for name in names:
+        assert f"!{name}" in out, out
+    return names
+
+
+# --- cibuildwheel ---------------------------------------------------------------------------
+
+
+def repair_commands() -> list[str]:
+    text = section(README, "## cibuildwheel")
+    found = [m for block in code_blocks(text)
+             for m in re.findall(r'^repair-wheel-command = "(.*)"$', block, flags=re.M)]
+    assert len(found) == 2, found
+    return found
+
+
+def test_the_readme_has_both_repair_commands() -> None:
+    with_delvewheel, alone = repair_commands()
+    assert with_delvewheel.startswith("delvewheel repair -w {dest_dir} {wheel} && kmssign ")
+    assert alone.startswith("kmssign wheel ")
+    for command in (with_delvewheel, alone):
+        assert "*" not in command  # cmd.exe expands no globs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["delvewheel", "kmssign alone"])
+def test_repair_wheel_command_leaves_one_signed_wheel_in_dest_dir(
+    which: str,
+    win_wheel: tuple[Path, Path],
+    kms_identity: Callable[..., KmsIdentity],
+    tsa: LoopbackTSA,
+    pki: TestPKI,
+    build_env: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    command = repair_commands()[0 if which == "delvewheel" else 1]
+    built, native = win_wheel
+    project = tmp_path / "project"  # cibuildwheel runs the command in the project directory
+    project.mkdir()
+    (project / "pyproject.toml").write_text(kmssign_table(kms_identity(), tsa))
+    wheel = tmp_path / "built_wheel" / built.name
+    wheel.parent.mkdir()
+    shutil.copyfile(built, wheel)
+    dest_dir = tmp_path / "repaired_wheel"
+    dest_dir.mkdir()  # cibuildwheel makes it, empty, for each build
+    env = {**build_env, "PATH": os.pathsep.join([str(BIN), str(native), build_env["PATH"]])}
+    shell(command.format(wheel=wheel, dest_dir=dest_dir), project, env)
+    (repaired,) = dest_dir.glob("*.whl")
+    assert repaired.name == built.name
+    names = check_wheel(repaired, pki, tmp_path, capsys)
+    expected = {PYD, "demo/bin/lib.dll", "demo-1.0.data/scripts/tool.exe"}
+    if which == "delvewheel":
+        (vendored,) = names - expected
+        assert re.fullmatch(r"demo\.libs/helper-[0-9a-f]+\.dll", vendored), vendored
+    else:
+        assert names == expected
+        assert wheel.read_bytes() == built.read_bytes()  # {wheel} itself is left as built
+
+
+@pytest.mark.slow
+def test_signing_before_delvewheel_would_break_the_pyd(
+    win_wheel: tuple[Path, Path], pki: TestPKI, build_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Why the README signs after delvewheel: it patches the .pyd's import table."""
+    built, native = win_wheel
+    identity = pki.identity()
+    wheel = shutil.copyfile(built, tmp_path / built.name)
+    env = {**build_env, "PATH": os.pathsep.join([str(BIN), str(native), build_env["PATH"]])}
+    shell(f"kmssign wheel --key-file {identity.key_path} --cert {identity.cert_path} "
+          f"--chain {identity.chain_path} --no-timestamp {wheel}", tmp_path, env)
+    content, _ = pe_members(wheel, tmp_path / "signed")
+    peutil.osslsigncode_verify(content / PYD, pki.root_pem)
+    shell(f"delvewheel repair -w {tmp_path / 'out'} {wheel}", tmp_path, env)
+    (repaired,) = (tmp_path / "out").glob("*.whl")
+    content, _ = pe_members(repaired, tmp_path / "repaired")
+    peutil.osslsigncode_verify(content / PYD, pki.root_pem, expect_ok=False)
+
+
+# --- a third backend: flit ------------------------------------------------------------------
+
+
+FLIT_PYPROJECT = """
+[build-system]
+requires = ["flit_core>=3.4,<5"]
+build-backend = "flit_core.buildapi"
+
+[project]
+name = "flitdemo"
+version = "1.0"
+description = "A pure-Python package that ships Windows binaries as package data"
+
+"""
+
+
+def backend_recipe() -> list[str]:
+    blocks = code_blocks(section(README, "## Other build backends"))
+    lines = [line for line in blocks[0].splitlines() if line.strip()]
+    assert lines[0] == "python -m build --wheel", lines
+    assert lines[1].startswith("kmssign wheel "), lines
+    return lines
+
+
+@pytest.mark.slow
+def test_a_flit_wheel_signed_as_the_readme_says(
+    sample_sources: dict[str, Path],
+    kms_identity: Callable[..., KmsIdentity],
+    tsa: LoopbackTSA,
+    pki: TestPKI,
+    build_env: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    project = tmp_path / "flitdemo"
+    package = project / "flitdemo"
+    peutil.copy_sample(sample_sources["lib.dll"], package / "bin")
+    peutil.copy_sample(peutil.LAUNCHERS["t64.exe"], package / "bin")
+    (package / "__init__.py").write_text('"""Binaries for Windows."""\n')
+    (project / "pyproject.toml").write_text(
+        FLIT_PYPROJECT + kmssign_table(kms_identity(), tsa)
+    )
+    env = {**build_env, "PATH": os.pathsep.join([str(BIN), build_env["PATH"]])}
+    for line in backend_recipe():
+        shell(line, project, env)
+    (wheel,) = (project / "dist").glob("*.whl")
+    assert wheel.name == "flitdemo-1.0-py3-none-any.whl"
+    names = check_wheel(wheel, pki, tmp_path, capsys)
+    assert names == {"flitdemo/bin/lib.dll", "flitdemo/bin/t64.exe"}
+
+
+# --- the release check: the nox session ----------------------------------------------------
+
+
+def readme_noxfile() -> str:
+    blocks = [b for b in code_blocks(section(README, "## Verify before a release"))
+              if "@nox.session" in b]
+    assert len(blocks) == 1
+    return blocks[0]
+
+
+class RecordingSession:
+    """Stands in for ``nox.Session``: records what the session would install and run."""
+
+    def __init__(self) -> None:
+        self.installed: list[str] = []
+        self.commands: list[list[str]] = []
+
+    def install(self, *args: str) -> None:
+        self.installed.extend(args)
+
+    def run(self, *args: str) -> None:
+        self.commands.append(list(args))
+
+
+def load_session(source: str) -> Callable[[RecordingSession], None]:
+    fake_nox = types.ModuleType("nox")
+    fake_nox.session = lambda f: f  # type: ignore[attr-defined]
+    fake_nox.Session = RecordingSession  # type: ignore[attr-defined]
+    saved = sys.modules.get("nox")
+    sys.modules["nox"] = fake_nox
+    try:
+        namespace: dict[str, object] = {"__name__": "noxfile"}
+        exec(compile(source, "noxfile.py", "exec"), namespace)
+    finally:
+        if saved is None:
+            del sys.modules["nox"]
+        else:
+            sys.modules["nox"] = saved
+    session = namespace["verify_signatures"]
+    assert callable(session)
+    return session  # type: ignore[return-value]
+
+
+def test_sample_apps_noxfile_has_the_readmes_session() -> None:
+    def body(source: str) -> list[str]:
+        lines = source.splitlines()
+        start = next(i for i, line in enumerate(lines) if line == "@nox.session")
+        return lines[start:]
+
+    own = (SAMPLE_APP / "noxfile.py").read_text(encoding="utf-8")
+    assert body(own) == body(readme_noxfile())
+
+
+@pytest.mark.slow
+def test_the_release_session_passes_signed_dist_and_fails_an_unsigned_binary(
+    kms_identity: Callable[..., KmsIdentity],
+    tsa: LoopbackTSA,
+    pki: TestPKI,
+    sample_sources: dict[str, Path],
+    build_env: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """sample_app's session over a dist/ holding its signed wheel (built by the Hatch hook)
+    and a PyInstaller-like app directory signed by ``kmssign sign``."""
+    identity = kms_identity()
+    app = tmp_path / "sample_app"
+    shutil.copytree(SAMPLE_APP, app, ignore=shutil.ignore_patterns("__pycache__", "dist"))
+    (app / "signing").mkdir()
+    shutil.copyfile(pki.root_pem, app / "signing" / "root.pem")
+    env = {**build_env, "KMSSIGN_KEY_ID": identity.key_id,
+           "KMSSIGN_CERTIFICATE": str(identity.cert_path), "KMSSIGN_TIMESTAMP_URLS": tsa.url()}
+    dist = app / "dist"
+    assert run_build(app, dist, env, isolated=True).returncode == 0
+    onedir = dist / "sample-app"
+    for name in ("sample-app.exe", "_internal/helper.dll"):
+        src = sample_sources["hello.exe" if name.endswith(".exe") else "lib.dll"]
+        peutil.copy_sample(src, (onedir / name).parent, Path(name).name)
+    for name, value in env.items():
+        if name.startswith(("KMSSIGN_", "AWS_")):
+            monkeypatch.setenv(name, value)
+    code, out, err = run_cli(capsys, "sign", str(onedir))
+    assert code == 0, out + err
+
+    session = load_session((app / "noxfile.py").read_text(encoding="utf-8"))
+    recorder = RecordingSession()
+    session(recorder)
+    assert recorder.installed == ["kmssign"]
+    ((program, *args),) = recorder.commands
+    assert program == "kmssign"
+    monkeypatch.chdir(app)
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, out + err
+    assert "sample_app/bin/hello.exe" in out and "sample-app.exe" in out, out
+
+    peutil.copy_sample(sample_sources["lib.dll"], onedir / "_internal", "unsigned.dll")
+    code, out, err = run_cli(capsys, *args)
+    assert code != 0
+    assert "unsigned.dll" in out + err
