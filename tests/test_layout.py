@@ -20,13 +20,14 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 # Which kmssign packages each layer may import (besides itself and kmssign.errors).
 ALLOWED: dict[str, set[str]] = {
     "pe": set(),
+    "wheel": set(),
     "signers": set(),
     "pki": {"signers"},
     "authenticode": {"pe", "pki", "signers", "timestamp"},
     "timestamp": {"authenticode", "pki"},
-    "engine": {"pe", "pki", "signers", "authenticode", "timestamp", "config"},
+    "engine": {"pe", "wheel", "pki", "signers", "authenticode", "timestamp", "config"},
     "config": set(),
-    "api": {"pe", "pki", "signers", "authenticode", "timestamp", "engine", "config"},
+    "api": {"pe", "wheel", "pki", "signers", "authenticode", "timestamp", "engine", "config"},
 }
 
 
