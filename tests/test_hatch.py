@@ -34,6 +34,7 @@ from tests.fixtures_build import (
 from tests.fixtures_kms import KmsIdentity
 from tests.helpers import run_cli
 from tests.pki import SigningIdentity, TestPKI
+from tests.plugincheck import one_error_line
 from tests.tsa_server import LoopbackTSA
 
 KMS_SUBJECT = "CN=kmssign Test KMS Signer RSA_2048"
@@ -323,16 +324,6 @@ def test_disabled_build_ships_the_sources(
     assert notes == ["kmssign: KMSSIGN_DISABLE is set; not signing"], build.output
 
 
-def one_error_line(build: Build) -> str:
-    """The build failed with exactly one kmssign error line and no traceback."""
-    assert build.returncode != 0, build.output
-    assert not build.wheels
-    errors = [x for x in build.output.splitlines() if x.startswith("kmssign: error: ")]
-    assert len(errors) == 1, build.output
-    assert "Traceback" not in build.output, build.output
-    return errors[0]
-
-
 @pytest.mark.slow
 def test_wrong_key_id_fails_the_build_with_one_line(
     make_project: Callable[..., Project],
@@ -416,6 +407,7 @@ def test_editable_wheel_is_untouched(
     settings = {**key_file_settings(pki.identity()), "certificate": str(tmp_path / "no.pem")}
     (root / "pyproject.toml").write_text(
         '[project]\nname = "plain"\nversion = "1.0"\n'
+        '[tool.hatch.build.targets.wheel]\npackages = ["pkg"]\ndev-mode-dirs = ["."]\n'
         "[tool.hatch.build.hooks.kmssign]\n" + toml_table(settings)
     )
     build = run_build(root, tmp_path / "dist", build_env, frontend="hatchling",

@@ -10,32 +10,28 @@ and ``python -m wheel unpack``.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 import types
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from kmssign.pe.image import looks_like_pe
-from tests import peutil
-from tests.fixtures_build import SAMPLE_APP, assert_record_matches, extract, run_build
+from tests import peutil, wheelutil
+from tests.fixtures_build import SAMPLE_APP, extract, run_build
 from tests.fixtures_kms import KmsIdentity
 from tests.helpers import run_cli
 from tests.pki import TestPKI
+from tests.plugincheck import check_kms_signed_wheel
 from tests.test_readme import README, code_blocks, section
 from tests.tsa_server import LoopbackTSA
 
 pytestmark = pytest.mark.skipif(not peutil.MINGW_GCC, reason="needs x86_64-w64-mingw32-gcc")
 
-KMS_SUBJECT = "kmssign Test KMS Signer RSA_2048"
 BIN = Path(sys.executable).parent  # kmssign, delvewheel and python of the test environment
 
 HELPER_C = "__declspec(dllexport) int helper(int x) { return 2 * x; }\n"
@@ -44,7 +40,9 @@ __declspec(dllimport) int helper(int x);
 __declspec(dllexport) void *PyInit__ext(void) { return (void *)(long long)helper(21); }
 """
 LIB_C = "__declspec(dllexport) int lib_add(int a, int b) { return a + b; }\n"
-PYD = "demo/_ext.cp311-win_amd64.pyd"
+PYD = f"{wheelutil.DIST}/_ext.cp312-win_amd64.pyd"
+LIB = f"{wheelutil.DIST}/bin/lib.dll"
+SCRIPT = f"{wheelutil.DIST}-{wheelutil.VERSION}.data/scripts/tool.exe"
 
 
 def mingw(out: Path, source: str, *extra: str) -> Path:
@@ -54,28 +52,6 @@ def mingw(out: Path, source: str, *extra: str) -> Path:
     subprocess.run([peutil.MINGW_GCC, "-O2", "-s", "-shared", "-o", str(out), str(c_file),
                     *extra], check=True)
     return out
-
-
-def record_row(name: str, data: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    return f"{name},sha256={digest},{len(data)}"
-
-
-def write_wheel(path: Path, files: dict[str, bytes]) -> Path:
-    """A wheel holding ``files`` plus its dist-info (METADATA, WHEEL, RECORD)."""
-    info = "demo-1.0.dist-info"
-    files = {
-        **files,
-        f"{info}/METADATA": b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n",
-        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: kmssign-tests\n"
-                         b"Root-Is-Purelib: false\nTag: cp311-cp311-win_amd64\n",
-    }
-    rows = [record_row(name, data) for name, data in files.items()] + [f"{info}/RECORD,,"]
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-        archive.writestr(f"{info}/RECORD", "\n".join(rows) + "\n")
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -89,11 +65,11 @@ def win_wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     helper = mingw(native / "helper.dll", HELPER_C)
     pyd = mingw(root / "_ext.pyd", EXT_C, str(helper))
     lib = mingw(root / "lib.dll", LIB_C)
-    wheel = write_wheel(root / "demo-1.0-cp311-cp311-win_amd64.whl", {
-        "demo/__init__.py": b'"""demo"""\n',
+    wheel = wheelutil.write_wheel(root / wheelutil.WHEEL_NAME, {
+        f"{wheelutil.DIST}/__init__.py": b'"""demo"""\n',
         PYD: pyd.read_bytes(),
-        "demo/bin/lib.dll": lib.read_bytes(),
-        "demo-1.0.data/scripts/tool.exe": peutil.LAUNCHERS["t64.exe"].read_bytes(),
+        LIB: lib.read_bytes(),
+        SCRIPT: peutil.LAUNCHERS["t64.exe"].read_bytes(),
     })
     return wheel, native
 
@@ -113,33 +89,6 @@ def shell(command: str, cwd: Path, env: dict[str, str]) -> str:
                           stderr=subprocess.STDOUT, text=True, check=False)
     assert proc.returncode == 0, f"{command}\n{proc.stdout}"
     return proc.stdout
-
-
-def pe_members(wheel: Path, directory: Path) -> tuple[Path, set[str]]:
-    content = extract(wheel, directory)
-    return content, {p.relative_to(content).as_posix() for p in content.rglob("*")
-                     if looks_like_pe(p)}
-
-
-def check_wheel(wheel: Path, pki: TestPKI, directory: Path, capsys: object) -> set[str]:
-    """Every PE member signed by the KMS key and timestamped, by osslsigncode's and
-    kmssign's verdict; RECORD right; returns the PE members."""
-    content, names = pe_members(wheel, directory / "content")
-    assert names
-    for name in sorted(names):
-        out = peutil.osslsigncode_verify(content / name, pki.root_pem, tsa_ca=pki.root_pem)
-        assert KMS_SUBJECT in out, (name, out)
-    assert_record_matches(wheel)
-    subprocess.run(
-        [sys.executable, "-m", "wheel", "unpack", "-d", str(directory / "unpacked"), str(wheel)],
-        check=True, capture_output=True,
-    )
-    code, out, err = run_cli(capsys, "verify", "--ca", str(pki.root_pem), "--require-timestamp",
-                             "--require-signed", str(wheel))
-    assert code == 0, out + err
-    for name in names:
-        assert f"!{name}" in out, out
-    return names
 
 
 # --- cibuildwheel ---------------------------------------------------------------------------
@@ -187,11 +136,11 @@ def test_repair_wheel_command_leaves_one_signed_wheel_in_dest_dir(
     shell(command.format(wheel=wheel, dest_dir=dest_dir), project, env)
     (repaired,) = dest_dir.glob("*.whl")
     assert repaired.name == built.name
-    names = check_wheel(repaired, pki, tmp_path, capsys)
-    expected = {PYD, "demo/bin/lib.dll", "demo-1.0.data/scripts/tool.exe"}
+    names = check_kms_signed_wheel(repaired, pki, tmp_path, capsys)
+    expected = {PYD, LIB, SCRIPT}
     if which == "delvewheel":
         (vendored,) = names - expected
-        assert re.fullmatch(r"demo\.libs/helper-[0-9a-f]+\.dll", vendored), vendored
+        assert re.fullmatch(rf"{wheelutil.DIST}\.libs/helper-[0-9a-f]+\.dll", vendored), names
     else:
         assert names == expected
         assert wheel.read_bytes() == built.read_bytes()  # {wheel} itself is left as built
@@ -208,11 +157,11 @@ def test_signing_before_delvewheel_would_break_the_pyd(
     env = {**build_env, "PATH": os.pathsep.join([str(BIN), str(native), build_env["PATH"]])}
     shell(f"kmssign wheel --key-file {identity.key_path} --cert {identity.cert_path} "
           f"--chain {identity.chain_path} --no-timestamp {wheel}", tmp_path, env)
-    content, _ = pe_members(wheel, tmp_path / "signed")
+    content = extract(wheel, tmp_path / "signed")
     peutil.osslsigncode_verify(content / PYD, pki.root_pem)
     shell(f"delvewheel repair -w {tmp_path / 'out'} {wheel}", tmp_path, env)
     (repaired,) = (tmp_path / "out").glob("*.whl")
-    content, _ = pe_members(repaired, tmp_path / "repaired")
+    content = extract(repaired, tmp_path / "repaired")
     peutil.osslsigncode_verify(content / PYD, pki.root_pem, expect_ok=False)
 
 
@@ -263,7 +212,7 @@ def test_a_flit_wheel_signed_as_the_readme_says(
         shell(line, project, env)
     (wheel,) = (project / "dist").glob("*.whl")
     assert wheel.name == "flitdemo-1.0-py3-none-any.whl"
-    names = check_wheel(wheel, pki, tmp_path, capsys)
+    names = check_kms_signed_wheel(wheel, pki, tmp_path, capsys)
     assert names == {"flitdemo/bin/lib.dll", "flitdemo/bin/t64.exe"}
 
 

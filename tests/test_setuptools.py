@@ -19,24 +19,15 @@ import pytest
 
 from kmssign.config import load_settings
 from kmssign.errors import ConfigError
-from kmssign.pe.image import looks_like_pe
 from tests import peutil
-from tests.fixtures_build import (
-    Build,
-    assert_record_matches,
-    extract,
-    members,
-    run_build,
-    tree_digest,
-)
+from tests.fixtures_build import Build, members, run_build, tree_digest
 from tests.fixtures_kms import KmsIdentity
-from tests.helpers import run_cli
 from tests.pki import TestPKI
+from tests.plugincheck import KMS_SUBJECT, check_kms_signed_wheel, one_error_line
 from tests.tsa_server import LoopbackTSA
 
 pytestmark = pytest.mark.skipif(not peutil.MINGW_GCC, reason="needs x86_64-w64-mingw32-gcc")
 
-KMS_SUBJECT = "kmssign Test KMS Signer RSA_2048"
 DATA_EXE = "throwaway_st-1.0.data/data/share/throwaway/tool.exe"
 SIGNED = {"pkg/bin/lib.dll", "pkg/bin/t64.exe", "pkg/native/helper.dll", DATA_EXE}
 
@@ -182,28 +173,6 @@ def build_both(project: Path, out: Path, env: dict[str, str]) -> Build:
     return Build(proc.returncode, proc.stdout, sorted(out.glob("*.whl")))
 
 
-def check_signed_wheel(wheel: Path, pki: TestPKI, directory: Path, capsys: object) -> None:
-    """Every PE member signed by the KMS key and timestamped (osslsigncode and kmssign
-    agree), RECORD right (our check and ``python -m wheel unpack``'s)."""
-    content = extract(wheel, directory / "content")
-    pe_members = {p.relative_to(content).as_posix() for p in content.rglob("*") if looks_like_pe(p)}
-    assert pe_members == SIGNED
-    for name in sorted(SIGNED):
-        out = peutil.osslsigncode_verify(content / name, pki.root_pem, tsa_ca=pki.root_pem)
-        assert KMS_SUBJECT in out, (name, out)
-    assert_record_matches(wheel)
-    subprocess.run(
-        [sys.executable, "-m", "wheel", "unpack", "-d", str(directory / "unpacked"), str(wheel)],
-        check=True, capture_output=True,
-    )
-    code, out, err = run_cli(
-        capsys, "verify", "--ca", str(pki.root_pem), "--require-timestamp", str(wheel)
-    )
-    assert code == 0, out + err
-    for name in SIGNED:
-        assert f"!{name}" in out, out
-
-
 @dataclass
 class Built:
     project: Project
@@ -236,7 +205,7 @@ def sdist_and_wheel(
 def test_python_m_build_wheel_is_signed_everywhere(
     sdist_and_wheel: Built, pki: TestPKI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    check_signed_wheel(sdist_and_wheel.build.wheel, pki, tmp_path, capsys)
+    assert check_kms_signed_wheel(sdist_and_wheel.build.wheel, pki, tmp_path, capsys) == SIGNED
     content = members(sdist_and_wheel.build.wheel)
     assert content["pkg/bin/notes.txt"] == b"not a binary\n"
 
@@ -294,7 +263,7 @@ def test_pip_wheel_is_signed(
         tmp_path / "proj", kms_settings(kms_identity(), tsa), SETUPTOOLS_TABLE
     )
     build = pip_wheel(project.root, tmp_path / "dist", build_env)
-    check_signed_wheel(build.wheel, pki, tmp_path, capsys)
+    assert check_kms_signed_wheel(build.wheel, pki, tmp_path, capsys) == SIGNED
 
 
 # --- what must not change ----------------------------------------------------------------
@@ -351,17 +320,6 @@ def test_disabled_gives_the_same_wheel_unsigned_with_one_note(
     assert notes == ["kmssign: KMSSIGN_DISABLE is set; not signing"], build.output
 
 
-def one_error_line(build: Build) -> str:
-    """The build failed with exactly one kmssign error line (setuptools prefixes its own
-    ``error: ``), no traceback and no wheel."""
-    assert build.returncode != 0, build.output
-    assert not build.wheels
-    errors = [x.strip() for x in build.output.splitlines() if "kmssign: error: " in x]
-    assert len(errors) == 1, build.output
-    assert "Traceback" not in build.output, build.output
-    return errors[0].removeprefix("error: ")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("frontend", ["build", "pip"])
 def test_a_wrong_certificate_fails_the_build_in_one_line(
@@ -380,7 +338,7 @@ def test_a_wrong_certificate_fails_the_build_in_one_line(
         build = run_build(project.root, out, build_env, isolated=True)
     else:
         build = pip_wheel(project.root, out, build_env)
-    line = one_error_line(build)
+    line = one_error_line(build, "error: ")
     assert line.startswith("kmssign: error: certificate "), line
     assert "does not belong to KMS key" in line, line
     assert not list(out.rglob("*.whl"))
@@ -393,7 +351,8 @@ def test_settings_errors_name_the_setuptools_table(
     project = make_st_project(
         tmp_path / "proj", {"key-id": "alias/x"}, {"timestamp": "sometimes", "colour": "red"}
     )
-    line = one_error_line(run_build(project.root, tmp_path / "dist", build_env, isolated=True))
+    build = run_build(project.root, tmp_path / "dist", build_env, isolated=True)
+    line = one_error_line(build, "error: ")
     assert "tool.kmssign.setuptools.timestamp must be one of" in line, line
     assert "tool.kmssign.setuptools.colour is not a known setting" in line, line
 

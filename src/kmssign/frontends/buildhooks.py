@@ -64,14 +64,6 @@ def log_results(named: Iterable[tuple[str, FileResult]], log: Log) -> None:
     log(f"kmssign: {signed} signed, {len(named) - signed} skipped")
 
 
-def member_name(result: FileResult) -> str:
-    """The path in the wheel of a member's result (``dist/x.whl!pkg/a.dll`` -> ``pkg/a.dll``);
-    the wheel's file name for a result about the whole wheel."""
-    text = str(result.path)
-    _, bang, member = text.partition(".whl!")
-    return member if bang else Path(text).name
-
-
 def sign_built_wheel(wheel: Path, settings: Settings, log: Log) -> None:
     """Sign every PE member of ``wheel`` in place (atomically) and log it.
 
@@ -80,7 +72,13 @@ def sign_built_wheel(wheel: Path, settings: Settings, log: Log) -> None:
     the plugin then fails the build.
     """
     report = sign_wheels([wheel], settings, log=log)
-    if not report.results:
+    prefix = f"{wheel}!"  # results name members "<wheel>!<path in the wheel>"
+    members = [(str(r.path)[len(prefix):], r) for r in report.results
+               if str(r.path).startswith(prefix)]
+    whole = [(wheel.name, r) for r in report.results if not str(r.path).startswith(prefix)]
+    if not members and all(r.status == "skipped" for _, r in whole):
         log(f"kmssign: no Windows binaries in {wheel.name}")
         return
-    log_results(((member_name(r), r) for r in report.results), log)
+    if any(r.status == "failed" for _, r in members):
+        whole = []  # "left unchanged: N of its PE members failed" would say it again
+    log_results(members + whole, log)
