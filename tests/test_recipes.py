@@ -211,7 +211,7 @@ def test_a_flit_wheel_signed_as_the_readme_says(
     for line in backend_recipe():
         shell(line, project, env)
     (wheel,) = (project / "dist").glob("*.whl")
-    assert wheel.name == "flitdemo-1.0-py3-none-any.whl"
+    assert wheel.name.startswith("flitdemo-1.0-") and wheel.name.endswith("-none-any.whl")
     names = check_kms_signed_wheel(wheel, pki, tmp_path, capsys)
     assert names == {"flitdemo/bin/lib.dll", "flitdemo/bin/t64.exe"}
 

@@ -8,6 +8,7 @@ Signing goes through moto's KMS server on loopback and the loopback TSA.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tarfile
@@ -20,7 +21,14 @@ import pytest
 from kmssign.config import load_settings
 from kmssign.errors import ConfigError
 from tests import peutil
-from tests.fixtures_build import Build, members, run_build, tree_digest
+from tests.fixtures_build import (
+    Build,
+    assert_record_matches,
+    extract,
+    members,
+    run_build,
+    tree_digest,
+)
 from tests.fixtures_kms import KmsIdentity
 from tests.pki import TestPKI
 from tests.plugincheck import KMS_SUBJECT, check_kms_signed_wheel, one_error_line
@@ -218,6 +226,7 @@ def test_build_log_names_every_member_and_the_count(sdist_and_wheel: Built) -> N
         assert line is not None, sdist_and_wheel.build.output
         assert KMS_SUBJECT in line and "timestamp: 20" in line, line
     assert "kmssign: 4 signed, 0 skipped" in lines
+    assert "Found credentials" not in sdist_and_wheel.build.output  # botocore's INFO notes
 
 
 @pytest.mark.slow
@@ -264,6 +273,25 @@ def test_pip_wheel_is_signed(
     )
     build = pip_wheel(project.root, tmp_path / "dist", build_env)
     assert check_kms_signed_wheel(build.wheel, pki, tmp_path, capsys) == SIGNED
+
+
+@pytest.mark.slow
+def test_before_setuptools_70_1_the_wheel_packages_bdist_wheel_is_subclassed(
+    make_st_project: Callable[..., Project], pki: TestPKI, build_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    identity = pki.identity()
+    settings = {"key-file": str(identity.key_path), "certificate": str(identity.cert_path),
+                "chain": [str(identity.chain_path)], "timestamp": "off"}
+    project = make_st_project(tmp_path / "proj", settings, {},
+                              requires=("setuptools>=64,<70.1", "wheel", "kmssign"))
+    build = run_build(project.root, tmp_path / "dist", build_env, isolated=True)
+    content = extract(build.wheel, tmp_path / "content")
+    for name in sorted(SIGNED):
+        out = peutil.osslsigncode_verify(content / name, pki.root_pem)
+        assert "kmssign Test Signer rsa2048" in out, (name, out)
+    assert_record_matches(build.wheel)
+    assert "kmssign: 4 signed, 0 skipped" in build.output
 
 
 # --- what must not change ----------------------------------------------------------------
@@ -345,19 +373,6 @@ def test_a_wrong_certificate_fails_the_build_in_one_line(
 
 
 @pytest.mark.slow
-def test_settings_errors_name_the_setuptools_table(
-    make_st_project: Callable[..., Project], build_env: dict[str, str], tmp_path: Path
-) -> None:
-    project = make_st_project(
-        tmp_path / "proj", {"key-id": "alias/x"}, {"timestamp": "sometimes", "colour": "red"}
-    )
-    build = run_build(project.root, tmp_path / "dist", build_env, isolated=True)
-    line = one_error_line(build, "error: ")
-    assert "tool.kmssign.setuptools.timestamp must be one of" in line, line
-    assert "tool.kmssign.setuptools.colour is not a known setting" in line, line
-
-
-@pytest.mark.slow
 def test_editable_install_is_left_alone(
     make_st_project: Callable[..., Project],
     pki: TestPKI,
@@ -435,3 +450,41 @@ def test_project_settings_layer_the_table_over_tool_kmssign(tmp_path: Path) -> N
     assert settings.certificate == tmp_path / "c.pem"
     assert project_settings(pyproject, {"KMSSIGN_DIGEST": "sha256"}).digest == "sha256"
 
+
+
+FAILING = """
+import sys
+from pathlib import Path
+
+import setuptools  # first, as in a build
+from setuptools.errors import BaseError
+
+from kmssign.frontends.setuptools.command import sign_made_wheels
+
+wheel = Path(sys.argv[2])
+try:
+    sign_made_wheels([wheel], Path(sys.argv[1]), print)
+except BaseError as exc:
+    print(type(exc).__name__, exc, sep="|")
+"""
+
+
+def test_a_failure_removes_the_wheel_and_raises_one_distutils_error(tmp_path: Path) -> None:
+    """What setuptools prints as one line (``error: <message>``) and fails the build on
+    (in a fresh interpreter: setuptools must be imported before anything loads distutils)."""
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[tool.kmssign]\nkey-id = "alias/x"\n'
+        '[tool.kmssign.setuptools]\ntimestamp = "sometimes"\ncolour = "red"\n'
+    )
+    wheel = tmp_path / "x-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK\x05\x06" + bytes(18))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KMSSIGN_")}
+    proc = subprocess.run([sys.executable, "-c", FAILING, str(pyproject), str(wheel)],
+                          capture_output=True, text=True, env=env, check=True)
+    kind, _, message = proc.stdout.strip().partition("|")
+    assert kind == "DistutilsError", proc.stdout + proc.stderr
+    assert message.startswith("kmssign: error: ") and "\n" not in message, message
+    assert "tool.kmssign.setuptools.timestamp must be one of" in message, message
+    assert "tool.kmssign.setuptools.colour is not a known setting" in message, message
+    assert not wheel.exists()

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +76,25 @@ def sign_made_wheels(wheels: list[Path], pyproject: Path, log: buildhooks.Log) -
         if not wheels:
             raise SigningError("bdist_wheel recorded no wheel in Distribution.dist_files")
         settings = project_settings(pyproject, os.environ)
-        for wheel in wheels:
-            buildhooks.sign_built_wheel(wheel, settings, log)
+        with _quiet("botocore"):
+            for wheel in wheels:
+                buildhooks.sign_built_wheel(wheel, settings, log)
     except KmsSignError as exc:
         for wheel in wheels:  # no unsigned wheel is left where one is expected
             wheel.unlink(missing_ok=True)
         from setuptools.errors import BaseError
 
         raise BaseError(f"kmssign: error: {exc}") from None
+
+
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """setuptools sends every logger's INFO lines to the build log; botocore's notes on
+    where it found credentials and endpoints are not for it."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
