@@ -92,13 +92,17 @@ def run_build(
     target: str = "wheel",
 ) -> Build:
     """Build ``project`` into ``out`` with ``python -m build`` (``--no-isolation`` unless
-    ``isolated``), ``hatch build`` or ``python -m hatchling build`` (``frontend="hatchling"``,
+    ``isolated``; ``target="sdist+wheel"``: the sdist, then the wheel from it), ``pip wheel``
+    (isolated), ``hatch build`` or ``python -m hatchling build`` (``frontend="hatchling"``,
     the in-environment form of hatch's builder, needed for custom targets)."""
     out.mkdir(parents=True, exist_ok=True)
     if frontend == "build":
-        cmd = [sys.executable, "-m", "build", f"--{target}", "-o", str(out), str(project)]
+        chosen = [] if target == "sdist+wheel" else [f"--{target}"]
+        cmd = [sys.executable, "-m", "build", *chosen, "-o", str(out), str(project)]
         if not isolated:
             cmd.append("--no-isolation")
+    elif frontend == "pip":
+        cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(out), str(project)]
     elif frontend == "hatch":
         cmd = [sys.executable, "-m", "hatch", "build", "-t", target, str(out)]
     else:

@@ -1,19 +1,104 @@
-"""Checks shared by the build-plugin and recipe tests: a wheel that came out signed, and a
+"""What the build-plugin and recipe tests share: the ``kms_build`` fixture (the test KMS
+key, its certificate, the TSA and the build environment), a project built once with its
+files recorded, and the checks: a wheel that came out signed, its log, its install, and a
 build that failed the way a build plugin must fail."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
+
+import pytest
 
 from kmssign.pe.image import looks_like_pe
 from tests import peutil
-from tests.fixtures_build import Build, assert_record_matches, extract
+from tests.fixtures_build import Build, assert_record_matches, extract, members, tree_digest
+from tests.fixtures_kms import KmsIdentity
 from tests.helpers import run_cli
 from tests.pki import TestPKI
+from tests.tsa_server import LoopbackTSA
 
 KMS_SUBJECT = "kmssign Test KMS Signer RSA_2048"
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)
+class KmsBuild:
+    """What a build that signs with the session's KMS key and timestamps needs."""
+
+    identity: KmsIdentity
+    tsa: LoopbackTSA
+    pki: TestPKI
+    env: dict[str, str]  # the build subprocesses' environment (copy it to change it)
+
+    def settings(self) -> dict[str, object]:
+        """``[tool.kmssign]`` keys for the key, its certificate and the loopback TSA."""
+        return {"key-id": self.identity.key_id, "certificate": str(self.identity.cert_path),
+                "timestamp-urls": [self.tsa.url()]}
+
+
+@pytest.fixture(scope="session")
+def kms_build(
+    kms_identity: Callable[..., KmsIdentity], tsa: LoopbackTSA, pki: TestPKI,
+    build_env: dict[str, str],
+) -> KmsBuild:
+    return KmsBuild(kms_identity(), tsa, pki, build_env)
+
+
+def toml_table(values: dict[str, object]) -> str:
+    """The lines of a TOML table holding ``values`` (strings, booleans, lists of them)."""
+
+    def value(v: object) -> str:
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(i) for i in v) + "]"
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return '"' + str(v).replace("\\", "\\\\") + '"'
+
+    return "\n".join(f"{k} = {value(v)}" for k, v in values.items())
+
+
+@dataclass
+class Built(Generic[P]):
+    project: P
+    build: Build
+    before: dict[str, str]  # the project's files before the build (tree_digest)
+    after: dict[str, str]
+
+
+def build_recorded(project: P, root: Path, run: Callable[[Path], Build]) -> Built[P]:
+    """``run`` the build of ``project`` (whose tree is ``root``), its files recorded around it."""
+    before = tree_digest(root)
+    build = run(root)
+    return Built(project, build, before, tree_digest(root))
+
+
+def assert_signed_lines(output: str, names: Iterable[str], count: str) -> None:
+    """The build log has a ``kmssign: signed NAME (...)`` line naming the KMS signer and a
+    timestamp for each of ``names``, and the ``count`` line."""
+    lines = [x.strip() for x in output.splitlines()]
+    for name in names:
+        line = next((x for x in lines if x.startswith(f"kmssign: signed {name} (")), None)
+        assert line is not None, output
+        assert KMS_SUBJECT in line and "timestamp: 20" in line, line
+    assert count in lines, output
+
+
+def assert_installs(wheel: Path, names: Iterable[str], tmp: Path) -> None:
+    """pip installs ``wheel`` (checking it as it does) with ``names`` as they are in it."""
+    target = tmp / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
+         "--target", str(target), str(wheel)],
+        check=True, capture_output=True,
+    )
+    content = members(wheel)
+    for name in names:
+        assert (target / name).read_bytes() == content[name], name
 
 
 def check_kms_signed_wheel(wheel: Path, pki: TestPKI, tmp: Path, capsys: object) -> set[str]:

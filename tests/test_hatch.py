@@ -24,7 +24,6 @@ from kmssign.pe.image import looks_like_pe
 from tests import peutil
 from tests.fixtures_build import (
     SAMPLE_APP,
-    Build,
     assert_record_matches,
     extract,
     members,
@@ -34,7 +33,14 @@ from tests.fixtures_build import (
 from tests.fixtures_kms import KmsIdentity
 from tests.helpers import run_cli
 from tests.pki import SigningIdentity, TestPKI
-from tests.plugincheck import one_error_line
+from tests.plugincheck import (
+    Built,
+    assert_installs,
+    assert_signed_lines,
+    build_recorded,
+    one_error_line,
+    toml_table,
+)
 from tests.tsa_server import LoopbackTSA
 
 KMS_SUBJECT = "CN=kmssign Test KMS Signer RSA_2048"
@@ -99,17 +105,6 @@ exclude = ["pkg/prebuilt.exe"]
 [tool.kmssign]
 {kmssign_table}
 '''
-
-
-def toml_table(values: dict[str, object]) -> str:
-    def value(v: object) -> str:
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(i) for i in v) + "]"
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        return '"' + str(v).replace("\\", "\\\\") + '"'
-
-    return "\n".join(f"{k} = {value(v)}" for k, v in values.items())
 
 
 @dataclass
@@ -202,14 +197,6 @@ def kms_settings(identity: KmsIdentity, tsa: LoopbackTSA) -> dict[str, object]:
 HOOK_TABLE: dict[str, object] = {"timestamp": "required", "description": "throwaway"}
 
 
-@dataclass
-class Built:
-    project: Project
-    build: Build
-    before: dict[str, str]
-    after: dict[str, str]
-
-
 @pytest.fixture(scope="module")
 def kms_wheel(
     make_project: Callable[..., Project],
@@ -217,13 +204,11 @@ def kms_wheel(
     tsa: LoopbackTSA,
     build_env: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
-) -> Built:
+) -> Built[Project]:
     """The throwaway project built once with ``python -m build --wheel`` against moto KMS."""
     root = tmp_path_factory.mktemp("throwaway")
     project = make_project(root / "proj", kms_settings(kms_identity(), tsa), HOOK_TABLE)
-    before = tree_digest(project.root)
-    build = run_build(project.root, root / "dist", build_env)
-    return Built(project, build, before, tree_digest(project.root))
+    return build_recorded(project, project.root, lambda p: run_build(p, root / "dist", build_env))
 
 
 # --- the wheel, end to end -------------------------------------------------------------
@@ -231,7 +216,7 @@ def kms_wheel(
 
 @pytest.mark.slow
 def test_every_pe_member_is_signed_by_the_kms_key_and_timestamped(
-    kms_wheel: Built, pki: TestPKI, tmp_path: Path
+    kms_wheel: Built[Project], pki: TestPKI, tmp_path: Path
 ) -> None:
     content = extract(kms_wheel.build.wheel, tmp_path / "wheel")
     pe_members = {
@@ -245,7 +230,7 @@ def test_every_pe_member_is_signed_by_the_kms_key_and_timestamped(
 
 @pytest.mark.slow
 def test_kmssign_verify_and_wheel_unpack_accept_the_wheel(
-    kms_wheel: Built, pki: TestPKI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    kms_wheel: Built[Project], pki: TestPKI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     wheel = kms_wheel.build.wheel
     code, out, err = run_cli(capsys, "verify", "--ca", str(pki.root_pem), str(wheel))
@@ -260,7 +245,9 @@ def test_kmssign_verify_and_wheel_unpack_accept_the_wheel(
 
 
 @pytest.mark.slow
-def test_foreign_signed_excluded_and_non_pe_members_are_unchanged(kms_wheel: Built) -> None:
+def test_foreign_signed_excluded_and_non_pe_members_are_unchanged(
+    kms_wheel: Built[Project],
+) -> None:
     content = members(kms_wheel.build.wheel)
     project = kms_wheel.project
     for name, src in project.sources.items():
@@ -273,34 +260,24 @@ def test_foreign_signed_excluded_and_non_pe_members_are_unchanged(kms_wheel: Bui
 
 
 @pytest.mark.slow
-def test_record_matches_and_source_tree_is_untouched(kms_wheel: Built) -> None:
+def test_record_matches_and_source_tree_is_untouched(kms_wheel: Built[Project]) -> None:
     assert_record_matches(kms_wheel.build.wheel)
     assert kms_wheel.after == kms_wheel.before
 
 
 @pytest.mark.slow
-def test_build_log_names_every_file_and_the_count(kms_wheel: Built) -> None:
+def test_build_log_names_every_file_and_the_count(kms_wheel: Built[Project]) -> None:
+    assert_signed_lines(kms_wheel.build.output, kms_wheel.project.signed,
+                        "kmssign: 8 signed, 1 skipped")
     lines = kms_wheel.build.output.splitlines()
-    for name in kms_wheel.project.signed:
-        line = next((x for x in lines if x.startswith(f"kmssign: signed {name} (")), None)
-        assert line is not None, kms_wheel.build.output
-        assert "kmssign Test KMS Signer RSA_2048" in line and "timestamp: 20" in line, line
     assert "kmssign: skipped pkg/bin/vendor.dll (already signed)" in lines
-    assert "kmssign: 8 signed, 1 skipped" in lines
     assert not any("raw.exe" in x for x in lines)
 
 
 @pytest.mark.slow
-def test_wheel_installs(kms_wheel: Built, tmp_path: Path) -> None:
-    target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
-         "--target", str(target), str(kms_wheel.build.wheel)],
-        check=True, capture_output=True,
-    )
-    content = members(kms_wheel.build.wheel)
-    for name in ("pkg/bin/t64.exe", "pkg/gen/hello.exe", "pkg/gendir/lib.dll"):
-        assert (target / name).read_bytes() == content[name]
+def test_wheel_installs(kms_wheel: Built[Project], tmp_path: Path) -> None:
+    names = ("pkg/bin/t64.exe", "pkg/gen/hello.exe", "pkg/gendir/lib.dll")
+    assert_installs(kms_wheel.build.wheel, names, tmp_path)
 
 
 # --- switches and failures -------------------------------------------------------------

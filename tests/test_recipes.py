@@ -23,12 +23,10 @@ import pytest
 
 from tests import peutil, wheelutil
 from tests.fixtures_build import SAMPLE_APP, extract, run_build
-from tests.fixtures_kms import KmsIdentity
 from tests.helpers import run_cli
 from tests.pki import TestPKI
-from tests.plugincheck import check_kms_signed_wheel
+from tests.plugincheck import KmsBuild, check_kms_signed_wheel, toml_table
 from tests.test_readme import README, code_blocks, section
-from tests.tsa_server import LoopbackTSA
 
 pytestmark = pytest.mark.skipif(not peutil.MINGW_GCC, reason="needs x86_64-w64-mingw32-gcc")
 
@@ -74,13 +72,13 @@ def win_wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return wheel, native
 
 
-def kmssign_table(identity: KmsIdentity, tsa: LoopbackTSA) -> str:
-    return (
-        "[tool.kmssign]\n"
-        f'key-id = "{identity.key_id}"\n'
-        f'certificate = "{identity.cert_path}"\n'
-        f'timestamp-urls = ["{tsa.url()}"]\n'
-    )
+def kmssign_table(kms_build: KmsBuild) -> str:
+    return "[tool.kmssign]\n" + toml_table(kms_build.settings()) + "\n"
+
+
+def with_path(env: dict[str, str], *directories: Path) -> dict[str, str]:
+    """``env`` with ``directories`` first on PATH."""
+    return {**env, "PATH": os.pathsep.join([*map(str, directories), env["PATH"]])}
 
 
 def shell(command: str, cwd: Path, env: dict[str, str]) -> str:
@@ -113,30 +111,24 @@ def test_the_readme_has_both_repair_commands() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["delvewheel", "kmssign alone"])
 def test_repair_wheel_command_leaves_one_signed_wheel_in_dest_dir(
-    which: str,
-    win_wheel: tuple[Path, Path],
-    kms_identity: Callable[..., KmsIdentity],
-    tsa: LoopbackTSA,
-    pki: TestPKI,
-    build_env: dict[str, str],
-    tmp_path: Path,
+    which: str, win_wheel: tuple[Path, Path], kms_build: KmsBuild, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     command = repair_commands()[0 if which == "delvewheel" else 1]
     built, native = win_wheel
     project = tmp_path / "project"  # cibuildwheel runs the command in the project directory
     project.mkdir()
-    (project / "pyproject.toml").write_text(kmssign_table(kms_identity(), tsa))
+    (project / "pyproject.toml").write_text(kmssign_table(kms_build))
     wheel = tmp_path / "built_wheel" / built.name
     wheel.parent.mkdir()
     shutil.copyfile(built, wheel)
     dest_dir = tmp_path / "repaired_wheel"
     dest_dir.mkdir()  # cibuildwheel makes it, empty, for each build
-    env = {**build_env, "PATH": os.pathsep.join([str(BIN), str(native), build_env["PATH"]])}
+    env = with_path(kms_build.env, BIN, native)
     shell(command.format(wheel=wheel, dest_dir=dest_dir), project, env)
     (repaired,) = dest_dir.glob("*.whl")
     assert repaired.name == built.name
-    names = check_kms_signed_wheel(repaired, pki, tmp_path, capsys)
+    names = check_kms_signed_wheel(repaired, kms_build.pki, tmp_path, capsys)
     expected = {PYD, LIB, SCRIPT}
     if which == "delvewheel":
         (vendored,) = names - expected
@@ -154,7 +146,7 @@ def test_signing_before_delvewheel_would_break_the_pyd(
     built, native = win_wheel
     identity = pki.identity()
     wheel = shutil.copyfile(built, tmp_path / built.name)
-    env = {**build_env, "PATH": os.pathsep.join([str(BIN), str(native), build_env["PATH"]])}
+    env = with_path(build_env, BIN, native)
     shell(f"kmssign wheel --key-file {identity.key_path} --cert {identity.cert_path} "
           f"--chain {identity.chain_path} --no-timestamp {wheel}", tmp_path, env)
     content = extract(wheel, tmp_path / "signed")
@@ -191,12 +183,7 @@ def backend_recipe() -> list[str]:
 
 @pytest.mark.slow
 def test_a_flit_wheel_signed_as_the_readme_says(
-    sample_sources: dict[str, Path],
-    kms_identity: Callable[..., KmsIdentity],
-    tsa: LoopbackTSA,
-    pki: TestPKI,
-    build_env: dict[str, str],
-    tmp_path: Path,
+    sample_sources: dict[str, Path], kms_build: KmsBuild, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     project = tmp_path / "flitdemo"
@@ -204,15 +191,12 @@ def test_a_flit_wheel_signed_as_the_readme_says(
     peutil.copy_sample(sample_sources["lib.dll"], package / "bin")
     peutil.copy_sample(peutil.LAUNCHERS["t64.exe"], package / "bin")
     (package / "__init__.py").write_text('"""Binaries for Windows."""\n')
-    (project / "pyproject.toml").write_text(
-        FLIT_PYPROJECT + kmssign_table(kms_identity(), tsa)
-    )
-    env = {**build_env, "PATH": os.pathsep.join([str(BIN), build_env["PATH"]])}
+    (project / "pyproject.toml").write_text(FLIT_PYPROJECT + kmssign_table(kms_build))
     for line in backend_recipe():
-        shell(line, project, env)
+        shell(line, project, with_path(kms_build.env, BIN))
     (wheel,) = (project / "dist").glob("*.whl")
     assert wheel.name.startswith("flitdemo-1.0-") and wheel.name.endswith("-none-any.whl")
-    names = check_kms_signed_wheel(wheel, pki, tmp_path, capsys)
+    names = check_kms_signed_wheel(wheel, kms_build.pki, tmp_path, capsys)
     assert names == {"flitdemo/bin/lib.dll", "flitdemo/bin/t64.exe"}
 
 
@@ -271,24 +255,19 @@ def test_sample_apps_noxfile_has_the_readmes_session() -> None:
 
 @pytest.mark.slow
 def test_the_release_session_passes_signed_dist_and_fails_an_unsigned_binary(
-    kms_identity: Callable[..., KmsIdentity],
-    tsa: LoopbackTSA,
-    pki: TestPKI,
-    sample_sources: dict[str, Path],
-    build_env: dict[str, str],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    kms_build: KmsBuild, sample_sources: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """sample_app's session over a dist/ holding its signed wheel (built by the Hatch hook)
     and a PyInstaller-like app directory signed by ``kmssign sign``."""
-    identity = kms_identity()
+    identity, pki = kms_build.identity, kms_build.pki
     app = tmp_path / "sample_app"
     shutil.copytree(SAMPLE_APP, app, ignore=shutil.ignore_patterns("__pycache__", "dist"))
     (app / "signing").mkdir()
     shutil.copyfile(pki.root_pem, app / "signing" / "root.pem")
-    env = {**build_env, "KMSSIGN_KEY_ID": identity.key_id,
-           "KMSSIGN_CERTIFICATE": str(identity.cert_path), "KMSSIGN_TIMESTAMP_URLS": tsa.url()}
+    env = {**kms_build.env, "KMSSIGN_KEY_ID": identity.key_id,
+           "KMSSIGN_CERTIFICATE": str(identity.cert_path),
+           "KMSSIGN_TIMESTAMP_URLS": kms_build.tsa.url()}
     dist = app / "dist"
     assert run_build(app, dist, env, isolated=True).returncode == 0
     onedir = dist / "sample-app"

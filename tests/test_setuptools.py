@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tarfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,18 +20,18 @@ import pytest
 from kmssign.config import load_settings
 from kmssign.errors import ConfigError
 from tests import peutil
-from tests.fixtures_build import (
-    Build,
-    assert_record_matches,
-    extract,
-    members,
-    run_build,
-    tree_digest,
-)
-from tests.fixtures_kms import KmsIdentity
+from tests.fixtures_build import members, run_build, tree_digest
 from tests.pki import TestPKI
-from tests.plugincheck import KMS_SUBJECT, check_kms_signed_wheel, one_error_line
-from tests.tsa_server import LoopbackTSA
+from tests.plugincheck import (
+    Built,
+    KmsBuild,
+    assert_installs,
+    assert_signed_lines,
+    build_recorded,
+    check_kms_signed_wheel,
+    one_error_line,
+    toml_table,
+)
 
 pytestmark = pytest.mark.skipif(not peutil.MINGW_GCC, reason="needs x86_64-w64-mingw32-gcc")
 
@@ -80,7 +79,7 @@ setup(
 
 PYPROJECT = """
 [build-system]
-requires = {requires}
+{requires}
 build-backend = "setuptools.build_meta"
 
 [project]
@@ -97,25 +96,14 @@ pkg = ["bin/*"]
 HELPER_C = "__declspec(dllexport) int helper(int x) { return 2 * x; }\n"
 
 
-def toml_value(value: object) -> str:
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return '"' + str(value).replace("\\", "\\\\") + '"'
-
-
-def toml_table(name: str, values: dict[str, object]) -> str:
-    return f"\n[{name}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in values.items())
-
-
-@dataclass
-class Project:
-    root: Path
-    sources: dict[str, Path]  # path in the wheel -> the file it is copied from
+def toml_section(name: str, values: dict[str, object]) -> str:
+    return f"\n[{name}]\n{toml_table(values)}\n"
 
 
 @pytest.fixture(scope="session")
-def make_st_project(sample_sources: dict[str, Path]) -> Callable[..., Project]:
-    """Factory: the throwaway setuptools project, with or without kmssign's table."""
+def make_st_project(sample_sources: dict[str, Path]) -> Callable[..., Path]:
+    """Factory: the throwaway setuptools project (its root), with or without kmssign's
+    tables."""
 
     def make(
         root: Path,
@@ -123,7 +111,7 @@ def make_st_project(sample_sources: dict[str, Path]) -> Callable[..., Project]:
         setuptools: dict[str, object] | None = None,
         *,
         requires: tuple[str, ...] = ("setuptools>=70.1", "kmssign"),
-    ) -> Project:
+    ) -> Path:
         files = {
             "pkg/bin/lib.dll": sample_sources["lib.dll"],
             "pkg/bin/t64.exe": peutil.LAUNCHERS["t64.exe"],
@@ -136,74 +124,35 @@ def make_st_project(sample_sources: dict[str, Path]) -> Callable[..., Project]:
         (root / "native" / "helper.c").write_text(HELPER_C)
         (root / "MANIFEST.in").write_text("graft native\n")
         (root / "setup.py").write_text(SETUP_PY)
-        text = PYPROJECT.format(requires=toml_value(requires))
+        text = PYPROJECT.format(requires=toml_table({"requires": list(requires)}))
         if kmssign is not None:
-            text += toml_table("tool.kmssign", kmssign)
+            text += toml_section("tool.kmssign", kmssign)
         if setuptools is not None:
-            text += toml_table("tool.kmssign.setuptools", setuptools)
+            text += toml_section("tool.kmssign.setuptools", setuptools)
         (root / "pyproject.toml").write_text(text)
-        sources = {
-            "pkg/bin/lib.dll": root / "pkg/bin/lib.dll",
-            "pkg/bin/t64.exe": root / "pkg/bin/t64.exe",
-            DATA_EXE: root / "native/tool.exe",
-        }
-        return Project(root, sources)
+        return root
 
     return make
 
 
-def kms_settings(identity: KmsIdentity, tsa: LoopbackTSA) -> dict[str, object]:
-    return {
-        "key-id": identity.key_id,
-        "certificate": str(identity.cert_path),
-        "timestamp-urls": [tsa.url()],
-        "timestamp": "off",  # the setuptools table turns it on: its keys override these
+def kms_tables(kms_build: KmsBuild) -> tuple[dict[str, object], dict[str, object]]:
+    """[tool.kmssign] without a timestamp, and a setuptools table that turns it on (its keys
+    override [tool.kmssign]: the timestamps in the wheel prove it)."""
+    return {**kms_build.settings(), "timestamp": "off"}, {
+        "timestamp": "required", "description": "throwaway"
     }
-
-
-SETUPTOOLS_TABLE: dict[str, object] = {"timestamp": "required", "description": "throwaway"}
-
-
-def pip_wheel(project: Path, out: Path, env: dict[str, str]) -> Build:
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(out), str(project)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
-    )
-    return Build(proc.returncode, proc.stdout, sorted(out.glob("*.whl")))
-
-
-def build_both(project: Path, out: Path, env: dict[str, str]) -> Build:
-    """``python -m build``: the sdist, then the wheel built from the unpacked sdist."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "build", "-o", str(out), str(project)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
-    )
-    return Build(proc.returncode, proc.stdout, sorted(out.glob("*.whl")))
-
-
-@dataclass
-class Built:
-    project: Project
-    build: Build
-    before: dict[str, str]
-    after: dict[str, str]
-    out: Path
 
 
 @pytest.fixture(scope="module")
 def sdist_and_wheel(
-    make_st_project: Callable[..., Project],
-    kms_identity: Callable[..., KmsIdentity],
-    tsa: LoopbackTSA,
-    build_env: dict[str, str],
+    make_st_project: Callable[..., Path], kms_build: KmsBuild,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Built:
+) -> Built[Path]:
     """``python -m build`` of the project, signing with moto's KMS and timestamping."""
     root = tmp_path_factory.mktemp("setuptools")
-    project = make_st_project(root / "proj", kms_settings(kms_identity(), tsa), SETUPTOOLS_TABLE)
-    before = tree_digest(project.root)
-    build = build_both(project.root, root / "dist", build_env)
-    return Built(project, build, before, tree_digest(project.root), root / "dist")
+    project = make_st_project(root / "proj", *kms_tables(kms_build))
+    return build_recorded(project, project, lambda p: run_build(
+        p, root / "dist", kms_build.env, isolated=True, target="sdist+wheel"))
 
 
 # --- python -m build: sdist, then the wheel from it --------------------------------------
@@ -211,86 +160,58 @@ def sdist_and_wheel(
 
 @pytest.mark.slow
 def test_python_m_build_wheel_is_signed_everywhere(
-    sdist_and_wheel: Built, pki: TestPKI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sdist_and_wheel: Built[Path], pki: TestPKI, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert check_kms_signed_wheel(sdist_and_wheel.build.wheel, pki, tmp_path, capsys) == SIGNED
-    content = members(sdist_and_wheel.build.wheel)
-    assert content["pkg/bin/notes.txt"] == b"not a binary\n"
+    wheel = sdist_and_wheel.build.wheel
+    assert check_kms_signed_wheel(wheel, pki, tmp_path, capsys) == SIGNED
+    assert members(wheel)["pkg/bin/notes.txt"] == b"not a binary\n"
 
 
 @pytest.mark.slow
-def test_build_log_names_every_member_and_the_count(sdist_and_wheel: Built) -> None:
-    lines = [x.strip() for x in sdist_and_wheel.build.output.splitlines()]
-    for name in SIGNED:
-        line = next((x for x in lines if x.startswith(f"kmssign: signed {name} (")), None)
-        assert line is not None, sdist_and_wheel.build.output
-        assert KMS_SUBJECT in line and "timestamp: 20" in line, line
-    assert "kmssign: 4 signed, 0 skipped" in lines
+def test_build_log_names_every_member_and_the_count(sdist_and_wheel: Built[Path]) -> None:
+    assert_signed_lines(sdist_and_wheel.build.output, SIGNED, "kmssign: 4 signed, 0 skipped")
     assert "Found credentials" not in sdist_and_wheel.build.output  # botocore's INFO notes
 
 
 @pytest.mark.slow
-def test_sdist_and_source_tree_are_untouched(sdist_and_wheel: Built) -> None:
-    (sdist,) = sdist_and_wheel.out.glob("*.tar.gz")
+def test_sdist_and_source_tree_are_untouched(sdist_and_wheel: Built[Path]) -> None:
+    project = sdist_and_wheel.project
+    (sdist,) = sdist_and_wheel.build.wheel.parent.glob("*.tar.gz")
     with tarfile.open(sdist) as archive:
-        for name, relative in (("pkg/bin/lib.dll", "pkg/bin/lib.dll"),
-                               ("native/tool.exe", "native/tool.exe")):
+        for relative in ("pkg/bin/lib.dll", "native/tool.exe"):
             member = archive.extractfile(f"throwaway_st-1.0/{relative}")
-            assert member is not None, name
-            assert member.read() == (sdist_and_wheel.project.root / relative).read_bytes()
+            assert member is not None, relative
+            assert member.read() == (project / relative).read_bytes()
     before, after = sdist_and_wheel.before, sdist_and_wheel.after
     assert {k: after.get(k) for k in before} == before  # build/ and egg-info may be new
 
 
 @pytest.mark.slow
-def test_wheel_installs(sdist_and_wheel: Built, tmp_path: Path) -> None:
-    target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
-         "--target", str(target), str(sdist_and_wheel.build.wheel)],
-        check=True, capture_output=True,
-    )
-    content = members(sdist_and_wheel.build.wheel)
-    for name in ("pkg/bin/lib.dll", "pkg/native/helper.dll"):
-        assert (target / name).read_bytes() == content[name]
-
-
-# --- pip wheel . --------------------------------------------------------------------------
+def test_wheel_installs(sdist_and_wheel: Built[Path], tmp_path: Path) -> None:
+    names = ("pkg/bin/lib.dll", "pkg/native/helper.dll")  # --target leaves .data/ out
+    assert_installs(sdist_and_wheel.build.wheel, names, tmp_path)
 
 
 @pytest.mark.slow
 def test_pip_wheel_is_signed(
-    make_st_project: Callable[..., Project],
-    kms_identity: Callable[..., KmsIdentity],
-    tsa: LoopbackTSA,
-    pki: TestPKI,
-    build_env: dict[str, str],
-    tmp_path: Path,
+    make_st_project: Callable[..., Path], kms_build: KmsBuild, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    project = make_st_project(
-        tmp_path / "proj", kms_settings(kms_identity(), tsa), SETUPTOOLS_TABLE
-    )
-    build = pip_wheel(project.root, tmp_path / "dist", build_env)
-    assert check_kms_signed_wheel(build.wheel, pki, tmp_path, capsys) == SIGNED
+    project = make_st_project(tmp_path / "proj", *kms_tables(kms_build))
+    build = run_build(project, tmp_path / "dist", kms_build.env, frontend="pip")
+    assert check_kms_signed_wheel(build.wheel, kms_build.pki, tmp_path, capsys) == SIGNED
 
 
 @pytest.mark.slow
 def test_before_setuptools_70_1_the_wheel_packages_bdist_wheel_is_subclassed(
-    make_st_project: Callable[..., Project], pki: TestPKI, build_env: dict[str, str],
-    tmp_path: Path,
+    make_st_project: Callable[..., Path], kms_build: KmsBuild, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    identity = pki.identity()
-    settings = {"key-file": str(identity.key_path), "certificate": str(identity.cert_path),
-                "chain": [str(identity.chain_path)], "timestamp": "off"}
-    project = make_st_project(tmp_path / "proj", settings, {},
+    project = make_st_project(tmp_path / "proj", *kms_tables(kms_build),
                               requires=("setuptools>=64,<70.1", "wheel", "kmssign"))
-    build = run_build(project.root, tmp_path / "dist", build_env, isolated=True)
-    content = extract(build.wheel, tmp_path / "content")
-    for name in sorted(SIGNED):
-        out = peutil.osslsigncode_verify(content / name, pki.root_pem)
-        assert "kmssign Test Signer rsa2048" in out, (name, out)
-    assert_record_matches(build.wheel)
+    build = run_build(project, tmp_path / "dist", kms_build.env, isolated=True)
+    assert check_kms_signed_wheel(build.wheel, kms_build.pki, tmp_path, capsys) == SIGNED
     assert "kmssign: 4 signed, 0 skipped" in build.output
 
 
@@ -302,70 +223,55 @@ REPRODUCIBLE = {"SOURCE_DATE_EPOCH": "1700000000"}  # zip dates and the DLL's ti
 
 @pytest.fixture(scope="module")
 def plain_wheel(
-    make_st_project: Callable[..., Project],
+    make_st_project: Callable[..., Path],
     build_env: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     """The project's wheel built without kmssign in the build environment at all."""
     root = tmp_path_factory.mktemp("plain")
     project = make_st_project(root / "proj", requires=("setuptools>=70.1",))
-    build = run_build(project.root, root / "dist", {**build_env, **REPRODUCIBLE}, isolated=True)
+    build = run_build(project, root / "dist", {**build_env, **REPRODUCIBLE}, isolated=True)
     assert "kmssign" not in build.output
     return build.wheel
 
 
 @pytest.mark.slow
-def test_without_the_table_the_wheel_is_byte_identical(
-    make_st_project: Callable[..., Project],
+@pytest.mark.parametrize(
+    ("setuptools_table", "disable", "notes"),
+    [
+        (None, "", []),  # kmssign installed, [tool.kmssign] present: nothing at all
+        ({"certificate": "missing.pem"}, "1", ["kmssign: KMSSIGN_DISABLE is set; not signing"]),
+    ],
+    ids=["no table", "KMSSIGN_DISABLE"],
+)
+def test_the_wheel_is_byte_identical_to_one_built_without_kmssign(
+    setuptools_table: dict[str, object] | None,
+    disable: str,
+    notes: list[str],
+    make_st_project: Callable[..., Path],
     plain_wheel: Path,
     build_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    """kmssign installed in the build environment, [tool.kmssign] present, no
-    [tool.kmssign.setuptools]: the same bytes as a build without kmssign, and no log line."""
-    project = make_st_project(tmp_path / "proj", {"key-id": "alias/never-used"})
-    build = run_build(project.root, tmp_path / "dist", {**build_env, **REPRODUCIBLE},
-                      isolated=True)
+    project = make_st_project(tmp_path / "proj", {"key-id": "alias/never-used"},
+                              setuptools_table)
+    env = {**build_env, **REPRODUCIBLE, "KMSSIGN_DISABLE": disable}
+    build = run_build(project, tmp_path / "dist", env, isolated=True)
     assert build.wheel.read_bytes() == plain_wheel.read_bytes()
     assert "- kmssign" in build.output  # installed in the build environment
-    assert "kmssign:" not in build.output
-
-
-@pytest.mark.slow
-def test_disabled_gives_the_same_wheel_unsigned_with_one_note(
-    make_st_project: Callable[..., Project],
-    plain_wheel: Path,
-    build_env: dict[str, str],
-    tmp_path: Path,
-) -> None:
-    project = make_st_project(
-        tmp_path / "proj", {"key-id": "alias/never-used"}, {"certificate": "missing.pem"}
-    )
-    env = {**build_env, **REPRODUCIBLE, "KMSSIGN_DISABLE": "1"}
-    build = run_build(project.root, tmp_path / "dist", env, isolated=True)
-    assert build.wheel.read_bytes() == plain_wheel.read_bytes()
-    notes = [x.strip() for x in build.output.splitlines() if "kmssign:" in x]
-    assert notes == ["kmssign: KMSSIGN_DISABLE is set; not signing"], build.output
+    assert [x.strip() for x in build.output.splitlines() if "kmssign:" in x] == notes
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("frontend", ["build", "pip"])
 def test_a_wrong_certificate_fails_the_build_in_one_line(
-    frontend: str,
-    make_st_project: Callable[..., Project],
-    kms_identity: Callable[..., KmsIdentity],
-    pki: TestPKI,
-    build_env: dict[str, str],
-    tmp_path: Path,
+    frontend: str, make_st_project: Callable[..., Path], kms_build: KmsBuild, tmp_path: Path
 ) -> None:
-    settings = {"key-id": kms_identity().key_id, "certificate": str(pki.identity().cert_path),
-                "timestamp": "off"}
+    settings = {**kms_build.settings(), "timestamp": "off",
+                "certificate": str(kms_build.pki.identity().cert_path)}
     project = make_st_project(tmp_path / "proj", settings, {})
     out = tmp_path / "dist"
-    if frontend == "build":
-        build = run_build(project.root, out, build_env, isolated=True)
-    else:
-        build = pip_wheel(project.root, out, build_env)
+    build = run_build(project, out, kms_build.env, frontend=frontend, isolated=True)
     line = one_error_line(build, "error: ")
     assert line.startswith("kmssign: error: certificate "), line
     assert "does not belong to KMS key" in line, line
@@ -374,9 +280,7 @@ def test_a_wrong_certificate_fails_the_build_in_one_line(
 
 @pytest.mark.slow
 def test_editable_install_is_left_alone(
-    make_st_project: Callable[..., Project],
-    pki: TestPKI,
-    build_env: dict[str, str],
+    make_st_project: Callable[..., Path], pki: TestPKI, build_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
     """``pip install -e``: no signing at all, so a configuration that could only fail
@@ -385,23 +289,23 @@ def test_editable_install_is_left_alone(
         tmp_path / "proj", {"key-file": str(pki.identity().key_path)},
         {"certificate": str(tmp_path / "missing.pem")},
     )
-    before = tree_digest(project.root)
+    before = tree_digest(project)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     proc = subprocess.run(
-        [str(python), "-m", "pip", "install", "-v", "--no-deps", "-e", str(project.root)],
+        [str(python), "-m", "pip", "install", "-v", "--no-deps", "-e", str(project)],
         env=build_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         check=False,
     )
     assert proc.returncode == 0, proc.stdout
     assert "kmssign:" not in proc.stdout, proc.stdout
-    after = tree_digest(project.root)
+    after = tree_digest(project)
     assert {k: after.get(k) for k in before} == before
     code = "import pkg, pathlib; print(pathlib.Path(pkg.__file__).parent)"
     where = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
                            cwd=tmp_path, check=True).stdout.strip()
-    assert Path(where) == project.root / "pkg"
+    assert Path(where) == project / "pkg"
 
 
 # --- without a build -----------------------------------------------------------------------
