@@ -194,12 +194,14 @@ def test_wheel_installs(sdist_and_wheel: Built[Path], tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_pip_wheel_is_signed(
-    make_st_project: Callable[..., Path], kms_build: KmsBuild, tmp_path: Path,
+@pytest.mark.parametrize("frontend", ["pip", "build"])  # pip wheel .; python -m build --wheel
+def test_a_wheel_built_straight_from_the_tree_is_signed(
+    frontend: str, make_st_project: Callable[..., Path], kms_build: KmsBuild, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     project = make_st_project(tmp_path / "proj", *kms_tables(kms_build))
-    build = run_build(project, tmp_path / "dist", kms_build.env, frontend="pip")
+    build = run_build(project, tmp_path / "dist", kms_build.env, frontend=frontend,
+                      isolated=True)
     assert check_kms_signed_wheel(build.wheel, kms_build.pki, tmp_path, capsys) == SIGNED
 
 
