@@ -70,11 +70,14 @@ def copy_range(src: BinaryIO, out: BinaryIO, offset: int, length: int) -> None:
     position = out.tell()
     done = 0
     copy_file_range = getattr(os, "copy_file_range", None)
+    try:
+        fds = (src.fileno(), out.fileno())
+    except (AttributeError, OSError, ValueError):  # not files (io.BytesIO): copy through
+        copy_file_range = None
     if copy_file_range is not None:
         try:
             while done < length:
-                n = copy_file_range(src.fileno(), out.fileno(), length - done,
-                                    offset + done, position + done)
+                n = copy_file_range(*fds, length - done, offset + done, position + done)
                 if n == 0:
                     raise OSError(errno.EIO, "the wheel changed while it was being copied")
                 done += n
