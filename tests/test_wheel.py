@@ -306,3 +306,18 @@ def test_verify_fails_a_signed_member_changed_afterwards(
         f"failed: {wheel}!pkg/a.dll: the file's digest does not match its signature "
         "(the file was changed after signing)"
     )
+
+
+def test_without_isal_zlib_reads_and_compresses_the_members(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, pki: TestPKI,
+    demo_wheel: Path, tmp_path: Path,
+) -> None:
+    """The pure path (kmssign without the `fast` extra) signs the same members right."""
+    monkeypatch.setattr("kmssign.wheel.codec._isal", None)
+    code, out, err = run_cli(capsys, "wheel", str(demo_wheel), *sign_args(pki.identity()))
+    assert code == 0, err
+    assert "4 signed, 1 skipped, 0 failed" in out
+    wheelutil.check_signed_wheel(demo_wheel, pki, tmp_path)
+    code, out, err = run_cli(capsys, "verify", str(demo_wheel), "--ca", str(pki.root_pem),
+                             "--require-signed")
+    assert code == 0, err

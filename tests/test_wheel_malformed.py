@@ -3,6 +3,7 @@ byte-identical and nothing written into ``-w DIR`` -- for signing, and for verif
 
 from __future__ import annotations
 
+import struct
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -81,6 +82,17 @@ def encrypted(path: Path, mingw: dict[str, Path]) -> None:
     wheelutil.set_flags(path, NOTES, 0x0001)
 
 
+def corrupt_deflate(path: Path, mingw: dict[str, Path]) -> None:
+    """The first byte of a deflated member's data says "reserved block type"."""
+    wheelutil.write_wheel(path, good_members(mingw))
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(NOTES)
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack_from("<HH", data, info.header_offset + 26)
+    data[info.header_offset + 30 + name_len + extra_len] = 0xFF
+    path.write_bytes(bytes(data))
+
+
 def signed_wheel(signature: str) -> Callable[[Path, dict[str, Path]], None]:
     return unlisted(f"{DIST_INFO}/{signature}", b"{}")
 
@@ -114,15 +126,26 @@ CASES: dict[str, tuple[Callable[[Path, dict[str, Path]], None], str]] = {
               "(a drive letter)"),
     "duplicate": (unlisted(PYD, b"MZ other"), f"duplicate member name '{PYD}'"),
     "encrypted": (encrypted, f"member '{NOTES}' is encrypted"),
+    "corrupt-deflate": (corrupt_deflate, f"member '{NOTES}' is corrupt ("),
     "jws": (signed_wheel("RECORD.jws"), "the wheel carries RECORD.jws, a signature over RECORD "
             f"that signing '{PYD}' would invalidate"),
     "p7s": (signed_wheel("RECORD.p7s"), "the wheel carries RECORD.p7s, a signature over RECORD"),
 }
 
 
+@pytest.fixture(params=["isal", "zlib"])
+def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Members inflated and deflated by ISA-L (when installed), or by zlib alone."""
+    if request.param == "zlib":
+        monkeypatch.setattr("kmssign.wheel.codec._isal", None)
+    else:
+        pytest.importorskip("isal")
+    return str(request.param)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_wheel_is_refused_and_left_byte_identical(
-    case: str, capsys: pytest.CaptureFixture[str], pki: TestPKI,
+    case: str, codec: str, capsys: pytest.CaptureFixture[str], pki: TestPKI,
     mingw_binaries: dict[str, Path], tmp_path: Path,
 ) -> None:
     make, message = CASES[case]

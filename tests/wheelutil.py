@@ -34,13 +34,13 @@ def record_hash(data: bytes) -> str:
     ).decode()
 
 
-def record_of(files: Mapping[str, bytes]) -> bytes:
+def record_of(files: Mapping[str, bytes], record_name: str = RECORD) -> bytes:
     """RECORD listing ``files`` (give METADATA and WHEEL too: see standard_files)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for name, data in files.items():
         writer.writerow([name, record_hash(data), len(data)])
-    writer.writerow([RECORD, "", ""])
+    writer.writerow([record_name, "", ""])
     return out.getvalue().encode()
 
 
