@@ -111,7 +111,7 @@ class _Scan:
         out: BinaryIO | None = None
         size = 0
         try:
-            for chunk in read_member(f, member):
+            for chunk in read_member(f, member, check_crc=hasher is None):
                 if size == 0 and wanted and chunk[:2] == b"MZ":
                     out = open(target, "wb")  # noqa: SIM115 - closed below
                 if hasher is not None:

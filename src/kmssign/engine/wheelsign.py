@@ -131,9 +131,10 @@ def _finish(
     if problem is None:
         return results
     for result in results:
-        if result.status == "signed":
+        if result.status == "signed":  # its signature went nowhere
             result.status = "skipped"
             result.reason = "signed, but the wheel was left unchanged"
+            result.signer = result.digest = result.timestamp = None
     return [*results, FileResult(wheel.path, "failed", reason=f"left unchanged: {problem}")]
 
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from kmssign.wheel.streams import DEFLATE_LEVEL, Packed
+from kmssign.wheel import codec
+from kmssign.wheel.streams import Packed
 from kmssign.wheel.zipdir import (
     CENTRAL,
     DEFLATED,
@@ -56,8 +57,8 @@ class Replacement:
 def pack_bytes(data: bytes, method: int) -> Replacement:
     """``data`` compressed with ``method`` (stored or deflate) as a replacement."""
     if method == DEFLATED:
-        deflater = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -15)
-        stored = deflater.compress(data) + deflater.flush()
+        deflater = codec.deflater()
+        stored = bytes(deflater.compress(data) + deflater.flush())
     else:
         stored = data
     return Replacement(stored, Packed(zlib.crc32(data), len(stored), len(data)))
@@ -70,11 +71,14 @@ def copy_range(src: BinaryIO, out: BinaryIO, offset: int, length: int) -> None:
     position = out.tell()
     done = 0
     copy_file_range = getattr(os, "copy_file_range", None)
+    try:
+        fds = (src.fileno(), out.fileno())
+    except (AttributeError, OSError, ValueError):  # not files (io.BytesIO): copy through
+        copy_file_range = None
     if copy_file_range is not None:
         try:
             while done < length:
-                n = copy_file_range(src.fileno(), out.fileno(), length - done,
-                                    offset + done, position + done)
+                n = copy_file_range(*fds, length - done, offset + done, position + done)
                 if n == 0:
                     raise OSError(errno.EIO, "the wheel changed while it was being copied")
                 done += n

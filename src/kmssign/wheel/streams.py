@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from kmssign.errors import WheelFormatError
+from kmssign.wheel import codec
 from kmssign.wheel.zipdir import DEFLATED, STORED, Member
 
 CHUNK = 1 << 20
-DEFLATE_LEVEL = 6  # zlib's default, what zipfile (and so wheel, hatchling, setuptools) use
 
 
 def check_method(member: Member) -> None:
@@ -24,15 +24,17 @@ def check_method(member: Member) -> None:
         )
 
 
-def read_member(f: BinaryIO, member: Member) -> Iterator[bytes]:
+def read_member(f: BinaryIO, member: Member, *, check_crc: bool = True) -> Iterator[bytes]:
     """The uncompressed bytes of ``member`` in chunks of at most :data:`CHUNK` bytes.
 
     Raises WheelFormatError when the data is not what the directory says (size, CRC,
     a broken deflate stream); a deflate bomb is stopped once it exceeds the stated size.
+    ``check_crc=False`` spares the CRC for a caller that checks a stronger hash of the
+    bytes (RECORD's).
     """
     check_method(member)
     what = f"member {member.name!r}"
-    inflater = zlib.decompressobj(-15) if member.method == DEFLATED else None
+    inflater = codec.inflater() if member.method == DEFLATED else None
     crc = 0
     total = 0
 
@@ -41,7 +43,8 @@ def read_member(f: BinaryIO, member: Member) -> Iterator[bytes]:
         total += len(out)
         if total > member.file_size:
             raise WheelFormatError(f"{what} is corrupt (larger than its stated size)")
-        crc = zlib.crc32(out, crc)
+        if check_crc:
+            crc = zlib.crc32(out, crc)
         return out
 
     f.seek(member.data_offset)
@@ -67,9 +70,9 @@ def read_member(f: BinaryIO, member: Member) -> Iterator[bytes]:
                 raise WheelFormatError(
                     f"{what} is corrupt (its deflate stream does not end with its data)"
                 )
-    except zlib.error as exc:
+    except codec.ERRORS as exc:
         raise WheelFormatError(f"{what} is corrupt ({exc})") from exc
-    if total != member.file_size or crc != member.crc:
+    if total != member.file_size or (check_crc and crc != member.crc):
         raise WheelFormatError(f"{what} is corrupt (size or CRC-32 differs from the directory)")
 
 
@@ -88,11 +91,10 @@ def pack(
     method: int,
     *,
     hasher: hashlib._Hash | None = None,
-    level: int = DEFLATE_LEVEL,
 ) -> Packed:
     """Write ``src``'s bytes to ``out`` as a member's data: stored, or raw deflate;
     ``hasher`` (RECORD's hash of the member) sees the uncompressed bytes."""
-    deflater = zlib.compressobj(level, zlib.DEFLATED, -15) if method == DEFLATED else None
+    deflater = codec.deflater() if method == DEFLATED else None
     crc = 0
     file_size = 0
     compress_size = 0
