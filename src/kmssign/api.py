@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kmssign.authenticode.build import add_timestamp, replace_nested
-from kmssign.authenticode.verify import VerifiedSignature, read_signatures, verify_file
+from kmssign.authenticode.verify import read_signatures
 from kmssign.config import Settings
+from kmssign.engine import wheelsign, wheelverify
 from kmssign.engine.atomic import atomic_output
-from kmssign.engine.discovery import discover
+from kmssign.engine.discovery import discover, find_wheels, is_wheel_name
 from kmssign.engine.pipeline import Pipeline, run_simple
 from kmssign.engine.report import FileResult, Report, Status
 from kmssign.engine.signing import (
@@ -25,9 +26,11 @@ from kmssign.engine.signing import (
     create_signer,
     nolog,
     open_session,
+    plan_file,
     prepare_file,
     sign_file,
 )
+from kmssign.engine.verifying import verify_one
 from kmssign.errors import ConfigError, KmsSignError, VerificationError
 from kmssign.pe.digest import authenticode_digest
 from kmssign.pe.image import parse_pe
@@ -50,9 +53,11 @@ __all__ = [
     "open_session",
     "sign_file",
     "sign_files",
+    "sign_wheels",
     "timestamp_file",
     "timestamp_files",
     "verify_files",
+    "verify_wheels",
 ]
 
 OnResult = Callable[[FileResult], None]
@@ -71,7 +76,10 @@ def _discovered(
     for path in found.missing:
         report.results.append(FileResult(path, "failed", reason="no such file or directory"))
     for path in found.not_pe:
-        report.results.append(FileResult(path, "failed", reason="not a PE file (no MZ/PE header)"))
+        reason = "not a PE file (no MZ/PE header)"
+        if is_wheel_name(path):
+            reason = f"a wheel, not a PE file: `kmssign wheel {path}` signs the PE files in it"
+        report.results.append(FileResult(path, "failed", reason=reason))
     if on_start:
         on_start(len(found.files) + len(report.results))
     if on_result:
@@ -108,7 +116,10 @@ def sign_files(
         raise ConfigError("--output needs exactly one input file")
     if dry_run:
         report.results.extend(
-            run_simple(files, lambda p: _plan(p, settings, append), jobs=1, on_result=on_result)
+            run_simple(
+                files, lambda p: plan_file(p, settings.skip_signed, append), jobs=1,
+                on_result=on_result,
+            )
         )
         return report
     session = open_session(settings, signer=signer, timestamper=timestamper, log=log)
@@ -124,17 +135,6 @@ def sign_files(
     )
     report.results.extend(pipeline.run(len(files)))
     return report
-
-
-def _plan(path: Path, settings: Settings, append: bool) -> FileResult:
-    try:
-        with open(path, "rb") as f:
-            image = parse_pe(f)
-    except (KmsSignError, OSError) as exc:
-        return FileResult(path, "failed").fail(exc)
-    if image.has_certificate_table and settings.skip_signed and not append:
-        return FileResult(path, "skipped", reason="already signed")
-    return FileResult(path, "would-sign")
 
 
 def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
@@ -219,45 +219,118 @@ def timestamp_files(
     return report
 
 
-def _nested_note(signature: VerifiedSignature) -> str:
-    when = signature.timestamp
-    stamp = f"timestamp {when:%Y-%m-%dT%H:%M:%SZ}" if when is not None else "no timestamp"
-    return f"nested signature: {signature.signer}, {signature.digest}, {stamp}"
-
-
 def verify_files(
     paths: Iterable[Path | str],
     *,
     roots: Sequence[Path] = (),
     tsa_roots: Sequence[Path] = (),
     require_timestamp: bool = False,
+    require_signed: bool = False,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     jobs: int = 4,
     on_start: OnStart | None = None,
     on_result: OnResult | None = None,
 ) -> Report:
-    """Verify every PE file among ``paths``; unsigned files fail."""
+    """Verify every PE file among ``paths``; unsigned files fail. Wheels (``*.whl`` given,
+    or below a directory given) are verified as :func:`verify_wheels` does."""
     root_certs = load_roots(roots)
     tsa_certs = load_roots(tsa_roots)
+    given = [Path(p) for p in paths]
+    loose = [p for p in given if not (is_wheel_name(p) and p.is_file())]
+    wheels, _ = find_wheels([p for p in given if p not in loose or p.is_dir()])
     report = Report()
-    files = _discovered(paths, include, exclude, report, on_result, on_start)
+    files = _discovered(
+        loose, include, exclude, report, on_result,
+        (lambda n: on_start(n + len(wheels))) if on_start else None,
+    )
 
     def work(path: Path) -> FileResult:
-        try:
-            verified = verify_file(
-                path, roots=root_certs, tsa_roots=tsa_certs, require_timestamp=require_timestamp
-            )
-        except KmsSignError as exc:
-            return FileResult(path, "failed", reason=str(exc))
-        primary = verified.primary
-        notes = [_nested_note(s) for s in verified.signatures[1:]]
-        if not primary.chain_checked:
-            notes.append("chain not checked (no --ca given)")
-        return FileResult(
-            path, "verified", reason="; ".join(notes) or None, signer=primary.signer,
-            digest=primary.digest, timestamp=primary.timestamp,
-        )
+        return verify_one(path, root_certs, tsa_certs, require_timestamp=require_timestamp)
 
     report.results.extend(run_simple(files, work, jobs=jobs, on_result=on_result))
+    report.results.extend(wheelverify.verify_wheels(
+        wheels, roots=root_certs, tsa_roots=tsa_certs, require_timestamp=require_timestamp,
+        require_signed=require_signed, include=include, exclude=exclude, jobs=jobs,
+        on_result=on_result,
+    ))
+    return report
+
+
+def _missing(missing: Sequence[Path], on_result: OnResult | None) -> Report:
+    report = Report(
+        [FileResult(p, "failed", reason="no such file or directory") for p in missing]
+    )
+    if on_result:
+        for result in report.results:
+            on_result(result)
+    return report
+
+
+def sign_wheels(
+    paths: Iterable[Path | str],
+    settings: Settings,
+    *,
+    dest_dir: Path | None = None,
+    signer: Signer | None = None,
+    timestamper: TimestampClient | None = None,
+    dry_run: bool = False,
+    on_start: OnStart | None = None,
+    on_result: OnResult | None = None,
+    log: Log = nolog,
+) -> Report:
+    """Sign every PE member of the wheels among ``paths`` (directories: the ``*.whl``
+    files below them) and rewrite each wheel once, atomically: in place, or into
+    ``dest_dir`` (a wheel with nothing to sign is copied there unchanged).
+
+    Members are found by content; ``settings.include``/``exclude`` match their paths in
+    the wheel. Run-level problems raise KmsSignError subclasses before any wheel is read;
+    a broken wheel (zip, names, RECORD, a signature over RECORD) or a failed member is a
+    ``failed`` result and leaves that wheel byte-identical, with nothing in ``dest_dir``.
+    """
+    wheels, missing = find_wheels([Path(p) for p in paths])
+    if dest_dir is not None and not dry_run:
+        try:
+            Path(dest_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create {dest_dir}: {exc.strerror or exc}") from exc
+    session = None
+    if not dry_run:
+        session = open_session(settings, signer=signer, timestamper=timestamper, log=log)
+    report = _missing(missing, on_result)
+    report.results.extend(wheelsign.sign_wheels(
+        wheels, settings, session, dest_dir=Path(dest_dir) if dest_dir else None,
+        on_start=(lambda n: on_start(n + len(missing))) if on_start else None,
+        on_result=on_result,
+    ))
+    return report
+
+
+def verify_wheels(
+    paths: Iterable[Path | str],
+    *,
+    roots: Sequence[Path] = (),
+    tsa_roots: Sequence[Path] = (),
+    require_timestamp: bool = False,
+    require_signed: bool = False,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    jobs: int = 4,
+    on_start: OnStart | None = None,
+    on_result: OnResult | None = None,
+) -> Report:
+    """Verify wheels: RECORD against every member's bytes, and each PE member as
+    :func:`verify_files` verifies a loose file (results named ``wheel!member``). An
+    unsigned member is reported ``unsigned``, or ``failed`` with ``require_signed``."""
+    root_certs = load_roots(roots)
+    tsa_certs = load_roots(tsa_roots)
+    wheels, missing = find_wheels([Path(p) for p in paths])
+    if on_start:
+        on_start(len(wheels) + len(missing))
+    report = _missing(missing, on_result)
+    report.results.extend(wheelverify.verify_wheels(
+        wheels, roots=root_certs, tsa_roots=tsa_certs, require_timestamp=require_timestamp,
+        require_signed=require_signed, include=include, exclude=exclude, jobs=jobs,
+        on_result=on_result,
+    ))
     return report

@@ -81,6 +81,8 @@ _KINDS: dict[str, str] = {
     "kms-timeout": "seconds",
 }
 KEYS: tuple[str, ...] = tuple(_KINDS)
+# Tables inside [tool.kmssign] that belong to a front end (its overrides), not settings.
+FRONTEND_TABLES: tuple[str, ...] = ("setuptools",)
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
@@ -287,6 +289,18 @@ def _table_at(data: Mapping[str, Any], dotted: str, problems: list[str]) -> Mapp
     return node
 
 
+def table_in(pyproject: Path, dotted: str) -> object | None:
+    """The value at ``dotted`` (e.g. ``tool.kmssign.setuptools``) in a TOML file; None when
+    the file is missing or unreadable (its own tools report that) or has no such key."""
+    data = _read_toml(pyproject, []) if pyproject.is_file() else None
+    node: object = data
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
 def _table_layer(
     table: Mapping[str, object], table_name: str, base: Path, problems: list[str]
 ) -> _Layer:
@@ -363,7 +377,10 @@ def load_settings(
     if pyproject is not None:
         data = _read_toml(pyproject, problems)
         if data is not None:
-            file_table = _table_at(data, "tool.kmssign", problems)
+            file_table = dict(_table_at(data, "tool.kmssign", problems))
+            for name in FRONTEND_TABLES:
+                if not isinstance(file_table.pop(name, {}), Mapping):
+                    problems.append(f"tool.kmssign.{name} must be a table")
             layers.append(_table_layer(file_table, "tool.kmssign", base, problems))
     if table:
         layers.append(_table_layer(table, table_name, base, problems))

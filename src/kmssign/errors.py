@@ -28,6 +28,11 @@ class PEFormatError(KmsSignError):
     """The file is not a PE image kmssign can sign, or its structure is broken."""
 
 
+class WheelFormatError(KmsSignError):
+    """The file is not a wheel kmssign can sign or verify: a broken or unsafe zip, or a
+    RECORD that is missing or does not match the members."""
+
+
 class CertificateError(KmsSignError):
     """A certificate or chain cannot be loaded or does not fit the signing key."""
 

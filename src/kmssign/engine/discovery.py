@@ -78,3 +78,31 @@ def discover(
         else:
             missing.append(path)
     return Found(tuple(files), tuple(not_pe), tuple(missing))
+
+
+def is_wheel_name(path: Path) -> bool:
+    return path.suffix.lower() == ".whl"
+
+
+def find_wheels(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """(wheels, missing): files as given, and the ``*.whl`` files below directories
+    (sorted); each wheel once."""
+    wheels: list[Path] = []
+    missing: list[Path] = []
+    seen: set[Path] = set()
+
+    def add(path: Path) -> None:
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            wheels.append(path)
+
+    for path in paths:
+        if path.is_dir():
+            for found in sorted(path.rglob("*")):
+                if is_wheel_name(found) and found.is_file():
+                    add(found)
+        elif path.is_file():
+            add(path)
+        else:
+            missing.append(path)
+    return wheels, missing

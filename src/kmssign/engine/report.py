@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-Status = Literal["signed", "skipped", "failed", "verified", "timestamped", "would-sign"]
+Status = Literal[
+    "signed", "skipped", "failed", "verified", "timestamped", "would-sign", "unsigned"
+]
 STATUS_ORDER: tuple[Status, ...] = (
-    "signed", "timestamped", "verified", "would-sign", "skipped", "failed",
+    "signed", "timestamped", "verified", "would-sign", "skipped", "unsigned", "failed",
 )
 
 

@@ -138,6 +138,18 @@ def open_session(
     )
 
 
+def plan_file(path: Path, skip_signed: bool, append: bool = False) -> FileResult:
+    """What signing would do to ``path`` (``would-sign`` or ``skipped``), touching nothing."""
+    try:
+        with open(path, "rb") as f:
+            image = parse_pe(f)
+    except (KmsSignError, OSError) as exc:
+        return FileResult(path, "failed").fail(exc)
+    if image.has_certificate_table and skip_signed and not append:
+        return FileResult(path, "skipped", reason="already signed")
+    return FileResult(path, "would-sign")
+
+
 @dataclass
 class Prepared:
     """A file hashed and copied (without its old signature) into a temporary file."""

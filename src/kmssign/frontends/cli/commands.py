@@ -40,9 +40,9 @@ def _finish(printer: Printer, report: api.Report) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-def cmd_sign(args: argparse.Namespace) -> int:
+def _sign_settings(args: argparse.Namespace) -> Settings:
     timestamp = "off" if args.no_timestamp else args.timestamp
-    settings = _settings(
+    return _settings(
         args,
         key_file=args.key_file,
         certificate=args.cert,
@@ -59,6 +59,10 @@ def cmd_sign(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         **_kms_overrides(args),
     )
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    settings = _sign_settings(args)
     printer = _printer(args)
     report = api.sign_files(
         args.paths,
@@ -74,6 +78,21 @@ def cmd_sign(args: argparse.Namespace) -> int:
     return _finish(printer, report)
 
 
+def cmd_wheel(args: argparse.Namespace) -> int:
+    settings = _sign_settings(args)
+    printer = _printer(args)
+    report = api.sign_wheels(
+        args.paths,
+        settings,
+        dest_dir=args.dest_dir,
+        dry_run=args.dry_run,
+        on_start=printer.start,
+        on_result=printer.result,
+        log=printer.log,
+    )
+    return _finish(printer, report)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     printer = _printer(args)
     report = api.verify_files(
@@ -81,6 +100,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         roots=args.ca or (),
         tsa_roots=args.tsa_ca or (),
         require_timestamp=args.require_timestamp,
+        require_signed=args.require_signed,
         jobs=args.jobs or 4,
         on_start=printer.start,
         on_result=printer.result,
@@ -148,6 +168,7 @@ def _write(path: Path, data: bytes) -> None:
 
 COMMANDS = {
     "sign": cmd_sign,
+    "wheel": cmd_wheel,
     "verify": cmd_verify,
     "timestamp": cmd_timestamp,
     "csr": cmd_csr,

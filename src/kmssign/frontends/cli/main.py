@@ -66,19 +66,8 @@ def _add_timestamp_timeout(g: argparse._ActionsContainer) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="kmssign",
-        description="Authenticode-sign Windows PE files with a key in AWS KMS (or a key file), "
-        "timestamp them (RFC 3161) and verify them.",
-    )
-    parser.add_argument("--version", action="version", version=f"kmssign {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-
-    sign = sub.add_parser("sign", help="sign PE files (directories: every PE file below them)")
-    sign.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
-    k = sign.add_argument_group("key and certificate")
+def _add_key(p: argparse.ArgumentParser) -> None:
+    k = p.add_argument_group("key and certificate")
     k.add_argument("--key-file", type=Path, metavar="KEY", help="private key file (PEM/DER)")
     k.add_argument(
         "--cert",
@@ -94,15 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="intermediate certificates (repeatable)",
     )
     k.add_argument("--digest", choices=("sha256", "sha384", "sha512"), help="default sha256")
-    _add_kms(sign)
-    s = sign.add_argument_group("signature")
+    _add_kms(p)
+
+
+def _add_signature(p: argparse.ArgumentParser, *, append: bool) -> None:
+    s = p.add_argument_group("signature")
     s.add_argument("--description", metavar="TEXT", help="program name shown by Windows")
     s.add_argument("--url", metavar="URL", help="program URL shown by Windows")
-    s.add_argument(
-        "--append",
-        action="store_true",
-        help="add a nested signature instead of replacing the existing one",
-    )
+    if append:
+        s.add_argument(
+            "--append",
+            action="store_true",
+            help="add a nested signature instead of replacing the existing one",
+        )
     s.add_argument(
         "--skip-signed",
         dest="skip_signed",
@@ -122,7 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--exclude", action="append", metavar="GLOB", help="skip files matching GLOB (repeatable)"
     )
-    t = sign.add_argument_group("timestamp")
+
+
+def _add_timestamp(p: argparse.ArgumentParser) -> None:
+    t = p.add_argument_group("timestamp")
     t.add_argument(
         "--timestamp-url",
         action="append",
@@ -136,6 +132,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--no-timestamp", action="store_true", help="same as --timestamp off")
     _add_timestamp_timeout(t)
+
+
+def _add_dry_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list what would be signed and skipped; call no service",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="kmssign",
+        description="Authenticode-sign Windows PE files with a key in AWS KMS (or a key file), "
+        "timestamp them (RFC 3161) and verify them.",
+    )
+    parser.add_argument("--version", action="version", version=f"kmssign {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    sign = sub.add_parser("sign", help="sign PE files (directories: every PE file below them)")
+    sign.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
+    _add_key(sign)
+    _add_signature(sign, append=True)
+    _add_timestamp(sign)
     sign.add_argument(
         "-o",
         "--output",
@@ -143,12 +164,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUT",
         help="write the signed file here (one input file only)",
     )
-    sign.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="list what would be signed and skipped; call no service",
-    )
+    _add_dry_run(sign)
     _add_output(sign)
+
+    wheel = sub.add_parser(
+        "wheel", help="sign the PE files inside wheels and update RECORD (directories: *.whl)"
+    )
+    wheel.add_argument("paths", nargs="+", type=Path, metavar="WHEEL")
+    _add_key(wheel)
+    _add_signature(wheel, append=False)
+    _add_timestamp(wheel)
+    wheel.add_argument(
+        "-w",
+        "--wheel-dir",
+        dest="dest_dir",
+        type=Path,
+        metavar="DIR",
+        help="write the signed wheels into DIR (default: rewrite them in place)",
+    )
+    _add_dry_run(wheel)
+    _add_output(wheel)
 
     verify = sub.add_parser("verify", help="verify signatures, chains and timestamps")
     verify.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
@@ -171,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail files whose signature has no valid timestamp",
     )
+    verify.add_argument(
+        "--require-signed",
+        action="store_true",
+        help="fail unsigned PE files inside wheels (reported as unsigned otherwise)",
+    )
     _add_output(verify, jobs_default=4)
 
     stamp = sub.add_parser("timestamp", help="add a timestamp to signatures that have none")
@@ -181,13 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="RFC 3161 server, tried in order (repeatable)",
     )
-    _add_timestamp_timeout(stamp)
     stamp.add_argument(
         "--config",
         metavar="PYPROJECT",
         type=Path,
         help="pyproject.toml to read [tool.kmssign] from",
     )
+    _add_timestamp_timeout(stamp)
     _add_output(stamp)
 
     csr = sub.add_parser("csr", help="make a certificate signing request signed by a KMS key")
@@ -212,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Commands that may checksum large files, in a process that is all ours.
-_CHECKSUMMING_COMMANDS = {"sign", "timestamp"}
+_CHECKSUMMING_COMMANDS = {"sign", "timestamp", "wheel"}
 
 
 def _one_blas_thread(command: str) -> None:

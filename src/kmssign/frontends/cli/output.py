@@ -22,7 +22,7 @@ def describe(result: FileResult) -> str:
         details.append(result.digest)
     if result.timestamp is not None:
         details.append(f"timestamp {result.timestamp:%Y-%m-%dT%H:%M:%SZ}")
-    elif result.status in ("signed", "verified"):
+    elif result.status in ("signed", "verified") and result.signer:
         details.append("no timestamp")
     if result.reason:
         details.append(result.reason)

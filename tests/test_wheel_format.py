@@ -1,0 +1,126 @@
+"""The zip layer on its own and through ``kmssign wheel``: archives written back without
+replacements are byte-identical (plain, ZIP64 headers, data descriptors, more than 65535
+members); ZIP64 and streamed wheels sign and verify."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from kmssign.errors import WheelFormatError
+from kmssign.wheel.record import parse_record
+from kmssign.wheel.rewrite import pack_bytes, write_archive
+from kmssign.wheel.streams import read_member
+from kmssign.wheel.zipdir import FLAG_DESCRIPTOR, read_archive
+from tests import peutil, wheelutil
+from tests.helpers import run_cli, sign_args
+from tests.pki import TestPKI
+from tests.wheelutil import DIST, RECORD
+
+LAUNCHER = f"{DIST}-1.0.data/scripts/tool.exe"
+
+
+def small_members() -> dict[str, wheelutil.Content]:
+    return {
+        f"{DIST}/__init__.py": b"x = 1\n" * 100,
+        f"{DIST}/stored.bin": (bytes(range(256)) * 40, zipfile.ZIP_STORED),
+        LAUNCHER: peutil.LAUNCHERS["t64.exe"].read_bytes(),
+        f"{DIST}/empty.txt": b"",
+    }
+
+
+def many_members(count: int) -> dict[str, wheelutil.Content]:
+    members = small_members()
+    members.update({f"{DIST}/m/{n:05d}.txt": (b"%d" % n, zipfile.ZIP_STORED)
+                    for n in range(count)})
+    return members
+
+
+def rewritten(path: Path, replacements: dict[str, bytes] | None = None) -> bytes:
+    with open(path, "rb") as f:
+        archive = read_archive(f)
+        methods = {m.name: m.method for m in archive.members}
+        out = io.BytesIO()
+        write_archive(f, archive, {n: pack_bytes(d, methods[n])
+                                   for n, d in (replacements or {}).items()}, out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("force_zip64", "stream", "count"),
+    [(False, False, 0), (True, False, 0), (False, True, 0), (True, True, 0),
+     (False, False, 66_000)],
+    ids=["plain", "zip64-headers", "data-descriptors", "zip64-descriptors", "66000-members"],
+)
+def test_written_back_without_replacements_the_archive_is_byte_identical(
+    tmp_path: Path, force_zip64: bool, stream: bool, count: int
+) -> None:
+    wheel = wheelutil.write_wheel(tmp_path / "w.whl", many_members(count),
+                                  force_zip64=force_zip64, stream=stream)
+    assert rewritten(wheel) == wheel.read_bytes()
+    with open(wheel, "rb") as f:
+        archive = read_archive(f)
+        assert len(archive.members) == count + 7
+        assert all(bool(m.flags & FLAG_DESCRIPTOR) == stream for m in archive.members)
+        record = next(m for m in archive.members if m.name == RECORD)
+        parse_record(b"".join(read_member(f, record)), RECORD,
+                     [m.name for m in archive.members])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["sizes-in-header", "data-descriptors"])
+def test_a_replaced_member_gets_a_new_header_and_the_rest_is_kept(
+    tmp_path: Path, stream: bool
+) -> None:
+    wheel = wheelutil.write_wheel(tmp_path / "w.whl", small_members(), force_zip64=True,
+                                  stream=stream)
+    new = b"MZ new bytes" * 1000
+    result = tmp_path / "out.whl"
+    result.write_bytes(rewritten(wheel, {LAUNCHER: new, f"{DIST}/stored.bin": b"stored"}))
+    with zipfile.ZipFile(result) as archive:
+        assert archive.testzip() is None
+        assert archive.read(LAUNCHER) == new
+        assert archive.read(f"{DIST}/stored.bin") == b"stored"
+        assert archive.getinfo(f"{DIST}/stored.bin").compress_type == zipfile.ZIP_STORED
+        assert archive.getinfo(LAUNCHER).compress_type == zipfile.ZIP_DEFLATED
+        assert not archive.getinfo(LAUNCHER).flag_bits & FLAG_DESCRIPTOR
+    before, after = wheelutil.raw_members(wheel), wheelutil.raw_members(result)
+    assert {n for n in before if before[n] != after[n]} == {LAUNCHER, f"{DIST}/stored.bin"}
+
+
+def test_a_deflate_bomb_stops_at_the_stated_size(tmp_path: Path) -> None:
+    wheel = wheelutil.write_wheel(tmp_path / "w.whl", {f"{DIST}/big.txt": bytes(1 << 20)})
+    with open(wheel, "rb") as f:
+        archive = read_archive(f)
+        member = next(m for m in archive.members if m.name == f"{DIST}/big.txt")
+        member.file_size = 1000  # what a lying directory would say
+        with pytest.raises(WheelFormatError, match="larger than its stated size"):
+            for _ in read_member(f, member):
+                pass
+
+
+@pytest.mark.parametrize(
+    ("force_zip64", "stream", "count"),
+    [(True, False, 0), (False, True, 0), (False, False, 66_000)],
+    ids=["zip64-headers", "data-descriptors", "66000-members"],
+)
+def test_zip64_and_streamed_wheels_sign_and_verify(
+    capsys: pytest.CaptureFixture[str], pki: TestPKI, tmp_path: Path,
+    force_zip64: bool, stream: bool, count: int,
+) -> None:
+    wheel = wheelutil.write_wheel(tmp_path / "dist" / wheelutil.WHEEL_NAME, many_members(count),
+                                  force_zip64=force_zip64, stream=stream)
+    before = wheelutil.raw_members(wheel)
+    code, out, err = run_cli(capsys, "wheel", str(wheel), "-q", *sign_args(pki.identity()))
+    assert code == 0, err
+    wheelutil.check_signed_wheel(wheel, pki, tmp_path, members=(LAUNCHER,), unpack=count == 0)
+    after = wheelutil.raw_members(wheel)
+    assert {n for n in before if before[n] != after[n]} == {LAUNCHER, RECORD}
+    with open(wheel, "rb") as f:
+        assert len(read_archive(f).members) == count + 7
+    code, out, err = run_cli(capsys, "verify", str(wheel), "--ca", str(pki.root_pem),
+                             "--require-signed")
+    assert code == 0, err
+    assert f"verified: {wheel}!{LAUNCHER} (" in out
