@@ -26,8 +26,9 @@ ALLOWED: dict[str, set[str]] = {
     "pki": {"signers"},
     "authenticode": {"pe", "pki", "signers", "timestamp"},
     "timestamp": {"authenticode", "pki", "net"},
-    "engine": {"pe", "wheel", "pki", "signers", "authenticode", "timestamp", "config"},
-    "config": set(),
+    "engine": {"pe", "wheel", "pki", "signers", "authenticode", "timestamp", "config", "pyproject"},
+    "pyproject": set(),
+    "config": {"pyproject"},
     "api": {"pe", "wheel", "pki", "signers", "authenticode", "timestamp", "engine", "config"},
 }
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from kmssign.errors import ConfigError, redact
+from kmssign.pyproject import find_pyproject, read_toml, table_at
 
 TimestampPolicy = Literal["required", "optional", "off"]
 
@@ -93,16 +93,6 @@ def _field(key: str) -> str:
 
 def _env_name(key: str) -> str:
     return ENV_PREFIX + key.upper().replace("-", "_")
-
-
-def find_pyproject(start: Path) -> Path | None:
-    """The nearest ``pyproject.toml`` in ``start`` or one of its parents."""
-    start = start.absolute()
-    for directory in (start, *start.parents):
-        candidate = directory / "pyproject.toml"
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 class _Layer:
@@ -259,48 +249,6 @@ def _convert(
     raise AssertionError(kind)  # pragma: no cover - _KINDS is closed
 
 
-def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]
-    try:
-        with path.open("rb") as handle:
-            data: dict[str, Any] = tomllib.load(handle)
-    except OSError as exc:
-        problems.append(f"{path}: cannot read: {exc.strerror or exc}")
-        return None
-    except tomllib.TOMLDecodeError as exc:
-        problems.append(f"{path}: invalid TOML: {exc}")
-        return None
-    return data
-
-
-def _table_at(data: Mapping[str, Any], dotted: str, problems: list[str]) -> Mapping[str, Any]:
-    node: object = data
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping):
-            problems.append(f"{dotted} must be a table")
-            return {}
-        node = node.get(part, {})
-    if not isinstance(node, Mapping):
-        problems.append(f"{dotted} must be a table")
-        return {}
-    return node
-
-
-def table_in(pyproject: Path, dotted: str) -> object | None:
-    """The value at ``dotted`` (e.g. ``tool.kmssign.setuptools``) in a TOML file; None when
-    the file is missing or unreadable (its own tools report that) or has no such key."""
-    data = _read_toml(pyproject, []) if pyproject.is_file() else None
-    node: object = data
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def _table_layer(
     table: Mapping[str, object], table_name: str, base: Path, problems: list[str]
 ) -> _Layer:
@@ -375,9 +323,9 @@ def load_settings(
 
     base = pyproject.parent if pyproject is not None else cwd
     if pyproject is not None:
-        data = _read_toml(pyproject, problems)
+        data = read_toml(pyproject, problems)
         if data is not None:
-            file_table = dict(_table_at(data, "tool.kmssign", problems))
+            file_table = dict(table_at(data, "tool.kmssign", problems))
             for name in FRONTEND_TABLES:
                 if not isinstance(file_table.pop(name, {}), Mapping):
                     problems.append(f"tool.kmssign.{name} must be a table")

@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from kmssign.api import sign_files
-from kmssign.config import Settings, load_settings, table_in
+from kmssign.config import Settings, load_settings
 from kmssign.frontends.buildhooks import Log, log_results
 from kmssign.pe.image import looks_like_pe
+from kmssign.pyproject import table_in
 
 # Keys hatchling itself reads from every hook table; they are not kmssign settings.
 HATCHLING_HOOK_KEYS = frozenset(

@@ -21,10 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kmssign.config import Settings, load_settings, table_in
+from kmssign.config import Settings, load_settings
 from kmssign.errors import KmsSignError, SigningError
 from kmssign.frontends import buildhooks
 from kmssign.frontends.setuptools.plugin import TABLE
+from kmssign.pyproject import table_in
 
 
 def install(dist: Any, pyproject: Path) -> None:
