@@ -35,6 +35,7 @@ class FileResult:
 @dataclass
 class Report:
     results: list[FileResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # about the run, not one file
 
     def count(self, status: Status) -> int:
         return sum(1 for r in self.results if r.status == status)

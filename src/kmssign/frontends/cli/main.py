@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from kmssign import __version__
@@ -207,21 +211,78 @@ def _one_blas_thread(command: str) -> None:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP), taking the way out Ctrl-C takes."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+_TERMINATING = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise :class:`Terminated` in the main thread while the command
+    runs, as SIGINT raises KeyboardInterrupt, so both end through the same cleanup."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers (main() called from a thread)
+        return
+    previous = {signum: signal.signal(signum, _terminate) for signum in _TERMINATING}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ignore SIGINT, SIGTERM and SIGHUP while cleaning up after one of them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signums = [signal.SIGINT, *_TERMINATING]
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """Remove every temporary file still there, say so in one line; exit 128 + signal."""
+    from kmssign.engine.atomic import abort_all
+
+    signum = exc.signum if isinstance(exc, Terminated) else int(signal.SIGINT)
+    with _signals_held():
+        abort_all()
+        name = signal.Signals(signum).name
+        print(f"kmssign: interrupted ({name}); files not finished are left as they were",
+              file=sys.stderr)
+    return 128 + signum
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _one_blas_thread(args.command)
     from kmssign.frontends.cli import commands
 
-    try:
-        return int(commands.run(args))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"kmssign: error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    except KmsSignError as exc:
-        print(f"kmssign: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("kmssign: interrupted", file=sys.stderr)
-        return 130
-
+    with _signals_interrupt():
+        try:
+            return int(commands.run(args))
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(f"kmssign: error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+        except KmsSignError as exc:
+            print(f"kmssign: error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        except KeyboardInterrupt as exc:
+            return _interrupted(exc)

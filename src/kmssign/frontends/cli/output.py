@@ -34,6 +34,7 @@ def as_json(report: Report) -> dict[str, Any]:
     return {
         "ok": report.ok,
         "summary": report.summary(),
+        "notes": report.notes,
         "files": [
             {
                 "path": str(r.path),
