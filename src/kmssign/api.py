@@ -81,10 +81,8 @@ def _discovered(
         if note is not None:
             report.notes.append(note)
             log(note)
-    for path in found.missing:
-        report.results.append(FileResult(path, "failed", reason="no such file or directory"))
-    for path in found.not_pe:
-        report.results.append(FileResult(path, "failed", reason="not a PE file (no MZ/PE header)"))
+    for path, reason in found.problems:
+        report.results.append(FileResult(path, "failed", reason=reason))
     if on_start:
         on_start(len(found.files) + len(report.results))
     if on_result:
@@ -124,6 +122,8 @@ def sign_files(
         report.results.extend(
             run_simple(files, lambda p: _plan(p, settings, append), jobs=1, on_result=on_result)
         )
+        return report
+    if not files:  # no key, certificate or KMS call for nothing
         return report
     session = open_session(settings, signer=signer, timestamper=timestamper, log=log)
 

@@ -41,6 +41,14 @@ def _add_kms(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_allow_empty(p: argparse.ArgumentParser, verb: str) -> None:
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help=f"exit 0 when there is no PE file to {verb} (default: an error)",
+    )
+
+
 def _add_output(p: argparse.ArgumentParser, jobs_default: int = 16) -> None:
     g = p.add_argument_group("output")
     g.add_argument("-q", "--quiet", action="store_true", help="print failures and errors only")
@@ -134,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="list what would be signed and skipped; call no service",
     )
+    _add_allow_empty(sign, "sign")
     _add_output(sign)
 
     verify = sub.add_parser("verify", help="verify signatures, chains and timestamps")
@@ -157,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail files whose signature has no valid timestamp",
     )
+    _add_allow_empty(verify, "verify")
     _add_output(verify, jobs_default=4)
 
     stamp = sub.add_parser("timestamp", help="add a timestamp to signatures that have none")
@@ -173,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="pyproject.toml to read [tool.kmssign] from",
     )
+    _add_allow_empty(stamp, "timestamp")
     _add_output(stamp)
 
     csr = sub.add_parser("csr", help="make a certificate signing request signed by a KMS key")

@@ -30,10 +30,11 @@ def describe(result: FileResult) -> str:
     return f"{result.status}: {result.path}{suffix}"
 
 
-def as_json(report: Report) -> dict[str, Any]:
+def as_json(report: Report, error: str | None = None) -> dict[str, Any]:
     return {
-        "ok": report.ok,
+        "ok": report.ok and error is None,
         "summary": report.summary(),
+        "error": error,
         "notes": report.notes,
         "files": [
             {
@@ -94,14 +95,18 @@ class Printer:
                 print(describe(result), file=stream, flush=True)
             self._draw_progress()
 
-    def finish(self, report: Report) -> None:
+    def finish(self, report: Report, error: str | None = None) -> None:
+        """The summary (or the JSON document); ``error`` ends a run that failed as a
+        whole, on standard error, in place of the summary line."""
         with self._lock:
             self._clear_progress()
         if self.json_mode:
-            json.dump(as_json(report), self.out, indent=2)
+            json.dump(as_json(report, error), self.out, indent=2)
             self.out.write("\n")
-        elif not self.quiet:
+        elif error is None and not self.quiet:
             print(f"kmssign: {report.summary()}", file=self.out)
+        if error is not None:
+            print(f"kmssign: error: {error}", file=self.err)
 
     def _clear_progress(self) -> None:
         if self._progress_shown:

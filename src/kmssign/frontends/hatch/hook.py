@@ -99,6 +99,9 @@ class KmsSignBuildHook(BuildHookInterface[BuilderConfig]):
             if report is None:
                 self.app.display_info(f"kmssign: {artifact.name} is not a Windows binary")
                 return
+            if not report.results:
+                self.app.display_info(f"kmssign: no Windows binaries in {artifact.name}")
+                return
             base = artifact.parent if artifact.is_file() else artifact
             self._report([(r.path.relative_to(base).as_posix(), r) for r in report.results])
         except KmsSignError as exc:
