@@ -208,6 +208,7 @@ def test_two_runs_on_one_tree_sign_each_file_once_and_report_what_is_on_disk(
         assert sorted(e["status"] for e in entries) == ["signed", "skipped"], entries
         (signed,) = (e for e in entries if e["status"] == "signed")
         assert signed["sha256_after"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert signed["output"] == str(path)
         peutil.osslsigncode_verify(path, pki.root_pem, tsa_ca=pki.root_pem)
         assert subject_of(primary_signature(path).signer_cert) == signed["signer"]
     for report in reports:  # neither run saw (or signed) the other's temporary files

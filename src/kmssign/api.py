@@ -163,6 +163,8 @@ def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
         result = _timestamp_locked(path, timestamper)
     finally:
         lock.release()
+    if result.status == "timestamped":
+        result.output = path
     return result
 
 

@@ -283,6 +283,7 @@ def _complete_locked(prepared: Prepared, session: SigningSession) -> FileResult:
         prepared.output.abort()
         raise
     result.status = "signed"
+    result.output = prepared.output.target
     result.signer = session.signer_subject
     result.digest = session.digest
     return result

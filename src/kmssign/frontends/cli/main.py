@@ -280,9 +280,20 @@ def _interrupted(exc: KeyboardInterrupt) -> int:
     return 128 + signum
 
 
+def _escaping_output() -> None:
+    """Never fail on printing: what the output encoding lacks is written escaped."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _one_blas_thread(args.command)
+    _escaping_output()
+    from kmssign.engine.report import printable
     from kmssign.frontends.cli import commands
 
     with _signals_interrupt():
@@ -290,10 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(commands.run(args))
         except ConfigError as exc:
             for problem in exc.problems:
-                print(f"kmssign: error: {problem}", file=sys.stderr)
+                print(f"kmssign: error: {printable(problem)}", file=sys.stderr)
             return EXIT_USAGE
         except KmsSignError as exc:
-            print(f"kmssign: error: {exc}", file=sys.stderr)
+            print(f"kmssign: error: {printable(str(exc))}", file=sys.stderr)
             return EXIT_FAILED
         except KeyboardInterrupt as exc:
             return _interrupted(exc)
