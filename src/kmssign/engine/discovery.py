@@ -151,6 +151,6 @@ def discover(
         elif is_temporary(path.name):
             leftovers.append(path)
         else:
-            leftovers.extend(p for p in leftovers_of(path) if p not in leftovers)
+            leftovers.extend(leftovers_of(path))
             add(path, path.name, explicit=True)
-    return Found(tuple(files), tuple(problems), tuple(leftovers))
+    return Found(tuple(files), tuple(problems), tuple(dict.fromkeys(leftovers)))
