@@ -54,7 +54,7 @@ def child(mode: str, path: Path) -> None:
         if mode == "digest":
             authenticode_digest(f, image, "sha256")
         else:
-            with open(target, "wb") as out:
+            with open(target, "w+b") as out:  # read-write, as kmssign's temporary file
                 _, state = begin_signed_copy(f, image, "sha256", out)
                 finish_signed_copy(out, state, b"\x30\x82\x08\x00" + bytes(2048))
     elapsed = time.perf_counter() - start

@@ -6,16 +6,18 @@ from __future__ import annotations
 import errno
 import os
 import random
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from kmssign.errors import PEFormatError
 from kmssign.pe import kernelcopy, reading
 from kmssign.pe.checksum import pe_checksum
 from kmssign.pe.digest import authenticode_digest
 from kmssign.pe.image import parse_pe, stored_checksum
+from kmssign.pe.signedcopy import begin_signed_copy
 from tests import peutil
 from tests.helpers import run_cli, sign_args
 from tests.pki import TestPKI
@@ -72,19 +74,94 @@ def test_large_file_signs_the_same_either_way(
     assert len(set(_SIGNED_BY_VARIANT.values())) == 1
 
 
-def test_mapped_windows_refuse_a_file_cut_short(tmp_path: Path) -> None:
-    """A file shorter than the image end is refused before it is mapped (a read past the
-    end of a mapping would kill the process)."""
-    path = _large_pe(tmp_path / "big.exe", mib=4)
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        windows = reading.mapped_windows(f.fileno(), 0, size)
-        first_offset, first = next(windows)
-        assert first_offset == 0 and bytes(first[:2]) == b"MZ"
-        del first
-        os.truncate(path, reading.WINDOW + 5)
-        with pytest.raises(PEFormatError, match="changed while"):
-            list(windows)
+# Runs kmssign with its hashing wrapped: once CUT_AT bytes are hashed, the file being
+# signed or verified is cut to 4 KiB, as another process truncating it would. A read of a
+# mapped page past the new end would kill the process with SIGBUS.
+_CUTTER = """
+import os, sys
+from kmssign.pe import digest, kernelcopy, reading, signedcopy
+target, cut_at = sys.argv[1], int(sys.argv[2])
+real = reading.new_hash
+
+class Cutting:
+    def __init__(self, h):
+        self.h, self.seen = h, 0
+    def update(self, data):
+        self.seen += len(data)
+        if self.seen > cut_at and os.path.getsize(target) > 4096:
+            os.truncate(target, 4096)
+        self.h.update(data)
+    def digest(self):
+        return self.h.digest()
+
+for module in (reading, digest, kernelcopy, signedcopy):
+    module.new_hash = lambda name: Cutting(real(name))
+from kmssign.frontends.cli.main import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def _run_while_cutting(path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _CUTTER, str(path), str(8 << 20), *argv],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def _one_clean_failure(proc: subprocess.CompletedProcess[str], path: Path) -> None:
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)  # -7: SIGBUS
+    failures = [line for line in proc.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failures) == 1, proc.stderr
+    assert failures[0].startswith(f"failed: {path}: "), failures
+    assert "changed" in failures[0] or "shorter" in failures[0], failures
+    assert "Traceback" not in proc.stderr
+
+
+POSIX = pytest.mark.skipif(sys.platform == "win32", reason="Windows truncates no open file")
+
+
+@POSIX
+def test_a_file_cut_short_while_signing_is_a_clean_failure(pki: TestPKI, tmp_path: Path) -> None:
+    path = _large_pe(tmp_path / "big.exe", mib=64)
+    original = path.read_bytes()
+    proc = _run_while_cutting(path, "sign", str(path), *sign_args(pki.identity("rsa2048")))
+    _one_clean_failure(proc, path)
+    assert path.read_bytes() == original[:4096]  # as the other process left it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.exe"]
+
+
+@POSIX
+def test_a_file_cut_short_while_verifying_is_a_clean_failure(
+    capsys, pki: TestPKI, tmp_path: Path
+) -> None:
+    path = _large_pe(tmp_path / "big.exe", mib=64)
+    code, _, err = run_cli(capsys, "sign", str(path), *sign_args(pki.identity("rsa2048")))
+    assert code == 0, err
+    proc = _run_while_cutting(path, "verify", str(path))
+    _one_clean_failure(proc, path)
+
+
+@pytest.mark.skipif(not hasattr(os, "copy_file_range"), reason="no kernel copy to map")
+def test_the_signing_pass_maps_only_its_own_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signing pass maps the kernel's copy (the temporary file), never the original."""
+    path = _large_pe(tmp_path / "big.exe", mib=12)
+    mapped: list[int] = []
+    real_mmap = reading.mmap.mmap
+
+    def spy(fd: int, *args: object, **kwargs: object) -> object:
+        mapped.append(os.fstat(fd).st_ino)
+        return real_mmap(fd, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reading.mmap, "mmap", spy)
+    with open(path, "rb") as f, open(tmp_path / "copy", "w+b") as out:
+        image = parse_pe(f)
+        begin_signed_copy(f, image, "sha256", out)
+        authenticode_digest(f, image, "sha256")
+        pe_checksum(f, image)
+        copy = os.fstat(out.fileno()).st_ino
+    assert mapped and set(mapped) == {copy}
 
 
 @pytest.mark.posix
@@ -124,23 +201,27 @@ def test_filesystem_without_preallocation_still_signs(
     peutil.osslsigncode_verify(path, pki.root_pem)
 
 
-def test_mapped_digest_without_madvise_and_through_reads_agree(
+def test_mapped_copy_without_madvise_and_reads_agree(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Where the OS has no madvise (Windows) the mapped pass still works; it and the
-    read pass give the same digest and checksum (what `verify` computes)."""
+    """The signing pass reads the kernel's copy through maps (with madvise, or without it
+    as on Windows) or, where the copy cannot be mapped, the original through buffers;
+    verify reads through buffers. All give the same digest and checksum."""
     path = _large_pe(tmp_path / "big.exe", seed=5)
 
-    def digest_and_checksum() -> tuple[bytes, int]:
-        with open(path, "rb") as f:
-            image = parse_pe(f)
-            return authenticode_digest(f, image, "sha256"), pe_checksum(f, image)
+    def signing_pass() -> tuple[bytes, int]:
+        with open(path, "rb") as f, open(tmp_path / "copy", "w+b") as out:
+            digest, state = begin_signed_copy(f, parse_pe(f), "sha256", out)
+            return digest, state.checksum.value(state.image_length)
 
-    mapped = digest_and_checksum()
+    mapped = signing_pass()
+    with open(path, "rb") as f:
+        image = parse_pe(f)
+        assert authenticode_digest(f, image, "sha256") == mapped[0]
     monkeypatch.setattr(reading, "_SEQUENTIAL", None)
-    assert digest_and_checksum() == mapped
+    assert signing_pass() == mapped
     monkeypatch.setattr(reading, "mappable", lambda fd, end: False)
-    assert digest_and_checksum() == mapped
+    assert signing_pass() == mapped
 
 
 @pytest.mark.posix

@@ -14,8 +14,9 @@ from kmssign.authenticode.build import add_timestamp, replace_nested
 from kmssign.authenticode.verify import read_signatures
 from kmssign.config import Settings
 from kmssign.engine import wheelsign, wheelverify
-from kmssign.engine.atomic import atomic_output
-from kmssign.engine.discovery import discover, find_wheels, is_wheel_name
+from kmssign.engine.atomic import atomic_output, check_running, clear_leftover, resume
+from kmssign.engine.discovery import NOT_PE, discover, find_wheels, is_wheel_name
+from kmssign.engine.locking import lock_target
 from kmssign.engine.pipeline import Pipeline, run_simple
 from kmssign.engine.report import FileResult, Report, Status
 from kmssign.engine.signing import (
@@ -71,13 +72,22 @@ def _discovered(
     report: Report,
     on_result: OnResult | None,
     on_start: OnStart | None,
+    *,
+    log: Log = nolog,
+    clean: bool = True,
 ) -> list[Path]:
+    """The PE files among ``paths``; what cannot be processed is a failed result in
+    ``report`` already. Temporary files of kmssign runs are never processed: each is a
+    note, and with ``clean`` those no run holds any more are removed."""
+    resume()  # a run in this process may have been interrupted before
     found = discover([Path(p) for p in paths], include, exclude)
-    for path in found.missing:
-        report.results.append(FileResult(path, "failed", reason="no such file or directory"))
-    for path in found.not_pe:
-        reason = "not a PE file (no MZ/PE header)"
-        if is_wheel_name(path):
+    for leftover in found.leftovers:
+        note = clear_leftover(leftover, remove=clean)
+        if note is not None:
+            report.notes.append(note)
+            log(note)
+    for path, reason in found.problems:
+        if reason == NOT_PE and is_wheel_name(path):
             reason = f"a wheel, not a PE file: `kmssign wheel {path}` signs the PE files in it"
         report.results.append(FileResult(path, "failed", reason=reason))
     if on_start:
@@ -110,7 +120,8 @@ def sign_files(
     """
     report = Report()
     files = _discovered(
-        paths, settings.include, settings.exclude, report, on_result, on_start
+        paths, settings.include, settings.exclude, report, on_result, on_start,
+        log=log, clean=not dry_run,
     )
     if output is not None and len(files) + len(report.results) != 1:
         raise ConfigError("--output needs exactly one input file")
@@ -121,6 +132,8 @@ def sign_files(
                 on_result=on_result,
             )
         )
+        return report
+    if not files:  # no key, certificate or KMS call for nothing
         return report
     session = open_session(settings, signer=signer, timestamper=timestamper, log=log)
 
@@ -139,7 +152,22 @@ def sign_files(
 
 def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
     """Add an RFC 3161 timestamp to every signature that has none, nested ones included,
-    leaving the signatures otherwise intact."""
+    leaving the signatures otherwise intact. Another kmssign run working on the file is
+    waited for."""
+    try:
+        lock = lock_target(path, check=check_running)
+    except (KmsSignError, OSError) as exc:
+        return FileResult(path, "failed").fail(exc)
+    try:
+        result = _timestamp_locked(path, timestamper)
+    finally:
+        lock.release()
+    if result.status == "timestamped":
+        result.output = path
+    return result
+
+
+def _timestamp_locked(path: Path, timestamper: TimestampClient) -> FileResult:
     result = FileResult(path, "failed")
     try:
         with open(path, "rb") as f:
@@ -204,7 +232,9 @@ def timestamp_files(
 ) -> Report:
     """Timestamp every signed PE file among ``paths`` whose signature has no timestamp."""
     report = Report()
-    files = _discovered(paths, settings.include, settings.exclude, report, on_result, on_start)
+    files = _discovered(
+        paths, settings.include, settings.exclude, report, on_result, on_start, log=log
+    )
     if timestamper is None:
         from kmssign.timestamp.client import TimestampClient
 
@@ -231,9 +261,11 @@ def verify_files(
     jobs: int = 4,
     on_start: OnStart | None = None,
     on_result: OnResult | None = None,
+    log: Log = nolog,
 ) -> Report:
     """Verify every PE file among ``paths``; unsigned files fail. Wheels (``*.whl`` given,
-    or below a directory given) are verified as :func:`verify_wheels` does."""
+    or below a directory given) are verified as :func:`verify_wheels` does. Changes no
+    file: temporary files that kmssign runs left are only noted."""
     root_certs = load_roots(roots)
     tsa_certs = load_roots(tsa_roots)
     given = [Path(p) for p in paths]
@@ -242,7 +274,7 @@ def verify_files(
     report = Report()
     files = _discovered(
         loose, include, exclude, report, on_result,
-        (lambda n: on_start(n + len(wheels))) if on_start else None,
+        (lambda n: on_start(n + len(wheels))) if on_start else None, log=log, clean=False,
     )
 
     def work(path: Path) -> FileResult:

@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from kmssign.pe.image import looks_like_pe
+from kmssign.engine.atomic import NAME_ROOM, is_temporary
+from kmssign.pe.image import has_pe_header
+
+NOT_PE = "not a PE file (no MZ/PE header)"
+_KINDS = (
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISSOCK, "socket"),
+)
 
 
 @dataclass(frozen=True)
 class Found:
-    """The outcome of discovery: PE files to process and explicit arguments that are not."""
+    """The outcome of discovery: PE files to process, what cannot be processed (with the
+    reason), and temporary files that kmssign runs left (never processed)."""
 
     files: tuple[Path, ...]
-    not_pe: tuple[Path, ...]
-    missing: tuple[Path, ...]
+    problems: tuple[tuple[Path, str], ...]
+    leftovers: tuple[Path, ...] = ()
 
 
 def matches(relative: str, patterns: Iterable[str]) -> bool:
@@ -42,17 +53,52 @@ def selected(relative: str, include: Sequence[str], exclude: Sequence[str]) -> b
     return not (exclude and matches(relative, exclude))
 
 
+def reason_of(exc: OSError) -> str:
+    """``permission denied`` for an OSError: its message without the file name."""
+    text = exc.strerror or str(exc)
+    return text[:1].lower() + text[1:]
+
+
+def kind_of(mode: int) -> str:
+    """``not a regular file (FIFO)``, or ``(character device)``, ... for a stat mode."""
+    kind = next((name for test, name in _KINDS if test(mode)), "special file")
+    return f"not a regular file ({kind})"
+
+
+def leftovers_of(file: Path) -> list[Path]:
+    """Temporary files that kmssign runs made for ``file``, beside it."""
+    prefix = f".{file.name[:NAME_ROOM]}"
+    try:
+        with os.scandir(file.parent) as entries:
+            return sorted(
+                Path(e.path) for e in entries
+                if e.name.startswith(prefix) and is_temporary(e.name)
+                and e.is_file(follow_symlinks=False)
+            )
+    except OSError:
+        return []
+
+
+def _no_wait(path: str, flags: int) -> int:
+    """Open without waiting (a file swapped for a FIFO meanwhile would block a plain open)."""
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
 def discover(
     paths: Iterable[Path], include: Sequence[str] = (), exclude: Sequence[str] = ()
 ) -> Found:
     """Expand directories to the PE files below them (sorted), honouring include/exclude.
 
-    Files named explicitly are kept when they pass the globs; those that are not PE files
-    are reported in ``not_pe`` so the caller can fail them with a clear reason.
+    Files named explicitly are kept when they pass the globs; those that are not PE
+    files, that are missing, unreadable or not regular files, and directories (or
+    subdirectories) that cannot be listed are in ``problems`` with the reason, so the
+    caller can fail each by name. Below a directory, symbolic links and special files
+    are passed over, and kmssign's own temporary files are never selected: they are
+    listed in ``leftovers``.
     """
     files: list[Path] = []
-    not_pe: list[Path] = []
-    missing: list[Path] = []
+    problems: list[tuple[Path, str]] = []
+    leftovers: list[Path] = []
     seen: set[Path] = set()
 
     def add(path: Path, relative: str, explicit: bool) -> None:
@@ -60,24 +106,54 @@ def discover(
         if key in seen or not selected(relative, include, exclude):
             return
         seen.add(key)
-        if looks_like_pe(path):
+        try:
+            with open(path, "rb", opener=_no_wait) as f:
+                pe = has_pe_header(f)
+        except OSError as exc:
+            problems.append((path, f"cannot read it: {reason_of(exc)}"))
+            return
+        if pe:
             files.append(path)
         elif explicit:
-            not_pe.append(path)
+            problems.append((path, NOT_PE))
+
+    def unlistable(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else path
+        problems.append((where, f"cannot list this directory: {reason_of(exc)}"))
 
     for path in paths:
-        if path.is_dir():
-            for root, dirs, names in os.walk(path):
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            broken = os.path.lexists(path)
+            problems.append(
+                (path, "broken symbolic link" if broken else "no such file or directory")
+            )
+            continue
+        except OSError as exc:
+            problems.append((path, reason_of(exc)))
+            continue
+        if stat.S_ISDIR(mode):
+            for root, dirs, names in os.walk(path, onerror=unlistable):
                 dirs.sort()
                 for name in sorted(names):
                     full = Path(root, name)
-                    if full.is_file() and not full.is_symlink():
+                    try:
+                        regular = stat.S_ISREG(os.lstat(full).st_mode)
+                    except OSError:  # gone meanwhile
+                        continue
+                    if regular and is_temporary(name):
+                        leftovers.append(full)
+                    elif regular:
                         add(full, full.relative_to(path).as_posix(), explicit=False)
-        elif path.is_file():
-            add(path, path.name, explicit=True)
+        elif not stat.S_ISREG(mode):
+            problems.append((path, kind_of(mode)))
+        elif is_temporary(path.name):
+            leftovers.append(path)
         else:
-            missing.append(path)
-    return Found(tuple(files), tuple(not_pe), tuple(missing))
+            leftovers.extend(leftovers_of(path))
+            add(path, path.name, explicit=True)
+    return Found(tuple(files), tuple(problems), tuple(dict.fromkeys(leftovers)))
 
 
 def is_wheel_name(path: Path) -> bool:

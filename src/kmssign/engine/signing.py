@@ -19,7 +19,8 @@ from asn1crypto import cms
 from kmssign.authenticode.build import add_nested, add_timestamp, build_signed_data, signature_value
 from kmssign.authenticode.verify import read_signatures
 from kmssign.config import Settings
-from kmssign.engine.atomic import AtomicFile
+from kmssign.engine.atomic import AtomicFile, check_running
+from kmssign.engine.locking import TargetLock, lock_target
 from kmssign.engine.report import FileResult
 from kmssign.errors import ConfigError, KmsSignError, TimestampError, TimestampUnavailableError
 from kmssign.pe.image import parse_pe
@@ -160,6 +161,7 @@ class Prepared:
     file_digest: bytes
     existing: cms.ContentInfo | None
     record_hashes: bool
+    lock: TargetLock | None = None  # held until the signed file is in place
 
 
 def prepare_file(
@@ -171,7 +173,40 @@ def prepare_file(
     output: Path | None = None,
     record_hashes: bool = False,
 ) -> Prepared | FileResult:
-    """Local work for one file; returns a finished FileResult when there is nothing to sign."""
+    """Local work for one file; returns a finished FileResult when there is nothing to sign.
+
+    From before the file is read until :func:`complete_file` has replaced it, no other
+    kmssign run works on it: one that does is waited for, and then this run reads what
+    it wrote (and, by default, skips it as signed).
+    """
+    try:
+        lock = lock_target(path, check=check_running, log=session.log)
+    except (KmsSignError, OSError) as exc:
+        return FileResult(path, "failed").fail(exc)
+    try:
+        prepared = _prepare_locked(
+            path, session, append=append, skip_signed=skip_signed, output=output,
+            record_hashes=record_hashes,
+        )
+    except BaseException:
+        lock.release()
+        raise
+    if isinstance(prepared, Prepared):
+        prepared.lock = lock
+    else:
+        lock.release()
+    return prepared
+
+
+def _prepare_locked(
+    path: Path,
+    session: SigningSession,
+    *,
+    append: bool,
+    skip_signed: bool,
+    output: Path | None,
+    record_hashes: bool,
+) -> Prepared | FileResult:
     result = FileResult(path, "failed")
     try:
         if record_hashes:
@@ -235,6 +270,14 @@ def _timestamp(
 
 def complete_file(prepared: Prepared, session: SigningSession) -> FileResult:
     """Network work for one prepared file (sign, self-check, timestamp), then the write."""
+    try:
+        return _complete_locked(prepared, session)
+    finally:
+        if prepared.lock is not None:
+            prepared.lock.release()
+
+
+def _complete_locked(prepared: Prepared, session: SigningSession) -> FileResult:
     result = prepared.result
     try:
         if session.timestamper is not None and session.timestamp_policy == "required":
@@ -253,6 +296,9 @@ def complete_file(prepared: Prepared, session: SigningSession) -> FileResult:
         if prepared.existing is not None:
             content_info = add_nested(prepared.existing, content_info)
         finish_signed_copy(prepared.output.handle, prepared.state, content_info.dump())
+        if prepared.record_hashes:  # of the bytes renamed into place, as nobody can change them
+            prepared.output.handle.flush()
+            result.sha256_after = file_sha256(prepared.output.path)
         prepared.output.commit()
     except (KmsSignError, OSError) as exc:
         prepared.output.abort()
@@ -261,10 +307,9 @@ def complete_file(prepared: Prepared, session: SigningSession) -> FileResult:
         prepared.output.abort()
         raise
     result.status = "signed"
+    result.output = prepared.output.target
     result.signer = session.signer_subject
     result.digest = session.digest
-    if prepared.record_hashes:
-        result.sha256_after = file_sha256(prepared.output.target)
     return result
 
 

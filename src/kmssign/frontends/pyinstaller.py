@@ -281,6 +281,12 @@ def _sign_outputs(
         return api.Report()
     settings = _settings(config, overrides)
     found = discover([path], settings.include, settings.exclude)
+    if found.problems:  # an output that cannot be read (or listed) is not left unsigned
+        failed = api.Report([api.FileResult(p, "failed", reason=r) for p, r in found.problems])
+        raise SigningError(_failure_message("output file(s)", failed))
+    if not found.files:
+        logger.info("kmssign: no Windows binaries in %s; nothing to sign", path)
+        return api.Report()
     if path.is_dir():
         others = sum(
             1

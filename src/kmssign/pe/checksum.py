@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from kmssign.pe.image import PEImage
-from kmssign.pe.reading import Data, pieces
+from kmssign.pe.reading import Data, chunks
 
 _MOD = 0xFFFF
 
@@ -144,7 +144,7 @@ def pe_checksum(f: BinaryIO, image: PEImage) -> int:
     acc = Checksum()
     accelerate_for(image.size)
     cks = image.checksum_offset
-    for offset, data in pieces(f, image.size):
+    for offset, data in chunks(f, 0, image.size):
         piece: Data = data
         if offset < cks + 4 and cks < offset + len(data):
             zeroed = bytearray(data)

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
+from kmssign.pe import hashing
+from kmssign.pe.hashing import Summer
 from kmssign.pe.image import PEImage, align8
-from kmssign.pe.reading import new_hash, pieces, split
+from kmssign.pe.reading import new_hash, split
 
 
 def authenticode_digest(f: BinaryIO, image: PEImage, digest: str) -> bytes:
-    """The Authenticode digest of the image, in one streaming pass."""
+    """The Authenticode digest of the image, in one streaming pass.
+
+    The file is read through buffers, never mapped (a file cut short meanwhile is a
+    PEFormatError, not SIGBUS); a large one is hashed on a worker thread while the next
+    chunk is read, which hides the copy into the buffer behind the hashing.
+    """
     h = new_hash(digest)
     end = image.image_end
-    for offset, data in pieces(f, end):
-        for piece in split(offset, data, image)[1]:
-            h.update(piece)
+    summer = Summer(h, threaded=end >= hashing.THREAD_MIN, checksum=False)
+    try:
+        for offset, data, lease in summer.chunks(f, 0, end):
+            summer.feed(offset, data, split(offset, data, image)[1], lease)
+    finally:
+        summer.close()
     if not image.has_certificate_table:
         h.update(bytes(align8(end) - end))
     return h.digest()
-

@@ -37,7 +37,8 @@ class _Lease:
 
 
 class Summer:
-    """Hashes the Authenticode pieces and checksums the written bytes of each chunk.
+    """Hashes the Authenticode pieces and (unless ``checksum`` is False) checksums the
+    written bytes of each chunk.
 
     With ``threaded``, one worker thread hashes and another checksums (hashlib and numpy
     drop the GIL on large buffers) while the calling thread only reads and writes, so the
@@ -45,9 +46,17 @@ class Summer:
     bound the memory.
     """
 
-    def __init__(self, h: hashlib._Hash | None, threaded: bool, *, mapped: bool = False) -> None:
+    def __init__(
+        self,
+        h: hashlib._Hash | None,
+        threaded: bool,
+        *,
+        mapped: bool = False,
+        checksum: bool = True,
+    ) -> None:
         self.h = h
         self.checksum = Checksum()
+        self._summing = checksum
         self._queues: list[queue.Queue[_Item | None]] = []
         self._threads: list[threading.Thread] = []
         self._pool: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
@@ -59,7 +68,8 @@ class Summer:
                 # enough buffers for both full queues, one in each worker and one being read
                 for _ in range(_QUEUE_DEPTH + 3):
                     self._pool.put(bytearray(CHUNK))
-            for target in (self._hash_pieces, self._sum_written):
+            work = [self._hash_pieces, self._sum_written] if checksum else [self._hash_pieces]
+            for target in work:
                 q: queue.Queue[_Item | None] = queue.Queue(maxsize=depth)
                 thread = threading.Thread(
                     target=self._drain, args=(q, target), name="kmssign-hash", daemon=True
@@ -114,7 +124,8 @@ class Summer:
     ) -> None:
         if not self._queues:
             self._hash_pieces(offset, written, pieces)
-            self._sum_written(offset, written, pieces)
+            if self._summing:
+                self._sum_written(offset, written, pieces)
         else:
             for q in self._queues:
                 q.put((offset, written, pieces, lease))

@@ -83,14 +83,22 @@ def looks_like_pe(path: Path) -> bool:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return False
         with open(path, "rb") as f:
-            head = f.read(64)
-            if len(head) < 64 or head[:2] != b"MZ":
-                return False
-            (e_lfanew,) = struct.unpack_from("<I", head, 0x3C)
-            f.seek(e_lfanew)
-            return bool(f.read(4) == b"PE\0\0")
-    except (OSError, ValueError, OverflowError):
+            return has_pe_header(f)
+    except OSError:
         return False
+
+
+def has_pe_header(f: BinaryIO) -> bool:
+    """The sniff of :func:`looks_like_pe` on an open file; OSError when it cannot be read."""
+    head = f.read(64)
+    if len(head) < 64 or head[:2] != b"MZ":
+        return False
+    (e_lfanew,) = struct.unpack_from("<I", head, 0x3C)
+    try:
+        f.seek(e_lfanew)
+    except (ValueError, OverflowError):
+        return False
+    return bool(f.read(4) == b"PE\0\0")
 
 
 def parse_pe(f: BinaryIO) -> PEImage:

@@ -19,6 +19,7 @@ from kmssign.pe.reading import new_hash, split
 
 # copy_file_range cannot serve these files or filesystems: use the plain copy instead
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
+_STEP = 4 << 20  # bytes per copy_file_range call: the hashing pass follows this closely
 
 
 @functools.lru_cache(maxsize=1)
@@ -54,16 +55,51 @@ def _preallocate(fd: int, offset: int, length: int) -> None:
         raise OSError(errno.ENOSPC, "no space left on the device for the signed copy")
 
 
+class _CopyFailed(Exception):
+    """The kernel copy stopped; its OSError is in ``_Copied.failure``."""
+
+
+class _Copied:
+    """How far the kernel copy got, for the pass that reads the copy behind it."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.done = 0
+        self.failure: OSError | None = None
+
+    def advance(self, done: int) -> None:
+        with self._changed:
+            self.done = done
+            self._changed.notify_all()
+
+    def fail(self, exc: OSError) -> None:
+        with self._changed:
+            self.failure = exc
+            self._changed.notify_all()
+
+    def wait(self, upto: int) -> None:
+        """Return once the first ``upto`` bytes are copied; _CopyFailed if they never are."""
+        with self._changed:
+            while self.done < upto and self.failure is None:
+                self._changed.wait()
+            if self.done < upto:
+                raise _CopyFailed
+
+
 def hash_beside_kernel_copy(
     f: BinaryIO, image: PEImage, digest: str, out: BinaryIO
 ) -> tuple[bytes, Checksum] | None:
     """Hash in this process while the kernel copies the file (``copy_file_range``).
 
     Writing a large copy through user space costs more than hashing it; the kernel copy
-    runs beside the hashing pass on another core. Returns None (and leaves ``out`` as it
-    was) where the kernel cannot copy, so the caller falls back to the streaming copy.
-    On success ``out`` holds the image (CheckSum and security entry zeroed) padded to 8,
-    and the result is its digest and the checksum of what was written.
+    runs beside the hashing pass on another core. The hashing pass reads the copy,
+    through memory maps, right behind the kernel (never the original, which another
+    process could cut short under a map), so the digest is that of the bytes written.
+    Where the copy cannot be mapped, the original is read through buffers instead.
+    Returns None (and leaves ``out`` as it was) where the kernel cannot copy, so the
+    caller falls back to the streaming copy. On success ``out`` holds the image
+    (CheckSum and security entry zeroed) padded to 8, and the result is its digest and
+    the checksum of what was written.
     """
     copy_file_range = getattr(os, "copy_file_range", None)
     try:
@@ -76,29 +112,34 @@ def hash_beside_kernel_copy(
     base = out.tell()
     end = image.image_end
     before = os.fstat(src_fd)
-    failures: list[OSError] = []
+    copied = _Copied()
 
     def kernel_copy() -> None:
-        copied = 0
+        done = 0
         try:
-            while copied < end:
-                n = copy_file_range(src_fd, dst_fd, end - copied, copied, base + copied)
+            while done < end:
+                step = min(_STEP, end - done)
+                n = copy_file_range(src_fd, dst_fd, step, done, base + done)
                 if n == 0:
-                    raise OSError(errno.EIO, "file is shorter than its headers say")
-                copied += n
+                    raise OSError(
+                        errno.EIO, "file is shorter than its headers say (changed while reading?)"
+                    )
+                done += n
+                copied.advance(done)
         except OSError as exc:
-            failures.append(exc)
+            copied.fail(exc)
 
     _preallocate(dst_fd, base, align8(end))
     h = new_hash(digest)
-    mapped = reading.mappable(src_fd, end)
+    mapped = reading.mappable(dst_fd, base + end)
     summer = Summer(h, threaded=True, mapped=mapped)
     copier = threading.Thread(target=kernel_copy, name="kmssign-copy", daemon=True)
     copier.start()
     try:
         accelerate_for(end)  # importing numpy holds the GIL; the kernel copies meanwhile
         if mapped:
-            for offset, view in reading.mapped_windows(src_fd, 0, end):
+            windows = reading.mapped_windows(dst_fd, 0, end, base=base, ready=copied.wait)
+            for offset, view in windows:
                 written, pieces = split(offset, view, image)
                 summer.feed(offset, written, pieces)
                 del view, written, pieces  # see Summer._drain
@@ -106,15 +147,17 @@ def hash_beside_kernel_copy(
             for offset, data, lease in summer.chunks(f, 0, end):
                 written, pieces = split(offset, data, image)
                 summer.feed(offset, written, pieces, lease)
+    except _CopyFailed:
+        pass  # the failure is handled below
     finally:
         summer.close()
         copier.join()
-    if failures:
-        if failures[0].errno in _NO_KERNEL_COPY:
+    if copied.failure is not None:
+        if copied.failure.errno in _NO_KERNEL_COPY:
             out.seek(base)
             out.truncate()
             return None
-        raise failures[0]
+        raise copied.failure
     after = os.fstat(src_fd)
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
         raise PEFormatError("the file changed while it was being signed")

@@ -1,16 +1,19 @@
-"""Reading a PE file in pieces: buffered chunks, or read-only memory maps for large
-files, with the CheckSum field and the certificate-table entry split out.
+"""Reading a PE file in pieces: buffered chunks, or read-only memory maps of kmssign's
+own copy of a large file, with the CheckSum field and the certificate-table entry split
+out.
 
-Memory stays bounded: the file is read in chunks of :data:`~kmssign.pe.image.CHUNK`, or,
-when large, through read-only memory maps of :data:`WINDOW` bytes at a time.
+Memory stays bounded: the file is read in chunks of :data:`~kmssign.pe.image.CHUNK`, or
+its copy through read-only memory maps of :data:`WINDOW` bytes at a time. A file that
+another process may change is never mapped: touching a mapped page past the end of a
+file cut short kills the process with SIGBUS, and no check beforehand can rule out a
+truncation right after it. Read through buffers, a file cut short is a clean error.
 """
 
 from __future__ import annotations
 
 import hashlib
 import mmap
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from kmssign.errors import ConfigError, PEFormatError
@@ -18,8 +21,8 @@ from kmssign.pe.image import CHUNK, DIGESTS, PEImage
 
 Data = bytes | memoryview  # a chunk of the file, or a zeroed copy of one
 
-LARGE = 8 * CHUNK  # from this size on, files are mapped and copied by the kernel
-WINDOW = 2 * CHUNK  # bytes of the file mapped at once by the mapped pass
+LARGE = 8 * CHUNK  # from this size on, files are copied by the kernel and the copy mapped
+WINDOW = 2 * CHUNK  # bytes of the copy mapped at once by the mapped pass
 _SEQUENTIAL: int | None = getattr(mmap, "MADV_SEQUENTIAL", None)
 
 
@@ -59,24 +62,32 @@ def chunks(f: BinaryIO, start: int, end: int) -> Iterator[tuple[int, memoryview]
         offset += len(data)
 
 
-def mapped_windows(fd: int, start: int, end: int) -> Iterator[tuple[int, memoryview]]:
-    """(offset, data) pieces of [start, end) read through read-only memory maps.
+def mapped_windows(
+    fd: int, start: int, end: int, *, base: int = 0, ready: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, memoryview]]:
+    """(offset, data) pieces of [start, end) of the image that begins at ``base`` in the
+    file open as ``fd``, read through read-only memory maps.
 
-    Hashing straight from the page cache saves copying every byte into a buffer (on a
-    large file that copy costs as much as hashing). One window is mapped at a time and
-    unmapped once every holder of its view is done, so the resident size stays bounded.
-    ``start`` must be a multiple of ``mmap.ALLOCATIONGRANULARITY`` (64 KiB on Windows).
+    Only for kmssign's own temporary file, which no other process shrinks (see the module
+    docstring). ``ready(upto)`` returns once the image's first ``upto`` bytes are written
+    there (the kernel copies the file in while it is read), or raises. Hashing straight
+    from the page cache saves copying every byte into a buffer (on a large file that
+    copy costs as much as hashing). One window is mapped at a time and unmapped once
+    every holder of its view is done, so the resident size stays bounded.
     """
     offset = start
     while offset < end:
-        # A file cut short while mapped would kill the process (SIGBUS): look first.
-        if os.fstat(fd).st_size < end:
-            raise PEFormatError("the file changed while it was being signed")
         length = min(WINDOW, end - offset)
-        window = mmap.mmap(fd, length, offset=offset, access=mmap.ACCESS_READ)
+        if ready is not None:
+            ready(offset + length)
+        position = base + offset
+        aligned = position - position % mmap.ALLOCATIONGRANULARITY
+        window = mmap.mmap(
+            fd, position + length - aligned, offset=aligned, access=mmap.ACCESS_READ
+        )
         if _SEQUENTIAL is not None:  # read-ahead hint; madvise is not on every OS
             window.madvise(_SEQUENTIAL)
-        yield offset, memoryview(window)
+        yield offset, memoryview(window)[position - aligned :]
         offset += length
 
 
@@ -108,25 +119,11 @@ def split(offset: int, data: Data, image: PEImage) -> tuple[Data, list[memoryvie
     return bytes(zeroed), pieces
 
 
-def pieces(f: BinaryIO, end: int) -> Iterator[tuple[int, memoryview]]:
-    """[0, end) of the file in pieces: mapped windows for large regular files (no copy
-    into a buffer), read chunks otherwise."""
-    try:
-        fd = f.fileno()
-    except (AttributeError, OSError, ValueError):
-        fd = -1
-    if end >= LARGE and fd >= 0 and mappable(fd, end):
-        yield from mapped_windows(fd, 0, end)
-    else:
-        yield from chunks(f, 0, end)
-
-
 def mappable(fd: int, end: int) -> bool:
-    """Whether the file can be read through memory maps (regular files can)."""
+    """Whether the first ``end`` bytes of the file can be read through memory maps."""
     try:
         probe = mmap.mmap(fd, min(WINDOW, end), access=mmap.ACCESS_READ)
     except (OSError, ValueError):
         return False
     probe.close()
     return True
-

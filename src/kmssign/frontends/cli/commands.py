@@ -35,7 +35,14 @@ def _printer(args: argparse.Namespace) -> Printer:
     return Printer(quiet=args.quiet, json_mode=args.json)
 
 
-def _finish(printer: Printer, report: api.Report) -> int:
+def _finish(
+    printer: Printer, report: api.Report, args: argparse.Namespace, verb: str,
+    what: str = "PE file",
+) -> int:
+    if not report.results and not args.allow_empty:  # a wrong path must not pass in CI
+        printer.finish(report, f"nothing to {verb}: no {what} found in "
+                       f"{', '.join(map(str, args.paths))} (--allow-empty accepts that)")
+        return EXIT_FAILED
     printer.finish(report)
     return EXIT_OK if report.ok else EXIT_FAILED
 
@@ -75,7 +82,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
         on_result=printer.result,
         log=printer.log,
     )
-    return _finish(printer, report)
+    return _finish(printer, report, args, "sign")
 
 
 def cmd_wheel(args: argparse.Namespace) -> int:
@@ -90,7 +97,7 @@ def cmd_wheel(args: argparse.Namespace) -> int:
         on_result=printer.result,
         log=printer.log,
     )
-    return _finish(printer, report)
+    return _finish(printer, report, args, "sign", "wheel")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -104,8 +111,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         jobs=args.jobs or 4,
         on_start=printer.start,
         on_result=printer.result,
+        log=printer.log,
     )
-    return _finish(printer, report)
+    return _finish(printer, report, args, "verify")
 
 
 def cmd_timestamp(args: argparse.Namespace) -> int:
@@ -119,7 +127,7 @@ def cmd_timestamp(args: argparse.Namespace) -> int:
     report = api.timestamp_files(
         args.paths, settings, on_start=printer.start, on_result=printer.result, log=printer.log
     )
-    return _finish(printer, report)
+    return _finish(printer, report, args, "timestamp")
 
 
 def _kms_signer(args: argparse.Namespace) -> Any:

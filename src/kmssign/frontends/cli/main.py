@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from kmssign import __version__
@@ -41,6 +45,14 @@ def _add_kms(p: argparse.ArgumentParser) -> None:
         metavar="PYPROJECT",
         type=Path,
         help="pyproject.toml to read [tool.kmssign] from (default: nearest one)",
+    )
+
+
+def _add_allow_empty(p: argparse.ArgumentParser, verb: str, what: str = "PE file") -> None:
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help=f"exit 0 when there is no {what} to {verb} (default: an error)",
     )
 
 
@@ -165,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the signed file here (one input file only)",
     )
     _add_dry_run(sign)
+    _add_allow_empty(sign, "sign")
     _add_output(sign)
 
     wheel = sub.add_parser(
@@ -183,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the signed wheels into DIR (default: rewrite them in place)",
     )
     _add_dry_run(wheel)
+    _add_allow_empty(wheel, "sign", "wheel")
     _add_output(wheel)
 
     verify = sub.add_parser("verify", help="verify signatures, chains and timestamps")
@@ -211,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail unsigned PE files inside wheels (reported as unsigned otherwise)",
     )
+    _add_allow_empty(verify, "verify")
     _add_output(verify, jobs_default=4)
 
     stamp = sub.add_parser("timestamp", help="add a timestamp to signatures that have none")
@@ -228,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="pyproject.toml to read [tool.kmssign] from",
     )
     _add_timestamp_timeout(stamp)
+    _add_allow_empty(stamp, "timestamp")
     _add_output(stamp)
 
     csr = sub.add_parser("csr", help="make a certificate signing request signed by a KMS key")
@@ -266,21 +282,89 @@ def _one_blas_thread(command: str) -> None:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP), taking the way out Ctrl-C takes."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+_TERMINATING = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise :class:`Terminated` in the main thread while the command
+    runs, as SIGINT raises KeyboardInterrupt, so both end through the same cleanup."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers (main() called from a thread)
+        return
+    previous = {signum: signal.signal(signum, _terminate) for signum in _TERMINATING}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ignore SIGINT, SIGTERM and SIGHUP while cleaning up after one of them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signums = [signal.SIGINT, *_TERMINATING]
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """Remove every temporary file still there, say so in one line; exit 128 + signal."""
+    from kmssign.engine.atomic import abort_all
+
+    signum = exc.signum if isinstance(exc, Terminated) else int(signal.SIGINT)
+    with _signals_held():
+        abort_all()
+        name = signal.Signals(signum).name
+        print(f"kmssign: interrupted ({name}); files not finished are left as they were",
+              file=sys.stderr)
+    return 128 + signum
+
+
+def _escaping_output() -> None:
+    """Never fail on printing: what the output encoding lacks is written escaped."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _one_blas_thread(args.command)
+    _escaping_output()
+    from kmssign.engine.report import printable
     from kmssign.frontends.cli import commands
 
-    try:
-        return int(commands.run(args))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"kmssign: error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    except KmsSignError as exc:
-        print(f"kmssign: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("kmssign: interrupted", file=sys.stderr)
-        return 130
-
+    with _signals_interrupt():
+        try:
+            return int(commands.run(args))
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(f"kmssign: error: {printable(problem)}", file=sys.stderr)
+            return EXIT_USAGE
+        except KmsSignError as exc:
+            print(f"kmssign: error: {printable(str(exc))}", file=sys.stderr)
+            return EXIT_FAILED
+        except KeyboardInterrupt as exc:
+            return _interrupted(exc)

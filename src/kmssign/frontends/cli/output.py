@@ -8,11 +8,17 @@ import threading
 import time
 from typing import Any, TextIO
 
-from kmssign.engine.report import FileResult, Report
+from kmssign.engine.report import FileResult, Report, printable
 
 
 def describe(result: FileResult) -> str:
-    """One line for one file: ``signed: path (signer, sha256, timestamp ...)``."""
+    """One line for one file: ``signed: path (signer, sha256, timestamp ...)``, or
+    ``signed: path -> output (...)`` when the signed file went elsewhere (``-o``).
+    Control characters and undecodable bytes in names and reasons are escaped."""
+    return printable(_describe(result))
+
+
+def _describe(result: FileResult) -> str:
     if result.status == "failed":
         return f"failed: {result.path}: {result.reason}"
     details = []
@@ -27,16 +33,26 @@ def describe(result: FileResult) -> str:
     if result.reason:
         details.append(result.reason)
     suffix = f" ({', '.join(details)})" if details else ""
-    return f"{result.status}: {result.path}{suffix}"
+    where = str(result.path)
+    if result.output is not None and result.output != result.path:
+        where += f" -> {result.output}"
+    return f"{result.status}: {where}{suffix}"
 
 
-def as_json(report: Report) -> dict[str, Any]:
+def as_json(report: Report, error: str | None = None) -> dict[str, Any]:
+    """The ``--json`` document. ``path`` is the file as named (or found); ``output`` the
+    file written, when one was. Names are the file system's as Python decodes them:
+    bytes that are not valid UTF-8 come out as ``\\udcXX`` escapes, which
+    ``os.fsencode`` turns back into the bytes."""
     return {
-        "ok": report.ok,
+        "ok": report.ok and error is None,
         "summary": report.summary(),
+        "error": error,
+        "notes": report.notes,
         "files": [
             {
                 "path": str(r.path),
+                "output": str(r.output) if r.output is not None else None,
                 "status": r.status,
                 "reason": r.reason,
                 "signer": r.signer,
@@ -81,7 +97,7 @@ class Printer:
     def log(self, message: str) -> None:
         with self._lock:
             self._clear_progress()
-            print(message, file=self.err)
+            print(printable(message), file=self.err)
             self._draw_progress()
 
     def result(self, result: FileResult) -> None:
@@ -93,14 +109,18 @@ class Printer:
                 print(describe(result), file=stream, flush=True)
             self._draw_progress()
 
-    def finish(self, report: Report) -> None:
+    def finish(self, report: Report, error: str | None = None) -> None:
+        """The summary (or the JSON document); ``error`` ends a run that failed as a
+        whole, on standard error, in place of the summary line."""
         with self._lock:
             self._clear_progress()
         if self.json_mode:
-            json.dump(as_json(report), self.out, indent=2)
+            json.dump(as_json(report, error), self.out, indent=2)
             self.out.write("\n")
-        elif not self.quiet:
+        elif error is None and not self.quiet:
             print(f"kmssign: {report.summary()}", file=self.out)
+        if error is not None:
+            print(f"kmssign: error: {printable(error)}", file=self.err)
 
     def _clear_progress(self) -> None:
         if self._progress_shown:

@@ -55,5 +55,8 @@ def sign_artifact(artifact: Path, settings: Settings, log: Log) -> None:
         log(f"kmssign: {artifact.name} is not a Windows binary")
         return
     report = sign_files([artifact], settings, log=log)
+    if not report.results:
+        log(f"kmssign: no Windows binaries in {artifact.name}")
+        return
     base = artifact if artifact.is_dir() else artifact.parent
     log_results(((r.path.relative_to(base).as_posix(), r) for r in report.results), log)
