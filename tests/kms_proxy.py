@@ -3,7 +3,10 @@
 The AWS SDK talks real HTTP to it; it forwards each request to the upstream KMS unless a
 rule answers first with an AWS JSON error (as AWS would: status, ``__type``, message).
 Used for errors moto cannot produce (disabled keys, AccessDenied, throttling) and for
-the batch benchmark's injected latency.
+the batch benchmark's injected latency. An operation in :attr:`KmsProxy.hanging` is
+counted and never answered (until the proxy stops): a KMS that accepts connections and
+then hangs; one in :attr:`KmsProxy.dropping` is counted and its connection closed
+without a reply.
 """
 
 from __future__ import annotations
@@ -26,8 +29,11 @@ class KmsProxy:
         self.upstream = upstream.rstrip("/")
         self.latency = latency
         self.rules: list[Rule] = []
+        self.hanging: set[str] = set()
+        self.dropping: set[str] = set()
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,6 +54,11 @@ class KmsProxy:
                 with proxy._lock:
                     proxy.calls[operation] += 1
                     nth = proxy.calls[operation]
+                if operation in proxy.hanging or operation in proxy.dropping:
+                    if operation in proxy.hanging:
+                        proxy._stopping.wait()
+                    self.close_connection = True
+                    return
                 if proxy.latency:
                     time.sleep(proxy.latency)
                 for rule in proxy.rules:
@@ -96,6 +107,7 @@ class KmsProxy:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
 

@@ -43,6 +43,7 @@ def _kms(identity, proxy: KmsProxy) -> list[str]:
             "--endpoint-url", proxy.endpoint_url]
 
 
+@pytest.mark.osslsigncode
 def test_one_get_public_key_and_one_sign_per_file(
     capsys, aws_env, kms_identity, proxy, pki: TestPKI, tsa, tmp_path
 ) -> None:
@@ -63,6 +64,7 @@ def test_one_get_public_key_and_one_sign_per_file(
         peutil.osslsigncode_verify(path, pki.root_pem, tsa_ca=pki.root_pem)
 
 
+@pytest.mark.osslsigncode
 def test_throttling_on_every_fifth_sign_still_signs_everything(
     capsys, aws_env, kms_identity, proxy, pki: TestPKI, tmp_path
 ) -> None:

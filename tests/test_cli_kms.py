@@ -19,6 +19,7 @@ def _kms_args(identity, endpoint: str, *extra: str) -> list[str]:
             "--endpoint-url", endpoint, *extra]
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.parametrize(
     "spec", ["RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384"]
 )
@@ -42,6 +43,7 @@ def test_kms_keys_sign_real_files(
     assert code == 0, err
 
 
+@pytest.mark.osslsigncode
 def test_alias_and_environment_endpoint_in_a_subprocess(
     aws_env, kms_server, kms_identity, pki: TestPKI, samples, tsa
 ) -> None:
@@ -57,6 +59,7 @@ def test_alias_and_environment_endpoint_in_a_subprocess(
     peutil.osslsigncode_verify(path, pki.root_pem, tsa_ca=pki.root_pem)
 
 
+@pytest.mark.osslsigncode
 def test_settings_come_from_pyproject_and_env(
     capsys, aws_env, kms_server, kms_identity, pki: TestPKI, samples, tsa, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -153,6 +156,7 @@ def test_service_errors_over_http(
         assert err.count("failed: ") == len(samples)
 
 
+@pytest.mark.osslsigncode
 def test_throttled_sign_is_retried(
     capsys, aws_env, kms_identity, kms_proxy, pki: TestPKI, samples
 ) -> None:

@@ -44,6 +44,7 @@ def test_verify_refuses_every_malformed_input(capsys, corpus, pki: TestPKI) -> N
     _check_each(capsys, corpus, lambda p: ["verify", str(p), "--ca", str(pki.root_pem)])
 
 
+@pytest.mark.osslsigncode
 def test_garbage_signature_is_replaced_only_on_request(capsys, corpus, pki: TestPKI) -> None:
     identity = pki.identity("rsa2048")
     path = corpus["garbage_pkcs7"]

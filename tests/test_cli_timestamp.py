@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from kmssign.pe.certtable import read_certificates
 from kmssign.pe.image import parse_pe
 from kmssign.pe.signedcopy import begin_signed_copy, finish_signed_copy
@@ -21,6 +23,7 @@ def _ts_args(identity, *urls: str, policy: str | None = None) -> list[str]:
     return sign_args(identity, *extra)
 
 
+@pytest.mark.osslsigncode
 def test_signed_and_timestamped_files_pass_osslsigncode(capsys, pki: TestPKI, samples, tsa) -> None:
     for kind in ("rsa2048", "p256"):
         identity = pki.identity(kind)
@@ -38,6 +41,7 @@ def test_signed_and_timestamped_files_pass_osslsigncode(capsys, pki: TestPKI, sa
             assert "timestamp 20" in out
 
 
+@pytest.mark.osslsigncode
 def test_failover_to_next_server_is_logged(capsys, pki: TestPKI, samples, tsa) -> None:
     path = samples["t64.exe"]
     bad = [tsa.refused_url(), tsa.url("http500"), tsa.url("garbage"), tsa.url("wrong-nonce"),
@@ -67,6 +71,7 @@ def test_required_timestamp_outage_leaves_file_unchanged(
     assert not list(path.parent.glob(".*.kmssign"))
 
 
+@pytest.mark.osslsigncode
 def test_optional_timestamp_signs_and_warns(capsys, pki: TestPKI, samples, tsa) -> None:
     path = samples["w32.exe"]
     code, out, err = run_cli(
@@ -99,6 +104,7 @@ def test_mismatched_certificate_spends_no_timestamp_quota(
     assert path.read_bytes() == before
 
 
+@pytest.mark.osslsigncode
 def test_timestamp_command_adds_a_timestamp(capsys, pki: TestPKI, samples, tsa) -> None:
     path = samples["t64.exe"]
     code, _, err = run_cli(capsys, "sign", str(path), *sign_args(pki.identity("p384")))
@@ -167,6 +173,7 @@ def _sign_twice(capsys, pki: TestPKI, path: Path, *primary_extra: str) -> None:
     assert code == 0, err
 
 
+@pytest.mark.osslsigncode
 def test_timestamp_command_stamps_nested_signatures_too(
     capsys, pki: TestPKI, samples, tsa
 ) -> None:
@@ -197,6 +204,7 @@ def test_timestamp_command_stamps_nested_signatures_too(
     assert path.read_bytes() == after and tsa.count("tsa") == before + 2
 
 
+@pytest.mark.osslsigncode
 def test_timestamp_command_keeps_an_existing_primary_token(
     capsys, pki: TestPKI, samples, tsa
 ) -> None:

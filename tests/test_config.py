@@ -82,6 +82,8 @@ include = ["*.exe", "*.dll"]
 exclude = "tests/**"
 skip-signed = false
 jobs = 4
+timestamp-timeout = 2.5
+kms-timeout = 30
 """,
     )
     assert load_settings(cwd=tmp_path, env={}) == Settings(
@@ -100,6 +102,8 @@ jobs = 4
         exclude=("tests/**",),
         skip_signed=False,
         jobs=4,
+        timestamp_timeout=2.5,
+        kms_timeout=30.0,
         source=path,
     )
 
@@ -330,6 +334,23 @@ description = ""
 def test_jobs_type(tmp_path: Path, value: str, message: str) -> None:
     project(tmp_path, f"[tool.kmssign]\njobs = {value}\n")
     assert problems(cwd=tmp_path) == [message]
+
+
+def test_timeouts_in_seconds(tmp_path: Path) -> None:
+    project(tmp_path, "[tool.kmssign]\ntimestamp-timeout = 0\nkms-timeout = true\n")
+    env = {"KMSSIGN_TIMESTAMP_TIMEOUT": "nan", "KMSSIGN_KMS_TIMEOUT": "soon"}
+    assert problems(cwd=tmp_path, env=env, overrides={"kms_timeout": -1.0}) == [
+        "tool.kmssign.timestamp-timeout must be a number of seconds > 0, not 0",
+        "tool.kmssign.kms-timeout must be a number of seconds > 0, not True",
+        "KMSSIGN_TIMESTAMP_TIMEOUT must be a number of seconds > 0, not 'nan'",
+        "KMSSIGN_KMS_TIMEOUT must be a number of seconds > 0, not 'soon'",
+        "--kms-timeout must be a number of seconds > 0, not -1.0",
+    ]
+    env = {"KMSSIGN_TIMESTAMP_TIMEOUT": " 1.5 ", "KMSSIGN_KMS_TIMEOUT": "90"}
+    project(tmp_path, "")
+    settings = load_settings(cwd=tmp_path, env=env, overrides={"timestamp_timeout": 3})
+    assert (settings.timestamp_timeout, settings.kms_timeout) == (3.0, 90.0)
+    assert Settings().timestamp_timeout == 10.0 and Settings().kms_timeout == 60.0
 
 
 def test_invalid_toml(tmp_path: Path) -> None:

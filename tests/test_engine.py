@@ -35,6 +35,7 @@ def _kmssign_verify(capsys, path: Path, root: Path) -> tuple[int, str, str]:
     return run_cli(capsys, "verify", str(path), "--ca", str(root))
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.parametrize("kind", KEY_KINDS)
 def test_every_sample_with_every_key_kind(capsys, pki: TestPKI, samples, kind: str) -> None:
     identity = pki.identity(kind)
@@ -47,6 +48,7 @@ def test_every_sample_with_every_key_kind(capsys, pki: TestPKI, samples, kind: s
         assert f"verified: {path}" in stdout
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.parametrize("digest", ["sha256", "sha384", "sha512"])
 def test_rsa_digests_match_osslsigncode(capsys, pki: TestPKI, samples, digest: str) -> None:
     identity = pki.identity("rsa2048")
@@ -61,6 +63,7 @@ def test_rsa_digests_match_osslsigncode(capsys, pki: TestPKI, samples, digest: s
         assert code == 0 and digest in stdout
 
 
+@pytest.mark.osslsigncode
 def test_ec_key_digest_follows_curve(capsys, pki: TestPKI, samples) -> None:
     path = samples["t64.exe"]
     identity = pki.identity("p384")
@@ -70,6 +73,7 @@ def test_ec_key_digest_follows_curve(capsys, pki: TestPKI, samples) -> None:
     assert "Message digest algorithm  : SHA384" in peutil.osslsigncode_verify(path, pki.root_pem)
 
 
+@pytest.mark.osslsigncode
 def test_digest_matches_osslsigncode_signed_file(pki: TestPKI, sample_sources, tmp_path) -> None:
     """Our digest of a file signed by osslsigncode equals the digest osslsigncode computes."""
     identity = pki.identity("rsa2048")
@@ -82,6 +86,7 @@ def test_digest_matches_osslsigncode_signed_file(pki: TestPKI, sample_sources, t
             assert ours == peutil.osslsigncode_digest(out)
 
 
+@pytest.mark.osslsigncode
 def test_replace_is_default_and_append_nests(capsys, pki: TestPKI, samples) -> None:
     path = samples["t64.exe"]
     first, second = pki.identity("rsa2048"), pki.identity("p256")
@@ -105,6 +110,7 @@ def test_replace_is_default_and_append_nests(capsys, pki: TestPKI, samples) -> N
     assert code == 0
 
 
+@pytest.mark.osslsigncode
 def test_output_writes_elsewhere_and_keeps_input(capsys, pki: TestPKI, samples, tmp_path) -> None:
     src = samples["w32.exe"]
     before = src.read_bytes()
@@ -115,6 +121,7 @@ def test_output_writes_elsewhere_and_keeps_input(capsys, pki: TestPKI, samples, 
     peutil.osslsigncode_verify(dst, pki.root_pem)
 
 
+@pytest.mark.posix
 def test_file_mode_is_kept(capsys, pki: TestPKI, samples) -> None:
     path = samples["t64.exe"]
     path.chmod(0o750)
@@ -123,7 +130,10 @@ def test_file_mode_is_kept(capsys, pki: TestPKI, samples) -> None:
     assert not list(path.parent.glob(".*.kmssign")), "temporary file left behind"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file another owner")
+@pytest.mark.osslsigncode
+@pytest.mark.posix
+@pytest.mark.skipif(getattr(os, "geteuid", lambda: -1)() != 0,
+                    reason="only root can give a file another owner")
 def test_owner_and_group_are_kept_when_replacing(capsys, pki: TestPKI, samples, tmp_path) -> None:
     """Root signing a user's files (a container on a bind mount) leaves them the user's."""
     path = samples["t64.exe"]
@@ -139,6 +149,7 @@ def test_owner_and_group_are_kept_when_replacing(capsys, pki: TestPKI, samples, 
     assert (out.stat().st_uid, out.stat().st_gid) == (os.geteuid(), os.getegid())
 
 
+@pytest.mark.osslsigncode
 def test_tampered_files_are_rejected(capsys, pki: TestPKI, samples, tmp_path) -> None:
     path = samples["t64.exe"]
     _sign(capsys, path, pki.identity("rsa2048"))
@@ -194,6 +205,7 @@ def test_signed_file_checksum_and_alignment(capsys, pki: TestPKI, samples) -> No
             assert pe_checksum(f, image) == stored_checksum(f, image)
 
 
+@pytest.mark.osslsigncode
 def test_unaligned_file_with_overlay(capsys, pki: TestPKI, samples) -> None:
     """Overlay data is hashed; a size that is not a multiple of 8 is padded first."""
     path = samples["t64.exe"]
@@ -248,6 +260,7 @@ def test_corrupt_private_key_is_caught_by_the_self_check(
     assert {n: p.read_bytes() for n, p in samples.items()} == before
 
 
+@pytest.mark.osslsigncode
 def test_bundle_and_p7b_certificates(capsys, pki: TestPKI, samples, tmp_path) -> None:
     from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
@@ -276,6 +289,7 @@ def test_bundle_and_p7b_certificates(capsys, pki: TestPKI, samples, tmp_path) ->
     peutil.osslsigncode_verify(path2, pki.root_pem)
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.parametrize("fmt", ["pkcs8-der", "traditional-pem", "traditional-der"])
 def test_key_file_formats(capsys, pki: TestPKI, samples, tmp_path, fmt: str) -> None:
     from tests.pki import write_key
@@ -291,6 +305,40 @@ def test_key_file_formats(capsys, pki: TestPKI, samples, tmp_path, fmt: str) -> 
     peutil.osslsigncode_verify(path, pki.root_pem)
 
 
+@pytest.mark.osslsigncode
+def test_key_password_for_a_key_without_one_is_a_warning(
+    capsys, pki: TestPKI, samples, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    identity = pki.identity("rsa2048")
+    path = samples["t64.exe"]
+    monkeypatch.setenv("KMSSIGN_KEY_PASSWORD", "not needed")
+    code, out, err = run_cli(capsys, "sign", str(path), *sign_args(identity))
+    assert code == 0, err
+    assert err == (
+        f"warning: KMSSIGN_KEY_PASSWORD is set but key file {identity.key_path} is not "
+        "encrypted; the password is ignored\n"
+    )
+    peutil.osslsigncode_verify(path, pki.root_pem)
+    # an encrypted key still needs the right password
+    encrypted = tmp_path / "encrypted.pem"
+    encrypted.write_bytes(identity.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"right"),
+    ))
+    args = ["--key-file", str(encrypted), "--cert", str(identity.cert_path), "--no-timestamp"]
+    code, _, err = run_cli(capsys, "sign", str(path), "--no-skip-signed", *args)
+    assert code == 1 and "wrong password" in err
+    monkeypatch.setenv("KMSSIGN_KEY_PASSWORD", "right")
+    code, _, err = run_cli(capsys, "sign", str(path), "--no-skip-signed", *args)
+    assert code == 0 and err == "", err
+    monkeypatch.delenv("KMSSIGN_KEY_PASSWORD")
+    code, _, err = run_cli(capsys, "sign", str(path), "--no-skip-signed", *args)
+    assert code == 1 and "the key is encrypted; set KMSSIGN_KEY_PASSWORD" in err
+
+
+@pytest.mark.osslsigncode
 def test_directory_is_searched_by_content(capsys, pki: TestPKI, samples, tmp_path) -> None:
     tree = tmp_path / "tree"
     (tree / "sub").mkdir(parents=True)
@@ -327,6 +375,8 @@ def test_struct_of_signed_file_has_one_win_certificate(capsys, pki: TestPKI, sam
     assert length <= image.cert_table_size
 
 
+@pytest.mark.osslsigncode
+@pytest.mark.posix
 def test_signing_through_a_symlink_keeps_the_link(capsys, pki: TestPKI, samples, tmp_path) -> None:
     target = samples["t64.exe"]
     link = tmp_path / "link.exe"
@@ -336,6 +386,7 @@ def test_signing_through_a_symlink_keeps_the_link(capsys, pki: TestPKI, samples,
     peutil.osslsigncode_verify(target, pki.root_pem)
 
 
+@pytest.mark.osslsigncode
 def test_signing_without_timestamps_never_loads_the_http_stack(
     pki: TestPKI, samples: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -10,9 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests import peutil
 from tests.helpers import primary_signature, run_cli, sign_args, signature_states
 from tests.pki import TestPKI
+
+pytestmark = pytest.mark.osslsigncode
 
 
 def _ossl_sign(path: Path, pki: TestPKI, *extra: str) -> None:

@@ -420,6 +420,11 @@ def test_create_configures_retries_and_makes_no_call(no_aws_env: None) -> None:
     assert signer.region == "eu-central-1"
 
 
+def test_per_attempt_timeouts_never_exceed_the_call_deadline(no_aws_env: None) -> None:
+    config = KmsSigner.create("alias/x", region="eu-central-1", timeout=4)._client.meta.config
+    assert config.connect_timeout == 4 and config.read_timeout == 4
+
+
 def test_create_honours_aws_retry_env(no_aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
     monkeypatch.setenv("AWS_RETRY_MODE", "standard")

@@ -26,8 +26,6 @@ from kmssign.pe.signedcopy import begin_signed_copy, finish_signed_copy, strip_c
 from tests import peutil
 from tests.pki import TestPKI
 
-pytestmark = pytest.mark.skipif(peutil.OSSLSIGNCODE is None, reason="osslsigncode missing")
-
 EXPECTED = {  # name: (pe32_plus, machine)
     "t64.exe": (True, 0x8664),
     "w32.exe": (False, 0x14C),
@@ -102,6 +100,7 @@ def test_parse_real_files(samples: dict[str, Path]) -> None:
         assert image.security_entry_offset - image.checksum_offset == dirs - 64 + 32
 
 
+@pytest.mark.mingw
 def test_mingw_samples_present(mingw_binaries: dict[str, Path]) -> None:
     if not peutil.MINGW_GCC:
         pytest.skip("mingw-w64 not installed")
@@ -116,6 +115,7 @@ def test_checksum_matches_linker(sample_sources: dict[str, Path]) -> None:
         assert computed == stored, name
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.parametrize("algorithm", ["sha256", "sha384", "sha512", "sha1"])
 def test_digest_matches_osslsigncode(
     samples: dict[str, Path], signer_bundle: tuple[Path, Path], tmp_path: Path, algorithm: str
@@ -133,6 +133,7 @@ def test_digest_matches_osslsigncode(
         assert computed == stored != 0, name
 
 
+@pytest.mark.osslsigncode
 def test_read_certificates_returns_osslsigncode_signed_data(
     samples: dict[str, Path], signer_bundle: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -155,6 +156,7 @@ def test_read_certificates_returns_osslsigncode_signed_data(
     assert certificates(samples["w32.exe"]) == []
 
 
+@pytest.mark.osslsigncode
 def test_signed_copy_is_byte_identical_to_osslsigncode(
     samples: dict[str, Path], signer_bundle: tuple[Path, Path], tmp_path: Path, pki: TestPKI
 ) -> None:
@@ -171,6 +173,7 @@ def test_signed_copy_is_byte_identical_to_osslsigncode(
         peutil.osslsigncode_verify(ours, pki.root_pem)
 
 
+@pytest.mark.osslsigncode
 def test_resign_replaces_table_and_accepts_whole_table(
     samples: dict[str, Path], signer_bundle: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -191,6 +194,7 @@ def test_resign_replaces_table_and_accepts_whole_table(
     assert len(certificates(whole)) == 1
 
 
+@pytest.mark.osslsigncode
 def test_unaligned_overlay_is_hashed_and_padded(
     samples: dict[str, Path], signer_bundle: tuple[Path, Path], tmp_path: Path, pki: TestPKI
 ) -> None:
@@ -217,6 +221,7 @@ def test_unaligned_overlay_is_hashed_and_padded(
     peutil.osslsigncode_verify(ours, pki.root_pem)
 
 
+@pytest.mark.osslsigncode
 def test_large_overlay_uses_threaded_path(
     samples: dict[str, Path], signer_bundle: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -252,6 +257,7 @@ def test_signed_copy_writes_at_stream_position(samples: dict[str, Path]) -> None
     assert cert.data == b"\x30\x03\x02\x01\x05"  # padding trimmed by DER length
 
 
+@pytest.mark.osslsigncode
 def test_strip_copy(
     samples: dict[str, Path], signer_bundle: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -34,6 +34,7 @@ def _large_pe(path: Path, mib: int = 9, seed: int | None = None) -> Path:
 _SIGNED_BY_VARIANT: dict[str, bytes] = {}
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.parametrize("mapped", [True, False], ids=["mapped", "read"])
 @pytest.mark.parametrize("kernel_copy", ["available", "refused"])
 def test_large_file_signs_the_same_either_way(
@@ -86,6 +87,7 @@ def test_mapped_windows_refuse_a_file_cut_short(tmp_path: Path) -> None:
             list(windows)
 
 
+@pytest.mark.posix
 def test_full_disk_at_preallocation_fails_cleanly(
     capsys, pki: TestPKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -103,6 +105,7 @@ def test_full_disk_at_preallocation_fails_cleanly(
     assert not [t.name for t in threading.enumerate() if t.name.startswith("kmssign-")]
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.parametrize("code", [errno.EOPNOTSUPP, errno.ENOSYS])
 def test_filesystem_without_preallocation_still_signs(
     capsys, pki: TestPKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
@@ -140,6 +143,7 @@ def test_mapped_digest_without_madvise_and_through_reads_agree(
     assert digest_and_checksum() == mapped
 
 
+@pytest.mark.posix
 def test_fallocate_reserves_blocks_here(tmp_path: Path) -> None:
     """The libc binding itself: on this Linux machine it reserves the blocks."""
     reserve = kernelcopy._fallocate()

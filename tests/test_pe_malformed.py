@@ -77,7 +77,8 @@ def run_pe_layer(path: Path) -> list[WinCertificate]:
         return certs
 
 
-@pytest.fixture(params=["t64.exe", "w32.exe", "t64-arm.exe", "hello.exe"])
+@pytest.fixture(params=["t64.exe", "w32.exe", "t64-arm.exe",
+                        pytest.param("hello.exe", marks=pytest.mark.mingw)])
 def corpus(
     request: pytest.FixtureRequest, sample_sources: dict[str, Path], tmp_path: Path
 ) -> dict[str, Path]:

@@ -186,6 +186,7 @@ def fake_analysis(root: Path) -> SimpleNamespace:
 # --------------------------------------------------------------------------- fast tests
 
 
+@pytest.mark.osslsigncode
 def test_sign_bundled_swaps_pe_entries_and_reuses_signed_copies(
     project: Callable[[str], Path], in_build: Callable[[Path], Path], pki: TestPKI
 ) -> None:
@@ -230,6 +231,7 @@ def test_sign_bundled_swaps_pe_entries_and_reuses_signed_copies(
     assert changed.binaries[0][1] != lib[1] and changed.datas[0] == launcher
 
 
+@pytest.mark.osslsigncode
 def test_sign_bundled_honours_exclude_and_skip_signed(
     project: Callable[[str], Path], in_build: Callable[[Path], Path], pki: TestPKI
 ) -> None:
@@ -247,6 +249,7 @@ def test_sign_bundled_honours_exclude_and_skip_signed(
     assert "kmssign Test Signer rsa2048" in out
 
 
+@pytest.mark.osslsigncode
 def test_overrides_win_over_pyproject_and_use_kebab_names(
     project: Callable[[str], Path], in_build: Callable[[Path], Path], pki: TestPKI
 ) -> None:
@@ -264,6 +267,7 @@ def test_overrides_win_over_pyproject_and_use_kebab_names(
     assert "kmssign Test Signer p384" in out and "kmssign test app" in out
 
 
+@pytest.mark.osslsigncode
 def test_settings_problems_end_the_build_with_one_line(
     project: Callable[[str], Path], in_build: Callable[[Path], Path]
 ) -> None:
@@ -291,6 +295,7 @@ def test_sign_bundled_outside_a_build_is_a_clear_error(
         sign_bundled(SimpleNamespace(binaries=[], datas=[]))
 
 
+@pytest.mark.osslsigncode
 def test_disable_variable_turns_everything_into_one_line(
     project: Callable[[str], Path], in_build: Callable[[Path], Path],
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
@@ -311,6 +316,7 @@ def test_disable_variable_turns_everything_into_one_line(
     assert not is_signed(root / "lib.dll")
 
 
+@pytest.mark.osslsigncode
 def test_sign_outputs_signs_pe_files_of_a_tree(
     project: Callable[[str], Path], in_build: Callable[[Path], Path], pki: TestPKI,
     tsa: Any, caplog: pytest.LogCaptureFixture,
@@ -336,6 +342,7 @@ def test_sign_outputs_signs_pe_files_of_a_tree(
     assert f"kmssign: 2 files in {tree} are not PE files; left as they are" in messages
 
 
+@pytest.mark.osslsigncode
 def test_sign_outputs_leaves_non_pe_executables_and_rejects_onedir_exe(
     project: Callable[[str], Path], in_build: Callable[[Path], Path],
     caplog: pytest.LogCaptureFixture,
@@ -356,6 +363,7 @@ def test_sign_outputs_leaves_non_pe_executables_and_rejects_onedir_exe(
         sign_outputs(root / "dist" / "missing.exe")
 
 
+@pytest.mark.osslsigncode
 def test_sign_outputs_failure_names_the_file(
     project: Callable[[str], Path], in_build: Callable[[Path], Path], pki: TestPKI
 ) -> None:
@@ -426,6 +434,7 @@ def test_cli_wraps_spec_targets_unless_disabled(
 # --------------------------------------------------------------------------- real builds
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.slow
 def test_onedir_build_with_kms_signs_bundled_dlls_once(
     project: Callable[[str], Path], pki: TestPKI, tsa: Any, kms_identity: Callable[..., Any],
@@ -465,6 +474,7 @@ def test_onedir_build_with_kms_signs_bundled_dlls_once(
     assert (internal / "lib.dll").read_bytes() == signed_lib
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.slow
 def test_onefile_build_archive_carries_signed_dlls(
     project: Callable[[str], Path], pki: TestPKI, tsa: Any
@@ -492,6 +502,7 @@ def test_onefile_build_archive_carries_signed_dlls(
     assert app.stdout.strip() == f"app ran; lib.dll sha256 {sha256(extracted / 'lib.dll')}"
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.slow
 def test_kmssign_pyinstaller_command_builds_signed(
     project: Callable[[str], Path], pki: TestPKI, tsa: Any
@@ -535,6 +546,8 @@ def _windows_onefile(bootloader: Path, directory: Path, payload: Path, corrupt: 
     return exe
 
 
+@pytest.mark.osslsigncode
+@pytest.mark.wine
 @pytest.mark.slow
 def test_signed_windows_onefile_exe_still_finds_its_archive(
     windows_bootloader: Path, wine: Wine, pki: TestPKI, tsa: Any, tmp_path: Path,
@@ -570,6 +583,9 @@ def test_signed_windows_onefile_exe_still_finds_its_archive(
     assert "Python DLL" not in broken.stderr
 
 
+@pytest.mark.mingw
+@pytest.mark.osslsigncode
+@pytest.mark.wine
 @pytest.mark.slow
 def test_signed_windows_onefile_passes_win_verify_trust(
     windows_bootloader: Path, win_verify_trust: Check, pki: TestPKI, tsa: Any, tmp_path: Path
@@ -592,6 +608,9 @@ def test_signed_windows_onefile_passes_win_verify_trust(
     assert win_verify_trust([exe, tampered]) == [OK, TRUST_E_BAD_DIGEST]
 
 
+@pytest.mark.mingw
+@pytest.mark.osslsigncode
+@pytest.mark.wine
 @pytest.mark.slow
 def test_signed_mingw_hello_runs_under_wine(
     mingw_binaries: dict[str, Path], wine: Wine, pki: TestPKI, tsa: Any, tmp_path: Path

@@ -193,14 +193,53 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_every_nox_session_named_in_the_readme_exists() -> None:
     import ast
 
-    tree = ast.parse((ROOT / "noxfile.py").read_text(encoding="utf-8"))
-    sessions = {
-        node.name
-        for node in ast.walk(tree)
-        if isinstance(node, ast.FunctionDef)
-        and any("session" in ast.unparse(d) for d in node.decorator_list)
-    }
+    def sessions_of(noxfile: Path) -> set[str]:
+        tree = ast.parse(noxfile.read_text(encoding="utf-8"))
+        return {
+            node.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef)
+            and any("session" in ast.unparse(d) for d in node.decorator_list)
+        }
+
+    sessions = sessions_of(ROOT / "noxfile.py")
+    # the release check a user adds to their own noxfile, as sample_app has it
+    user_sessions = sessions_of(ROOT / "sample_app" / "noxfile.py")
     named = set(re.findall(r"nox -s (\w+)", README))
     assert named, "the README names no nox session"
-    assert named <= sessions, named - sessions
+    assert named <= sessions | user_sessions, named - sessions - user_sessions
     assert {"tests", "demo", "sample", "lint", "bench"} <= sessions
+    assert user_sessions == {"verify_signatures"}
+
+
+def test_installation_names_the_wheel_this_version_builds() -> None:
+    """The commands test_install.py runs: a wheel of this version, find-links for isolated
+    builds (pip's and uv's variable), or a direct reference to the wheel file."""
+    import kmssign
+
+    text = section(README, "## Installation")
+    wheel = f"kmssign-{kmssign.__version__}-py3-none-any.whl"
+    blocks = code_blocks(text)
+    assert blocks[1].splitlines() == [
+        "python -m pip wheel --no-deps -w wheels .", f"pip install wheels/{wheel}"]
+    assert f'"kmssign @ file:///abs/path/wheels/{wheel}"' in blocks[2]
+    assert "PIP_FIND_LINKS=" in text and "UV_FIND_LINKS=" in text
+
+
+def test_ci_section_uses_the_action_with_its_inputs_and_links_the_runbook() -> None:
+    import yaml
+
+    text = section(README, "## CI: GitHub Actions")
+    action = yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))
+    (block,) = [b for b in code_blocks(text) if "uses:" in b]
+    steps = yaml.safe_load(block)["steps"]
+    (step,) = [s for s in steps if s["uses"].startswith("ORG/kmssign@")]
+    assert set(step["with"]) == set(action["inputs"])
+    for other in steps:
+        if other is not step:
+            assert re.fullmatch(r"[\w-]+/[\w-]+@[0-9a-f]{40}", other["uses"]), other["uses"]
+    for name in action["inputs"]:
+        assert f"`{name}`" in text
+    assert "(docs/aws.md)" in text and (ROOT / "docs" / "aws.md").is_file()
+    for output in action["outputs"]:
+        assert f"`{output}`" in text

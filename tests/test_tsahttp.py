@@ -1,9 +1,11 @@
 """The timestamp HTTP client: one kept-alive connection per server and thread, recovery
-from connections the server dropped, redirects, proxies from the environment."""
+from connections the server dropped, redirects, proxies from the environment, and a
+total deadline per request."""
 
 from __future__ import annotations
 
 import threading
+import time
 import urllib.error
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +40,18 @@ class _Server:
                     self.send_header("Location", "/tsa")
                     self.send_header("Content-Length", "0")
                     self.end_headers()
+                    return
+                if self.path.endswith("/trickle"):  # 50 bytes, one every 0.2 s
+                    self.send_response(200)
+                    self.send_header("Content-Length", "50")
+                    self.end_headers()
+                    try:
+                        for _ in range(50):
+                            time.sleep(0.2)
+                            self.wfile.write(b".")
+                            self.wfile.flush()
+                    except OSError:  # the client gave up, as it should
+                        self.close_connection = True
                     return
                 if self.path == "/busy":
                     self.send_response(503)
@@ -125,3 +139,23 @@ def test_proxy_decision_follows_the_environment(
     assert server.requests[-1] == target  # the bypassed request never reached the proxy
     monkeypatch.delenv("no_proxy")
     assert tsahttp.http_post(target, b"xz", 5.0) == b"zx"
+
+
+@pytest.mark.parametrize("via_proxy", [False, True], ids=["direct", "proxy"])
+def test_a_trickled_reply_ends_at_the_deadline(
+    server: _Server, monkeypatch: pytest.MonkeyPatch, via_proxy: bool
+) -> None:
+    """No read waits 1 s, but the whole reply would take 10: the 1 s deadline ends it."""
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    target = server.url("/trickle")
+    if via_proxy:
+        monkeypatch.setenv("http_proxy", server.url(""))
+        target = "http://tsa.example.invalid/trickle"
+    start = time.monotonic()
+    with pytest.raises(OSError) as caught:
+        tsahttp.http_post(target, b"xy", 1.0)
+    assert time.monotonic() - start < 5
+    error = caught.value
+    assert isinstance(getattr(error, "reason", error), TimeoutError), repr(error)
+    assert server.requests[-1].endswith("/trickle")

@@ -22,7 +22,7 @@ from tests.fixtures_pyinstaller import OK, TRUST_E_BAD_DIGEST, TRUST_E_NOSIGNATU
 from tests.helpers import run_cli, sign_args
 from tests.pki import TestPKI
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.osslsigncode, pytest.mark.wine, pytest.mark.mingw]
 
 
 def _sign(capsys: Any, path: Path, *argv: str) -> None:

@@ -7,6 +7,9 @@ The URL path picks the behaviour, e.g. ``http://127.0.0.1:PORT/tsa``:
 ``ski``            a good reply whose SignerInfo names the TSA by subject key identifier
 ``http500`` / ``http503`` / ``http429``   that HTTP status
 ``slow``           a good reply after :data:`SLOW_SECONDS` (beyond short client timeouts)
+``trickle``        a reply that never ends: one byte every :data:`TRICKLE_INTERVAL` seconds
+                   (so no socket read ever times out) for :data:`TRICKLE_SECONDS`, then
+                   the connection is closed
 ``garbage``        HTTP 200 with a body that is not DER
 ``rejection``      TimeStampResp with status rejection
 ``wrong-nonce`` / ``wrong-imprint``   a signed token with the nonce/imprint changed
@@ -30,9 +33,11 @@ about twice the RSA signature itself. What is the same for every token of a sign
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import functools
 import hashlib
+import io
 import itertools
 import socket
 import threading
@@ -51,6 +56,8 @@ from kmssign.authenticode.asn1 import der, der_integer
 from tests.pki import TIME_STAMPING, Issued, TestPKI
 
 SLOW_SECONDS = 2.0
+TRICKLE_INTERVAL = 0.25
+TRICKLE_SECONDS = 20.0
 POLICY = "1.3.6.1.4.1.55555.3161.1"  # a private-arc test policy
 
 
@@ -386,6 +393,21 @@ class LoopbackTSA:
     def url(self, mode: str = "tsa") -> str:
         return f"http://127.0.0.1:{self.port}/{mode}"
 
+    def trickle(self, wfile: io.BufferedIOBase) -> None:
+        """Send the start of a reply and then a header that never ends, a byte at a time."""
+        with self._lock:
+            self._counts["trickle"] += 1
+        reply = itertools.chain(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/timestamp-reply\r\nX-Trickle: ",
+            itertools.repeat(ord("."))
+        )
+        end = time.monotonic() + TRICKLE_SECONDS
+        for byte in reply:
+            if time.monotonic() > end or self._stop_sleeping.wait(TRICKLE_INTERVAL):
+                return
+            wfile.write(bytes([byte]))
+            wfile.flush()
+
     def count(self, mode: str = "tsa") -> int:
         with self._lock:
             return self._counts[mode]
@@ -470,6 +492,11 @@ class _Handler(BaseHTTPRequestHandler):
         )
         if self.headers.get("Content-Type") != expected:
             status, payload = 415, f"expected Content-Type {expected}\n".encode()
+        elif self.path.strip("/") == "trickle":
+            self.close_connection = True
+            with contextlib.suppress(OSError):  # the client gave up, as it should
+                tsa.trickle(self.wfile)
+            return
         else:
             status, payload = tsa.handle(self.path.strip("/"), body)
         try:

@@ -208,7 +208,9 @@ def timestamp_files(
     if timestamper is None:
         from kmssign.timestamp.client import TimestampClient
 
-        timestamper = TimestampClient(settings.timestamp_urls, log=log)
+        timestamper = TimestampClient(
+            settings.timestamp_urls, timeout=settings.timestamp_timeout, log=log
+        )
     client = timestamper
     report.results.extend(
         run_simple(files, lambda p: timestamp_file(p, client), jobs=settings.jobs,

@@ -8,6 +8,7 @@ overrides (CLI flags). Every problem is collected and reported in one ``ConfigEr
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from kmssign.errors import ConfigError
+from kmssign.errors import ConfigError, redact
 
 TimestampPolicy = Literal["required", "optional", "off"]
 
@@ -26,6 +27,8 @@ DEFAULT_TIMESTAMP_URLS: tuple[str, ...] = (
     "http://timestamp.globalsign.com/tsa/r6advanced1",
 )
 DEFAULT_JOBS = 16
+DEFAULT_TIMESTAMP_TIMEOUT = 10.0  # seconds for one timestamp request, all of it
+DEFAULT_KMS_TIMEOUT = 60.0  # seconds for one KMS call, retries included
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class Settings:
     exclude: tuple[str, ...] = ()
     skip_signed: bool = True
     jobs: int = DEFAULT_JOBS
+    timestamp_timeout: float = DEFAULT_TIMESTAMP_TIMEOUT
+    kms_timeout: float = DEFAULT_KMS_TIMEOUT
     source: Path | None = field(default=None, compare=False)
     """The pyproject.toml the file-level settings came from, if any."""
 
@@ -72,8 +77,12 @@ _KINDS: dict[str, str] = {
     "exclude": "strs",
     "skip-signed": "bool",
     "jobs": "jobs",
+    "timestamp-timeout": "seconds",
+    "kms-timeout": "seconds",
 }
 KEYS: tuple[str, ...] = tuple(_KINDS)
+# Tables inside [tool.kmssign] that belong to a front end (its overrides), not settings.
+FRONTEND_TABLES: tuple[str, ...] = ("setuptools",)
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
@@ -234,6 +243,19 @@ def _convert(
             problems.append(f"{name} must be an integer >= 1, not {value!r}")
             return _INVALID
         return number
+    if kind == "seconds":
+        seconds: float | None = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            seconds = float(value)
+        elif text and isinstance(value, str):
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = None
+        if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+            problems.append(f"{name} must be a number of seconds > 0, not {value!r}")
+            return _INVALID
+        return seconds
     raise AssertionError(kind)  # pragma: no cover - _KINDS is closed
 
 
@@ -264,6 +286,18 @@ def _table_at(data: Mapping[str, Any], dotted: str, problems: list[str]) -> Mapp
     if not isinstance(node, Mapping):
         problems.append(f"{dotted} must be a table")
         return {}
+    return node
+
+
+def table_in(pyproject: Path, dotted: str) -> object | None:
+    """The value at ``dotted`` (e.g. ``tool.kmssign.setuptools``) in a TOML file; None when
+    the file is missing or unreadable (its own tools report that) or has no such key."""
+    data = _read_toml(pyproject, []) if pyproject.is_file() else None
+    node: object = data
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
     return node
 
 
@@ -343,7 +377,10 @@ def load_settings(
     if pyproject is not None:
         data = _read_toml(pyproject, problems)
         if data is not None:
-            file_table = _table_at(data, "tool.kmssign", problems)
+            file_table = dict(_table_at(data, "tool.kmssign", problems))
+            for name in FRONTEND_TABLES:
+                if not isinstance(file_table.pop(name, {}), Mapping):
+                    problems.append(f"tool.kmssign.{name} must be a table")
             layers.append(_table_layer(file_table, "tool.kmssign", base, problems))
     if table:
         layers.append(_table_layer(table, table_name, base, problems))
@@ -363,5 +400,6 @@ def load_settings(
     if merged.get("timestamp", "required") == "required" and merged.get("timestamp_urls") == ():
         problems.append("timestamp-urls is empty but timestamp is 'required'")
     if problems:
-        raise ConfigError(problems)
+        # values are quoted back; a URL's user:password@ must not be
+        raise ConfigError([redact(problem) for problem in problems])
     return Settings(source=pyproject, **merged)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ Everything kmssign raises on purpose derives from :class:`KmsSignError`; front e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 
@@ -44,6 +45,14 @@ class TimestampError(KmsSignError):
     """No acceptable RFC 3161 timestamp could be obtained."""
 
 
+class TimestampUnavailableError(TimestampError):
+    """Every timestamp server failed earlier in this run, so none is asked again."""
+
+
+class KmsUnavailableError(SigningError):
+    """KMS could not be reached earlier in this run, so it is not called again."""
+
+
 class VerificationError(KmsSignError):
     """A signature, digest, chain or timestamp did not verify."""
 
@@ -51,3 +60,17 @@ class VerificationError(KmsSignError):
 def one_line(text: object) -> str:
     """``text`` with every run of white space (newlines included) folded to one space."""
     return " ".join(str(text).split())
+
+
+# scheme://userinfo@ : the user information ends at the netloc's last "@". Blanks in
+# it are not valid, but a password may hold them: one counts as part of it when an "@"
+# follows before the netloc (or the quoted value) ends. When in doubt, hide.
+_URL_USERINFO = re.compile(
+    r"""([A-Za-z][A-Za-z0-9+.-]*://)(?:[^/?#\s]|[ \t](?=[^/?#'"\n]*@))*@"""
+)
+
+
+def redact(text: object) -> str:
+    """``text`` with the user information (``user:password@``) of every URL in it
+    replaced by ``***@``, so that credentials never reach a message, log line or report."""
+    return _URL_USERINFO.sub(r"\1***@", str(text))

@@ -21,7 +21,7 @@ from kmssign.authenticode.verify import read_signatures
 from kmssign.config import Settings
 from kmssign.engine.atomic import AtomicFile
 from kmssign.engine.report import FileResult
-from kmssign.errors import ConfigError, KmsSignError, TimestampError
+from kmssign.errors import ConfigError, KmsSignError, TimestampError, TimestampUnavailableError
 from kmssign.pe.image import parse_pe
 from kmssign.pe.signedcopy import SignedCopy, begin_signed_copy, finish_signed_copy
 from kmssign.pki.certs import (
@@ -68,7 +68,7 @@ class SigningSession:
         return subject_of(self.certificates.leaf)
 
 
-def create_signer(settings: Settings) -> Signer:
+def create_signer(settings: Settings, log: Log = nolog) -> Signer:
     """The signer the settings name: a KMS key (key-id) or a key file (key-file)."""
     if settings.key_id:
         from kmssign.signers.aws_kms import KmsSigner
@@ -79,11 +79,14 @@ def create_signer(settings: Settings) -> Signer:
             profile=settings.profile,
             endpoint_url=settings.endpoint_url,
             max_connections=settings.jobs,
+            timeout=settings.kms_timeout,
         )
     if settings.key_file:
         from kmssign.signers.local import KeyFileSigner
 
-        return KeyFileSigner.from_file(settings.key_file)
+        return KeyFileSigner.from_file(
+            settings.key_file, warn=lambda message: log(f"warning: {message}")
+        )
     raise ConfigError("no signing key: set key-id (an AWS KMS key) or key-file")
 
 
@@ -105,7 +108,7 @@ def open_session(
     if problems:
         raise ConfigError(problems)
     assert settings.certificate is not None
-    signer = signer or create_signer(settings)
+    signer = signer or create_signer(settings, log)
     certificates = select_signing_certificates(
         settings.certificate, settings.chain, signer.public_key_der(), signer.name
     )
@@ -120,7 +123,9 @@ def open_session(
     elif timestamper is None:
         from kmssign.timestamp.client import TimestampClient
 
-        timestamper = TimestampClient(settings.timestamp_urls, log=log)
+        timestamper = TimestampClient(
+            settings.timestamp_urls, timeout=settings.timestamp_timeout, log=log
+        )
     return SigningSession(
         signer=signer,
         certificates=certificates,
@@ -218,7 +223,11 @@ def _timestamp(
             raise
         message = f"{result.path}: signed without a timestamp ({exc})"
         result.warnings.append(message)
-        session.log(f"warning: {message}")
+        if not isinstance(exc, TimestampUnavailableError):  # said once, when they failed
+            later = "" if session.timestamper.available else (
+                "; the remaining files are signed without one too"
+            )
+            session.log(f"warning: {message}{later}")
         return content_info
     result.timestamp = info.gen_time
     return add_timestamp(content_info, token)
@@ -228,6 +237,9 @@ def complete_file(prepared: Prepared, session: SigningSession) -> FileResult:
     """Network work for one prepared file (sign, self-check, timestamp), then the write."""
     result = prepared.result
     try:
+        if session.timestamper is not None and session.timestamp_policy == "required":
+            # no KMS Sign for a signature that cannot get the timestamp it needs
+            session.timestamper.check_available()
         content_info = build_signed_data(
             file_digest=prepared.file_digest,
             digest=session.digest,

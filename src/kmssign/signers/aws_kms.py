@@ -5,6 +5,11 @@ that ``import kmssign`` stays light. Per signer object there is exactly one
 ``GetPublicKey`` call (cached, thread-safe) and one ``Sign`` per signature, with
 ``MessageType=RAW``: KMS hashes the message itself. The identity only needs
 ``kms:GetPublicKey`` and ``kms:Sign``; no ``DescribeKey`` or ``ListKeys``.
+
+Every call has a total deadline (``timeout``, the ``kms-timeout`` setting), retries
+included: botocore's connect and read timeouts bound one attempt each, and its retries
+multiply them. Once KMS could not be reached (connection refused, no answer, the
+deadline), the signer's circuit breaker opens and every later call fails at once.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from kmssign.errors import SigningError
+from kmssign.errors import KmsUnavailableError, SigningError, redact
+from kmssign.net.breaker import CircuitBreaker
+from kmssign.net.deadline import Deadline, DeadlinePassed, call_within, stop_if_passed
 from kmssign.signers import DigestName, KeyType, Signer
 
 # Key specs Authenticode can use, with their key type and (for EC) the bound digest.
@@ -39,8 +46,9 @@ RAW_MESSAGE_LIMIT = 4096  # bytes KMS accepts with MessageType=RAW
 # Retry policy. AWS_RETRY_MODE / AWS_MAX_ATTEMPTS in the environment win over these.
 RETRY_MODE = "adaptive"
 MAX_ATTEMPTS = 8  # total attempts, first try included
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 10.0  # per attempt, at most the deadline
+READ_TIMEOUT = 30.0  # per attempt, at most the deadline
+DEFAULT_TIMEOUT = 60.0  # seconds for one call, retries included
 
 _THROTTLING = {
     "ThrottlingException",
@@ -74,21 +82,28 @@ class _KeyInfo:
 
 
 def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
+    return " ".join(redact(text).split())
 
 
 class KmsSigner:
     """Signs with an asymmetric ``SIGN_VERIFY`` key in AWS KMS.
 
     ``key_id`` is a key id, key ARN, alias name (``alias/x``) or alias ARN. ``client``
-    is a boto3 KMS client; the constructor makes no network call.
+    is a boto3 KMS client; the constructor makes no network call. ``timeout`` bounds
+    each call, retries included. A signer serves one run: once KMS could not be
+    reached, it is not called again (:class:`KmsUnavailableError`).
     """
 
-    def __init__(self, key_id: str, client: Any) -> None:
+    def __init__(self, key_id: str, client: Any, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._key_id = key_id
         self._client = client
+        self._timeout = timeout
         self._lock = threading.Lock()
         self._info: _KeyInfo | None = None
+        self._breaker = CircuitBreaker()
+        events = getattr(getattr(client, "meta", None), "events", None)
+        if events is not None:  # no attempt (retry) starts after a call's deadline
+            events.register_first("before-send.kms", stop_if_passed, unique_id="kmssign")
 
     @classmethod
     def create(
@@ -99,11 +114,13 @@ class KmsSigner:
         profile: str | None = None,
         endpoint_url: str | None = None,
         max_connections: int = 16,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> KmsSigner:
         """A signer with a boto3 client from the default credential chain (no network).
 
         ``max_connections`` should be at least the number of threads that sign at once
-        (``jobs``), or connections are dropped and re-opened under load.
+        (``jobs``), or connections are dropped and re-opened under load. ``timeout`` is
+        the total deadline of one call in seconds, retries included.
         """
         import boto3
         from botocore.config import Config
@@ -120,8 +137,8 @@ class KmsSigner:
             retries["total_max_attempts"] = MAX_ATTEMPTS
         config = Config(
             retries=retries or None,
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=READ_TIMEOUT,
+            connect_timeout=min(CONNECT_TIMEOUT, timeout),
+            read_timeout=min(READ_TIMEOUT, timeout),
             max_pool_connections=max(10, max_connections),
             # the parameters are built here, never taken from users: checking them
             # against the service model again costs time on every Sign call
@@ -141,13 +158,13 @@ class KmsSigner:
             ) from exc
         except ValueError as exc:
             raise SigningError(
-                f"invalid KMS endpoint URL {endpoint_url!r}: {_one_line(exc)}"
+                redact(f"invalid KMS endpoint URL {endpoint_url!r}: {_one_line(exc)}")
             ) from exc
         except BotoCoreError as exc:
             raise SigningError(
                 f"cannot set up AWS access for KMS key {key_id}: {_one_line(exc)}"
             ) from exc
-        return cls(key_id, client)
+        return cls(key_id, client, timeout=timeout)
 
     # -- Signer protocol -------------------------------------------------------------
 
@@ -236,15 +253,37 @@ class KmsSigner:
         return _KeyInfo(der, spec, key_type, curve_digest, algorithms)
 
     def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+        unreachable = self._breaker.reason
+        if unreachable is not None:
+            raise KmsUnavailableError(f"not calling KMS again in this run: {unreachable}")
         method = getattr(self._client, "get_public_key" if operation == "GetPublicKey" else "sign")
         try:
-            response: dict[str, Any] = method(**params)
+            response: dict[str, Any] = call_within(
+                Deadline(self._timeout), lambda: method(**params), name=f"kmssign-{operation}"
+            )
+            return response
+        except DeadlinePassed as exc:
+            late = SigningError(
+                f"kms:{operation} for {self.name} did not complete within "
+                f"{self._timeout:g} s (kms-timeout; retries included)"
+            )
+            self._breaker.trip(str(late))
+            raise late from exc
         except Exception as exc:
             error = kms_error(exc, operation, self._key_id, self._client, params)
             if error is None:
                 raise
+            if _unreachable(exc):
+                self._breaker.trip(str(error))
             raise error from exc
-        return response
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether botocore could not reach the endpoint (refused, reset, no answer)."""
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError
+
+    return isinstance(exc, (BotoConnectionError, HTTPClientError))
 
 
 def kms_error(
@@ -262,16 +301,12 @@ def kms_error(
         BotoCoreError,
         ClientError,
         CredentialRetrievalError,
-        HTTPClientError,
         NoCredentialsError,
         NoRegionError,
         ParamValidationError,
         PartialCredentialsError,
         SSOError,
         TokenRetrievalError,
-    )
-    from botocore.exceptions import (
-        ConnectionError as BotoConnectionError,
     )
 
     meta = getattr(client, "meta", None)
@@ -338,9 +373,11 @@ def kms_error(
             f"no AWS region set for {key}: pass --region, set region in "
             "[tool.kmssign] or AWS_REGION, or use the key's ARN"
         )
-    if isinstance(exc, (BotoConnectionError, HTTPClientError)):
+    if _unreachable(exc):
         url = getattr(exc, "kwargs", {}).get("endpoint_url") or endpoint or "(unknown)"
-        return SigningError(f"cannot reach the KMS endpoint {url} for {key}: {_one_line(exc)}")
+        return SigningError(
+            redact(f"cannot reach the KMS endpoint {url} for {key}: {_one_line(exc)}")
+        )
     if isinstance(exc, ParamValidationError):
         return SigningError(f"invalid KMS request for {key}: {_one_line(exc)}")
     if isinstance(exc, BotoCoreError):

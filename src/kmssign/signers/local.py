@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -33,9 +34,22 @@ class KeyFileSigner:
         self._name = name
 
     @classmethod
-    def from_file(cls, path: Path, password: bytes | None = None) -> KeyFileSigner:
+    def from_file(
+        cls,
+        path: Path,
+        password: bytes | None = None,
+        *,
+        warn: Callable[[str], None] | None = None,
+    ) -> KeyFileSigner:
+        """The key in ``path``; its password is ``password`` or ``KMSSIGN_KEY_PASSWORD``.
+
+        A password given for a key that is not encrypted is ignored, with a note to
+        ``warn``.
+        """
+        given = "a password was given"
         if password is None and os.environ.get(PASSWORD_ENV):
             password = os.environ[PASSWORD_ENV].encode()
+            given = f"{PASSWORD_ENV} is set"
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -49,7 +63,16 @@ class KeyFileSigner:
             # cryptography's RSA consistency check (primality tests) costs 60 ms for a
             # 2048-bit key and seconds for larger ones; it is not needed here because
             # every signature is verified against the certificate before it is used.
-            key = loader(data, password=password, unsafe_skip_rsa_key_validation=True)
+            try:
+                key = loader(data, password=password, unsafe_skip_rsa_key_validation=True)
+            except TypeError:
+                if password is None:
+                    raise
+                # cryptography refuses a password for a key that has none: load it
+                # without, and say that the password was not needed
+                key = loader(data, password=None, unsafe_skip_rsa_key_validation=True)
+                if warn is not None:
+                    warn(f"{given} but key file {path} is not encrypted; the password is ignored")
         except TypeError as exc:
             raise SigningError(
                 f"{path}: the key is encrypted; set {PASSWORD_ENV}"

@@ -21,7 +21,14 @@ from typing import ClassVar
 from asn1crypto import algos, cms, core, tsp
 
 from kmssign.authenticode.asn1 import der, der_integer
-from kmssign.errors import ConfigError, TimestampError, VerificationError
+from kmssign.errors import (
+    ConfigError,
+    TimestampError,
+    TimestampUnavailableError,
+    VerificationError,
+    redact,
+)
+from kmssign.net.breaker import CircuitBreaker
 from kmssign.timestamp.tokens import TokenInfo, check_token, digest_bytes
 from kmssign.timestamp.transport import http_post
 
@@ -39,7 +46,7 @@ __all__ = [
 ]
 
 DEFAULT_TRIES = 3
-DEFAULT_TIMEOUT = 10.0  # seconds per request
+DEFAULT_TIMEOUT = 10.0  # seconds per request, all of it (connect, send, reply)
 REQUEST_DIGESTS = ("sha256", "sha384", "sha512")
 RETRY_STATUSES = frozenset({429, 502, 503, 504})  # busy or briefly unreachable: try again
 
@@ -135,9 +142,14 @@ def _network_reason(exc: BaseException, timeout: float) -> str:
 class TimestampClient:
     """Gets validated RFC 3161 tokens from the first TSA in ``urls`` that delivers one.
 
-    Each URL gets ``tries`` attempts; HTTP 429/502/503/504, network errors and timeouts
-    are retried after ``backoff * 2**attempt`` seconds, any other failure moves on to
-    the next URL at once. Every failed attempt is reported through ``log`` in one line.
+    Each URL gets ``tries`` attempts of at most ``timeout`` seconds each (a total
+    deadline per request); HTTP 429/502/503/504, network errors and timeouts are retried
+    after ``backoff * 2**attempt`` seconds, any other failure moves on to the next URL at
+    once. Every failed attempt is reported through ``log`` in one line.
+
+    Once every URL has failed for one request, the client's circuit breaker opens: every
+    later request (and every retry still under way in another thread) fails at once with
+    :class:`TimestampUnavailableError`. A client serves one run.
     Safe to share between threads: it keeps no per-request state.
     """
 
@@ -157,7 +169,7 @@ class TimestampClient:
             problems.append("no timestamp server URL given")
         for url in urls:
             if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-                problems.append(f"timestamp server URL {url!r} is not http(s)")
+                problems.append(f"timestamp server URL {redact(repr(url))} is not http(s)")
         if tries < 1:
             problems.append(f"timestamp tries must be at least 1, not {tries}")
         if timeout <= 0:
@@ -174,6 +186,21 @@ class TimestampClient:
         self._post: PostFn = post or http_post
         self._sleep = sleep
         self._log_lock = threading.Lock()
+        self._breaker = CircuitBreaker()
+
+    @property
+    def available(self) -> bool:
+        """``False`` once every server has failed in this run (the breaker is open)."""
+        return self._breaker.reason is None
+
+    def check_available(self) -> None:
+        """Raise :class:`TimestampUnavailableError` once every server has failed in this
+        run (to be asked before spending anything on a signature that needs a token)."""
+        reason = self._breaker.reason
+        if reason is not None:
+            raise TimestampUnavailableError(
+                f"not asking the timestamp servers again in this run: {reason}"
+            )
 
     def timestamp(self, signature_value: bytes, digest: str = "sha256") -> cms.ContentInfo:
         """A validated timestamp token over ``digest(signature_value)``."""
@@ -183,12 +210,14 @@ class TimestampClient:
         self, signature_value: bytes, digest: str = "sha256"
     ) -> tuple[cms.ContentInfo, TokenInfo]:
         """Like :meth:`timestamp`, with what the validated token says (its time, its TSA)."""
+        self.check_available()
         nonce = new_nonce()
         request = build_request(signature_value, digest, nonce)
         failures: list[str] = []
         for url in self.urls:
             reason = ""
             for attempt in range(self.tries):
+                self.check_available()  # another thread may have found them all down
                 try:
                     return self._attempt(url, request, signature_value, digest, nonce)
                 except _Retry as exc:
@@ -201,11 +230,13 @@ class TimestampClient:
                     self._report(url, reason)
                     break
             failures.append(f"{url}: {reason}")
-        raise TimestampError("no timestamp server answered: " + "; ".join(failures))
+        message = redact("no timestamp server answered: " + "; ".join(failures))
+        self._breaker.trip(message)
+        raise TimestampError(message)
 
     def _report(self, url: str, reason: str) -> None:
         with self._log_lock:
-            self._log(f"timestamp server {url} failed: {reason}")
+            self._log(redact(f"timestamp server {url} failed: {reason}"))
 
     def _attempt(
         self, url: str, request: bytes, signature_value: bytes, digest: str, nonce: int

@@ -5,19 +5,36 @@ one open connection per server instead of a new TCP (and TLS) handshake per file
 connection the server closed while idle is re-opened once. Where the environment names
 a proxy for the URL (``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``), urllib, which knows
 proxies, carries the request instead.
+
+``timeout`` is a total deadline for the request (connect, send, every read, redirects),
+not a socket timeout: a server that trickles its reply a byte at a time would otherwise
+keep a socket timeout from ever firing. Before every blocking step the socket's timeout
+is set to what is left of the deadline.
 """
 
 from __future__ import annotations
 
 import functools
 import http.client
+import io
 import os
+import socket
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import TYPE_CHECKING, Any, cast
 
-from kmssign.errors import TimestampError
+from kmssign.errors import TimestampError, redact
+from kmssign.net.deadline import Deadline
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+    _ConnectionBase = http.client.HTTPConnection
+    _HandlerBase = urllib.request.AbstractHTTPHandler
+else:
+    _ConnectionBase = _HandlerBase = object
 
 MAX_REPLY_BYTES = 1 << 20
 MAX_REDIRECTS = 3
@@ -36,8 +53,99 @@ _STALE = (
 _local = threading.local()
 
 
-def _connections() -> dict[tuple[str, str, int], http.client.HTTPConnection]:
-    pool: dict[tuple[str, str, int], http.client.HTTPConnection] | None = getattr(
+class _DeadlineReader(io.RawIOBase):
+    """A socket's receiving side that sets the socket's timeout to what is left of the
+    deadline before each receive."""
+
+    def __init__(self, sock: socket.socket, deadline: Deadline) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline = deadline
+        # the socket's own reader, which it counts: a socket closed while a response
+        # still reads from it stays open until the reader closes (urllib relies on it)
+        self._raw = sock.makefile("rb", buffering=0)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int | None:
+        self._sock.settimeout(self._deadline.left())
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _ReceivingSide:
+    """What an ``HTTPResponse`` sees of the socket: it only calls ``makefile("rb")``."""
+
+    def __init__(self, sock: socket.socket, deadline: Deadline) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def makefile(self, _mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
+
+
+class _DeadlineConnection(_ConnectionBase):
+    """An ``http.client`` connection whose connect, sends and reads end by ``deadline``
+    (set anew for each request on a kept-alive connection)."""
+
+    def __init__(self, *args: Any, deadline: Deadline, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deadline = deadline
+        # http.client builds every response, the proxy's CONNECT reply included, this way
+        self.response_class = self._response  # type: ignore[assignment]
+
+    def connect(self) -> None:
+        self.timeout = self.deadline.left()
+        super().connect()
+
+    def send(self, data: Any) -> None:
+        if self.sock is not None:
+            self.sock.settimeout(self.deadline.left())
+        super().send(data)
+
+    def _response(self, sock: socket.socket, *args: Any, **kwargs: Any) -> http.client.HTTPResponse:
+        receiving = cast(socket.socket, _ReceivingSide(sock, self.deadline))
+        return http.client.HTTPResponse(receiving, *args, **kwargs)
+
+
+class _HTTPConnection(_DeadlineConnection, http.client.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_DeadlineConnection, http.client.HTTPSConnection):
+    pass
+
+
+class _DeadlineHandler(_HandlerBase):
+    """urllib's HTTP(S) handler with the connections above (for requests via a proxy)."""
+
+    def __init__(self, deadline: Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def do_open(self, http_class: Any, req: urllib.request.Request, **kwargs: Any) -> Any:
+        https = issubclass(http_class, http.client.HTTPSConnection)
+        connection = _HTTPSConnection if https else _HTTPConnection
+        return super().do_open(
+            functools.partial(connection, deadline=self.deadline), req, **kwargs
+        )
+
+
+class _HTTPHandler(_DeadlineHandler, urllib.request.HTTPHandler):
+    pass
+
+
+class _HTTPSHandler(_DeadlineHandler, urllib.request.HTTPSHandler):
+    pass
+
+
+def _connections() -> dict[tuple[str, str, int], _DeadlineConnection]:
+    pool: dict[tuple[str, str, int], _DeadlineConnection] | None = getattr(
         _local, "pool", None
     )
     if pool is None:
@@ -83,16 +191,20 @@ def _read_limited(response: http.client.HTTPResponse) -> bytes:
     return bytes(data)
 
 
-def _via_urllib(url: str, body: bytes, timeout: float) -> bytes:
+def _via_urllib(url: str, body: bytes, deadline: Deadline) -> bytes:
     request = urllib.request.Request(url, data=body, method="POST", headers=HEADERS)
     # An opener of our own: urlopen's global one keeps the proxies of its first use.
-    proxies = urllib.request.ProxyHandler(urllib.request.getproxies())
-    with urllib.request.build_opener(proxies).open(request, timeout=timeout) as response:
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler(urllib.request.getproxies()),
+        _HTTPHandler(deadline),
+        _HTTPSHandler(deadline),
+    )
+    with opener.open(request, timeout=deadline.left()) as response:
         return _read_limited(response)
 
 
 def _post_once(
-    parts: urllib.parse.SplitResult, body: bytes, timeout: float
+    parts: urllib.parse.SplitResult, body: bytes, deadline: Deadline
 ) -> http.client.HTTPResponse:
     key = _key(parts)
     https, host = key[0] == "https", key[1]
@@ -102,11 +214,9 @@ def _post_once(
         conn = pool.get(key)
         reused = conn is not None
         if conn is None:
-            cls = http.client.HTTPSConnection if https else http.client.HTTPConnection
-            conn = pool[key] = cls(host, key[2], timeout=timeout)
-        conn.timeout = timeout
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout)
+            cls = _HTTPSConnection if https else _HTTPConnection
+            conn = pool[key] = cls(host, key[2], deadline=deadline)
+        conn.deadline = deadline
         try:
             conn.request("POST", path, body, HEADERS)
             return conn.getresponse()
@@ -123,18 +233,20 @@ def _post_once(
 
 
 def http_post(url: str, body: bytes, timeout: float) -> bytes:
-    """POST a timestamp query; return the reply body.
+    """POST a timestamp query; return the reply body, all of it within ``timeout`` seconds.
 
     Raises ``urllib.error.HTTPError`` for an HTTP error status and ``OSError`` (or
-    ``http.client.HTTPException``) for network problems and timeouts.
+    ``http.client.HTTPException``) for network problems and timeouts (``TimeoutError``
+    once the deadline has passed).
     """
+    deadline = Deadline(timeout)
     for _ in range(MAX_REDIRECTS + 1):
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https"):
-            raise TimestampError(f"unsupported URL scheme in {url}")
+            raise TimestampError(f"unsupported URL scheme in {redact(url)}")
         if _uses_proxy(parts):
-            return _via_urllib(url, body, timeout)
-        response = _post_once(parts, body, timeout)
+            return _via_urllib(url, body, deadline)
+        response = _post_once(parts, body, deadline)
         try:
             data = _read_limited(response)
         except BaseException:
@@ -151,4 +263,4 @@ def http_post(url: str, body: bytes, timeout: float) -> bytes:
                 url, response.status, response.reason, response.headers, None
             )
         return data
-    raise TimestampError(f"too many redirects from {url}")
+    raise TimestampError(f"too many redirects from {redact(url)}")

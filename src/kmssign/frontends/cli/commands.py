@@ -27,6 +27,7 @@ def _kms_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "region": args.region,
         "profile": args.profile,
         "endpoint_url": args.endpoint_url,
+        "kms_timeout": args.kms_timeout,
     }
 
 
@@ -54,6 +55,7 @@ def _sign_settings(args: argparse.Namespace) -> Settings:
         exclude=tuple(args.exclude) if args.exclude else None,
         timestamp_urls=tuple(args.timestamp_url) if args.timestamp_url else None,
         timestamp=timestamp,
+        timestamp_timeout=args.timestamp_timeout,
         jobs=args.jobs,
         **_kms_overrides(args),
     )
@@ -110,6 +112,7 @@ def cmd_timestamp(args: argparse.Namespace) -> int:
     settings = _settings(
         args,
         timestamp_urls=tuple(args.timestamp_url) if args.timestamp_url else None,
+        timestamp_timeout=args.timestamp_timeout,
         jobs=args.jobs,
     )
     printer = _printer(args)
@@ -130,6 +133,7 @@ def _kms_signer(args: argparse.Namespace) -> Any:
         region=settings.region,
         profile=settings.profile,
         endpoint_url=settings.endpoint_url,
+        timeout=settings.kms_timeout,
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kmssign import __version__
+from kmssign.config import DEFAULT_KMS_TIMEOUT, DEFAULT_TIMESTAMP_TIMEOUT
 from kmssign.errors import ConfigError, KmsSignError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -30,6 +31,12 @@ def _add_kms(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--endpoint-url", metavar="URL", help="KMS endpoint (e.g. a local test server)")
     g.add_argument(
+        "--kms-timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"total time for one KMS call, retries included (default {DEFAULT_KMS_TIMEOUT:g})",
+    )
+    g.add_argument(
         "--config",
         metavar="PYPROJECT",
         type=Path,
@@ -46,6 +53,16 @@ def _add_output(p: argparse.ArgumentParser, jobs_default: int = 16) -> None:
         type=int,
         metavar="N",
         help=f"files processed concurrently (default {jobs_default}; 1 = sequential)",
+    )
+
+
+def _add_timestamp_timeout(g: argparse._ActionsContainer) -> None:
+    g.add_argument(
+        "--timestamp-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="total time for one timestamp request: connect, send and the whole reply "
+        f"(default {DEFAULT_TIMESTAMP_TIMEOUT:g})",
     )
 
 
@@ -114,6 +131,7 @@ def _add_timestamp(p: argparse.ArgumentParser) -> None:
         help="required (default): fail when no server answers; optional: warn",
     )
     t.add_argument("--no-timestamp", action="store_true", help="same as --timestamp off")
+    _add_timestamp_timeout(t)
 
 
 def _add_dry_run(p: argparse.ArgumentParser) -> None:
@@ -209,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="pyproject.toml to read [tool.kmssign] from",
     )
+    _add_timestamp_timeout(stamp)
     _add_output(stamp)
 
     csr = sub.add_parser("csr", help="make a certificate signing request signed by a KMS key")

@@ -1,0 +1,84 @@
+"""What the build-backend plugins (Hatch, setuptools) share: signing the wheel a build just
+wrote, in place, and telling the build's log about it.
+
+One log line per PE member (its path in the wheel, the signer, the timestamp time), then
+a count; members that failed become one :class:`SigningError` that names each of them, for
+the plugin to turn into its build tool's one-line ``kmssign: error: ...``. No build tool
+is imported here; the plugins import this module, it imports no front end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from kmssign.api import FileResult, sign_wheels
+from kmssign.config import Settings
+from kmssign.errors import SigningError
+
+Log = Callable[[str], None]
+
+DISABLE_VARIABLE = "KMSSIGN_DISABLE"
+DISABLED_NOTE = f"kmssign: {DISABLE_VARIABLE} is set; not signing"
+
+
+def disabled(env: Mapping[str, str] | None = None) -> bool:
+    """``KMSSIGN_DISABLE`` set to a true value (1, true, yes, on)."""
+    env = os.environ if env is None else env
+    return env.get(DISABLE_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def describe(result: FileResult, name: str) -> str:
+    """One log line for one file."""
+    if result.status == "signed":
+        when = result.timestamp.isoformat() if result.timestamp else "no timestamp"
+        return f"kmssign: signed {name} (signer: {result.signer}; timestamp: {when})"
+    if result.status == "skipped":
+        return f"kmssign: skipped {name} ({result.reason})"
+    return f"kmssign: FAILED {name}: {result.reason}"
+
+
+def failure_error(failed: list[tuple[str, FileResult]]) -> SigningError:
+    """One error naming every file that failed; files failing the same way share a reason."""
+    by_reason: dict[str, list[str]] = {}
+    for name, result in failed:
+        by_reason.setdefault(result.reason or "unknown error", []).append(name)
+    parts = "; ".join(
+        f"{names[0]}: {reason}" if len(names) == 1 else f"{', '.join(names)}: {reason}"
+        for reason, names in by_reason.items()
+    )
+    noun = "file" if len(failed) == 1 else "files"
+    return SigningError(f"{len(failed)} {noun} could not be signed: {parts}")
+
+
+def log_results(named: Iterable[tuple[str, FileResult]], log: Log) -> None:
+    """A line per file, then raise :func:`failure_error` or log the count."""
+    named = list(named)
+    for name, result in named:
+        log(describe(result, name))
+    failed = [(n, r) for n, r in named if r.status == "failed"]
+    if failed:
+        raise failure_error(failed)
+    signed = sum(1 for _, r in named if r.status == "signed")
+    log(f"kmssign: {signed} signed, {len(named) - signed} skipped")
+
+
+def sign_built_wheel(wheel: Path, settings: Settings, log: Log) -> None:
+    """Sign every PE member of ``wheel`` in place (atomically) and log it.
+
+    Raises KmsSignError: run-level problems (settings, key, certificate) from
+    ``sign_wheels``, and a SigningError naming every member (or the wheel) that failed;
+    the plugin then fails the build.
+    """
+    report = sign_wheels([wheel], settings, log=log)
+    prefix = f"{wheel}!"  # results name members "<wheel>!<path in the wheel>"
+    members = [(str(r.path)[len(prefix):], r) for r in report.results
+               if str(r.path).startswith(prefix)]
+    whole = [(wheel.name, r) for r in report.results if not str(r.path).startswith(prefix)]
+    if not members and all(r.status == "skipped" for _, r in whole):
+        log(f"kmssign: no Windows binaries in {wheel.name}")
+        return
+    if any(r.status == "failed" for _, r in members):
+        whole = []  # "left unchanged: N of its PE members failed" would say it again
+    log_results(members + whole, log)

@@ -1,0 +1,84 @@
+"""A total deadline for one network exchange: connect, send, every read and every retry.
+
+A socket timeout bounds each read on its own, so a server that trickles a byte now and
+then never trips it, and a client that retries multiplies it. A :class:`Deadline` is one
+moment on the monotonic clock: callers ask it what is left before each blocking step and
+make that the step's timeout, or run a whole call within it (:func:`call_within`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_current = threading.local()  # the deadline of the call_within() running on this thread
+
+
+class DeadlinePassed(TimeoutError):
+    """The deadline of a network exchange passed before it was done."""
+
+
+class Deadline:
+    """``seconds`` from now; what is left of it shrinks with every blocking step."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        """Seconds left (zero or less once it has passed)."""
+        return self._end - time.monotonic()
+
+    @property
+    def passed(self) -> bool:
+        return self.remaining() <= 0
+
+    def left(self) -> float:
+        """Seconds left, for the next step's timeout; :class:`DeadlinePassed` once none are."""
+        left = self.remaining()
+        if left <= 0:
+            raise DeadlinePassed(f"deadline of {self.seconds:g} s passed")
+        return left
+
+
+def call_within(deadline: Deadline, call: Callable[[], T], *, name: str) -> T:
+    """``call()``'s result (or exception), or :class:`DeadlinePassed` once ``deadline``
+    passes, whatever ``call`` is blocked on.
+
+    The call runs on a daemon thread of its own. One still running at the deadline is
+    left to end by itself, so it must be bounded too (socket timeouts, and
+    :func:`stop_if_passed` before each retry); as a daemon thread it never holds up the
+    process's exit.
+    """
+    results: list[T] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def run() -> None:
+        _current.deadline = deadline
+        try:
+            results.append(call())
+        except BaseException as exc:  # handed to the caller
+            errors.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    if not done.wait(max(0.0, deadline.remaining())):
+        raise DeadlinePassed(f"deadline of {deadline.seconds:g} s passed")
+    if errors:
+        raise errors[0]
+    return results[0]
+
+
+def stop_if_passed(**_: Any) -> None:
+    """Raise :class:`DeadlinePassed` if the deadline of the :func:`call_within` running
+    on this thread has passed: a hook for a client library's "before each attempt"
+    event, so that nothing is retried after the deadline."""
+    deadline: Deadline | None = getattr(_current, "deadline", None)
+    if deadline is not None and deadline.passed:
+        raise DeadlinePassed(f"deadline of {deadline.seconds:g} s passed")

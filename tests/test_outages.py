@@ -1,0 +1,329 @@
+"""Services that hang, trickle or are down: a total deadline per request and per KMS call,
+and a circuit breaker that stops asking a service that failed for good in a run.
+
+Real parts: the loopback TSA (``trickle``, ``http500``), moto's KMS behind the fault
+proxy (``hanging``, ``dropping``). Time is asserted only as generous bounds against hangs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kmssign.errors import TimestampError, TimestampUnavailableError
+from kmssign.net.breaker import CircuitBreaker
+from kmssign.net.deadline import Deadline, DeadlinePassed, call_within, stop_if_passed
+from kmssign.timestamp.client import TimestampClient
+from tests import peutil
+from tests.helpers import run_cli, sign_args, snapshot
+from tests.kms_proxy import KmsProxy
+from tests.pki import TestPKI
+
+BOUND = 15.0  # seconds: a hang would take minutes; the work itself takes a few seconds
+
+
+@pytest.fixture
+def kms_proxy(kms_server) -> Iterator[KmsProxy]:
+    proxy = KmsProxy(kms_server.endpoint_url).start()
+    yield proxy
+    proxy.stop()
+
+
+def timed(capsys, *argv: str) -> tuple[int, str, str, float]:
+    start = time.monotonic()
+    code, out, err = run_cli(capsys, *argv)
+    return code, out, err, time.monotonic() - start
+
+
+def failures(err: str) -> list[str]:
+    lines = err.splitlines()
+    assert not any("Traceback" in line for line in lines), err
+    return [line for line in lines if line.startswith("failed: ")]
+
+
+def _kms(identity, proxy: KmsProxy, *extra: str) -> list[str]:
+    return ["--key-id", identity.key_id, "--cert", str(identity.cert_path),
+            "--endpoint-url", proxy.endpoint_url, *extra]
+
+
+# -- the timestamp servers ------------------------------------------------------------------
+
+
+def test_a_trickling_tsa_is_cut_off_at_the_deadline_and_not_asked_again(
+    capsys, pki: TestPKI, samples, tsa
+) -> None:
+    """One byte every 0.25 s never trips a socket timeout; the 1 s deadline does. Once the
+    first file has used its tries, the others ask no server."""
+    tsa.reset()
+    before = snapshot(samples)
+    code, out, err, elapsed = timed(
+        capsys, "sign", *map(str, samples.values()), "--jobs", "1",
+        *sign_args(pki.identity("rsa2048"), "--timestamp-url", tsa.url("trickle"),
+                   "--timestamp-timeout", "1"),
+    )
+    assert code == 1
+    assert elapsed < BOUND, elapsed
+    assert tsa.count("trickle") == 3  # the first file's three tries, nothing after
+    failed = failures(err)
+    assert len(failed) == len(samples)
+    assert "no timestamp server answered: " in failed[0]
+    assert "no reply within 1 s (try 3 of 3)" in failed[0]
+    for line in failed[1:]:
+        assert ": not asking the timestamp servers again in this run: no timestamp server " \
+            "answered: " in line
+    assert len([line for line in err.splitlines() if line.startswith("timestamp server ")]) == 3
+    assert snapshot(samples) == before
+
+
+def test_the_timestamp_command_keeps_the_deadline_and_the_breaker(
+    capsys, pki: TestPKI, samples, tsa
+) -> None:
+    paths = [str(p) for p in samples.values()]
+    code, _, err = run_cli(capsys, "sign", *paths, *sign_args(pki.identity("p256")))
+    assert code == 0, err
+    tsa.reset()
+    before = snapshot(samples)
+    code, out, err, elapsed = timed(
+        capsys, "timestamp", *paths, "--jobs", "1", "--timestamp-url", tsa.url("trickle"),
+        "--timestamp-timeout", "1",
+    )
+    assert code == 1
+    assert elapsed < BOUND, elapsed
+    assert tsa.count("trickle") == 3
+    failed = failures(err)
+    assert len(failed) == len(samples)
+    assert all("not asking the timestamp servers again" in line for line in failed[1:])
+    assert snapshot(samples) == before
+
+
+def test_parallel_files_stop_retrying_once_the_servers_are_known_down(
+    capsys, pki: TestPKI, samples, tsa, tmp_path: Path
+) -> None:
+    files = []
+    for i in range(12):
+        path = peutil.copy_sample(peutil.LAUNCHERS["t64.exe"], tmp_path / f"many{i}")
+        files.append(str(path))
+    tsa.reset()
+    code, _, err, elapsed = timed(
+        capsys, "sign", *files, "--jobs", "4",
+        *sign_args(pki.identity("rsa2048"), "--timestamp-url", tsa.url("trickle"),
+                   "--timestamp-timeout", "1"),
+    )
+    assert code == 1
+    assert elapsed < BOUND, elapsed
+    assert len(failures(err)) == len(files)
+    # at most 4 files were under way when the first found every server down; each of
+    # them stopped at its next try, at the latest after its own three
+    assert 3 <= tsa.count("trickle") <= 4 * 3
+
+
+def test_once_every_tsa_failed_no_kms_sign_is_spent(
+    capsys, aws_env, kms_identity, kms_proxy: KmsProxy, samples, tsa
+) -> None:
+    identity = kms_identity("RSA_2048")
+    tsa.reset()
+    before = snapshot(samples)
+    code, _, err = run_cli(
+        capsys, "sign", *map(str, samples.values()), "--jobs", "1",
+        *_kms(identity, kms_proxy, "--timestamp-url", tsa.url("http500")),
+    )
+    assert code == 1
+    failed = failures(err)
+    assert len(failed) == len(samples)
+    assert "no timestamp server answered: " in failed[0] and "HTTP 500" in failed[0]
+    assert all("not asking the timestamp servers again in this run" in x for x in failed[1:])
+    assert tsa.count("http500") == 1
+    assert kms_proxy.count("Sign") == 1  # the first file's; the others were never signed
+    assert snapshot(samples) == before
+
+
+def test_optional_timestamps_warn_once_and_sign_the_rest_without_asking(
+    capsys, pki: TestPKI, samples, tsa
+) -> None:
+    tsa.reset()
+    code, out, err = run_cli(
+        capsys, "sign", *map(str, samples.values()), "--jobs", "1",
+        *sign_args(pki.identity("rsa2048"), "--timestamp-url", tsa.url("http500"),
+                   "--timestamp", "optional"),
+    )
+    assert code == 0, err
+    assert out.count(", no timestamp)") == len(samples)
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1, err
+    assert "signed without a timestamp (no timestamp server answered: " in warnings[0]
+    assert warnings[0].endswith("; the remaining files are signed without one too")
+    assert tsa.count("http500") == 1
+    for path in samples.values():
+        peutil.osslsigncode_verify(path, pki.root_pem)
+
+
+def test_the_client_asks_no_server_once_all_have_failed(tsa) -> None:
+    tsa.reset()
+    client = TimestampClient([tsa.url("http500"), tsa.url("rejection")], tries=1)
+    assert client.available
+    with pytest.raises(TimestampError) as first:
+        client.stamp(b"\x01" * 256)
+    assert not isinstance(first.value, TimestampUnavailableError)
+    assert not client.available
+    for _ in range(3):
+        with pytest.raises(TimestampUnavailableError) as later:
+            client.stamp(b"\x02" * 256)
+        assert str(later.value) == (
+            f"not asking the timestamp servers again in this run: {first.value}"
+        )
+    assert (tsa.count("http500"), tsa.count("rejection")) == (1, 1)
+
+
+# -- KMS ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_a_hung_kms_sign_is_cut_off_at_the_deadline_and_not_called_again(
+    capsys, aws_env, kms_identity, kms_proxy: KmsProxy, samples, jobs: int
+) -> None:
+    identity = kms_identity("RSA_2048")
+    kms_proxy.hanging.add("Sign")
+    before = snapshot(samples)
+    code, _, err, elapsed = timed(
+        capsys, "sign", *map(str, samples.values()), "--jobs", str(jobs), "--no-timestamp",
+        *_kms(identity, kms_proxy, "--kms-timeout", "2"),
+    )
+    assert code == 1
+    assert elapsed < BOUND, elapsed
+    failed = failures(err)
+    assert len(failed) == len(samples)
+    message = (f"kms:Sign for KMS key {identity.key_id} did not complete within 2 s "
+               "(kms-timeout; retries included)")
+    late = [x for x in failed if x.endswith(f".exe: {message}") or x.endswith(f".dll: {message}")]
+    stopped = [x for x in failed if x.endswith(f": not calling KMS again in this run: {message}")]
+    assert len(late) + len(stopped) == len(samples), failed
+    signs = kms_proxy.count("Sign")
+    assert len(late) == signs and 1 <= signs <= jobs  # only the calls already under way
+    assert kms_proxy.count("GetPublicKey") == 1
+    assert snapshot(samples) == before
+
+
+def test_a_kms_that_drops_connections_is_given_up_once(
+    capsys, aws_env, kms_identity, kms_proxy: KmsProxy, samples,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    identity = kms_identity("RSA_2048")
+    kms_proxy.dropping.add("Sign")
+    code, _, err = run_cli(
+        capsys, "sign", *map(str, samples.values()), "--jobs", "1", "--no-timestamp",
+        *_kms(identity, kms_proxy),
+    )
+    assert code == 1
+    failed = failures(err)
+    assert len(failed) == len(samples)
+    assert f"cannot reach the KMS endpoint {kms_proxy.endpoint_url}/ for KMS key" in failed[0]
+    assert all("not calling KMS again in this run: cannot reach" in x for x in failed[1:])
+    assert kms_proxy.count("Sign") == 2  # the first file's two attempts, nothing after
+
+
+def test_a_hung_get_public_key_ends_the_run_in_one_line(
+    capsys, aws_env, kms_identity, kms_proxy: KmsProxy, samples
+) -> None:
+    identity = kms_identity("RSA_2048")
+    kms_proxy.hanging.add("GetPublicKey")
+    code, out, err, elapsed = timed(
+        capsys, "sign", *map(str, samples.values()), "--no-timestamp",
+        *_kms(identity, kms_proxy, "--kms-timeout", "1.5"),
+    )
+    assert code == 1
+    assert elapsed < BOUND, elapsed
+    assert err == (
+        f"kmssign: error: kms:GetPublicKey for KMS key {identity.key_id} did not complete "
+        "within 1.5 s (kms-timeout; retries included)\n"
+    )
+
+
+# -- the parts ------------------------------------------------------------------------------
+
+
+def test_a_deadline_counts_down_and_then_refuses() -> None:
+    deadline = Deadline(0.2)
+    assert 0 < deadline.left() <= 0.2 and not deadline.passed
+    time.sleep(0.25)
+    assert deadline.passed
+    with pytest.raises(DeadlinePassed, match=r"^deadline of 0\.2 s passed$") as caught:
+        deadline.left()
+    assert isinstance(caught.value, TimeoutError)
+
+
+def test_call_within_returns_raises_and_gives_up_on_a_blocked_call() -> None:
+    assert call_within(Deadline(5), lambda: 42, name="t") == 42
+
+    def broken() -> None:
+        raise ValueError("inner")
+
+    with pytest.raises(ValueError, match="inner"):
+        call_within(Deadline(5), broken, name="t")
+    release = threading.Event()
+    seen: list[threading.Thread] = []
+
+    def blocked() -> None:
+        seen.append(threading.current_thread())
+        release.wait(30)
+
+    start = time.monotonic()
+    with pytest.raises(DeadlinePassed):
+        call_within(Deadline(0.3), blocked, name="kmssign-test")
+    assert time.monotonic() - start < 5
+    assert seen[0].daemon  # a call that never returns cannot hold up the exit
+    release.set()
+    seen[0].join(5)
+    assert not seen[0].is_alive()
+
+
+def test_no_retry_starts_after_the_deadline_of_its_call() -> None:
+    stop_if_passed()  # outside any call: nothing to stop
+    attempts: list[float] = []
+
+    def retrying() -> None:
+        while True:  # a client library's retry loop, asking before each attempt
+            stop_if_passed()
+            attempts.append(time.monotonic())
+            time.sleep(0.05)
+
+    thread_errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call_within(Deadline(0.2), retrying, name="t")
+        except DeadlinePassed as exc:
+            thread_errors.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    runner.join(5)
+    assert thread_errors
+    time.sleep(0.2)  # the worker's next check has passed by now
+    count = len(attempts)
+    time.sleep(0.2)
+    assert len(attempts) == count  # it stopped by itself
+
+
+def test_the_breaker_opens_once_whoever_trips_it() -> None:
+    breaker = CircuitBreaker()
+    assert breaker.reason is None
+    opened: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def trip(i: int) -> None:
+        barrier.wait()
+        opened.append(breaker.trip(f"reason {i}"))
+
+    threads = [threading.Thread(target=trip, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert opened.count(True) == 1
+    assert breaker.reason is not None and breaker.reason.startswith("reason ")
+    assert not breaker.trip("another")
