@@ -60,7 +60,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Both benchmarks: one 512 MiB file, and 300 files against latency-injected services."""
+    """The benchmarks: one 512 MiB file, 300 files against latency-injected services, and
+    a 174 MiB wheel."""
     session.install("-e", ".[test]")
     session.run("python", "benchmarks/bench_sign.py", *session.posargs)
     session.run("python", "benchmarks/bench_batch.py")
+    session.run("python", "benchmarks/bench_wheel.py")

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from kmssign.errors import WheelFormatError
+from kmssign.wheel import rewrite, zipdir
 from kmssign.wheel.record import parse_record
 from kmssign.wheel.rewrite import pack_bytes, write_archive
-from kmssign.wheel.streams import read_member
+from kmssign.wheel.streams import Packed, read_member
 from kmssign.wheel.zipdir import FLAG_DESCRIPTOR, read_archive
 from tests import peutil, wheelutil
 from tests.helpers import run_cli, sign_args
@@ -124,3 +125,36 @@ def test_zip64_and_streamed_wheels_sign_and_verify(
                              "--require-signed")
     assert code == 0, err
     assert f"verified: {wheel}!{LAUNCHER} (" in out
+
+
+def test_offsets_and_sizes_past_4_gib_get_zip64_fields_and_end_records(tmp_path: Path) -> None:
+    """A member past 4 GiB, larger than 4 GiB, in an archive whose central directory
+    starts past 4 GiB: the headers written carry ZIP64 fields and end records, and read
+    back as they were meant (a sparse file, so nothing is written out for real)."""
+    big = 5 << 30
+    member = zipdir.Member(
+        name="pkg/huge.dll", raw_name=b"pkg/huge.dll", version_made=0x031E, version_needed=20,
+        flags=0, method=zipfile.ZIP_DEFLATED, time=0x6000, date=0x5821, crc=0x12345678,
+        compress_size=big + 1, file_size=big + 2, internal_attr=0, external_attr=0o644 << 16,
+        header_offset=0, extra=b"\xfe\xca\x00\x00", comment=b"note",
+    )
+    new = Packed(crc=0x9ABCDEF0, compress_size=big + 3, file_size=big + 4)
+    entry = rewrite._central(member, big + 5, new)
+    archive = zipdir.Archive(size=0, members=[member], comment=b"archive comment", cd_offset=0)
+    path = tmp_path / "sparse.zip"
+    with open(path, "wb") as out:
+        out.seek(big + 6)
+        out.write(entry)
+        rewrite._write_end(out, archive, big + 6, len(entry))
+    with open(path, "rb") as f:
+        entries, cd_offset, cd_size, comment = zipdir._directory_location(f, path.stat().st_size)
+    assert (entries, cd_offset, cd_size, comment) == (1, big + 6, len(entry), b"archive comment")
+    parsed, end = zipdir._member(entry, 0, "entry")
+    assert end == len(entry)
+    assert (parsed.crc, parsed.compress_size, parsed.file_size, parsed.header_offset) == (
+        new.crc, big + 3, big + 4, big + 5
+    )
+    assert parsed.version_needed == 45
+    assert (parsed.extra, parsed.comment, parsed.external_attr) == (
+        member.extra, b"note", member.external_attr
+    )

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from kmssign.api import sign_wheels
+from kmssign.config import Settings
+from kmssign.signers.local import KeyFileSigner
 from tests import peutil, wheelutil
-from tests.helpers import run_cli, sign_args
+from tests.helpers import DelegatingSigner, run_cli, sign_args
 from tests.pki import TestPKI
 from tests.tsa_server import LoopbackTSA
 from tests.wheelutil import DIST, DIST_INFO
@@ -242,3 +245,29 @@ def test_missing_wheel(capsys: pytest.CaptureFixture[str], pki: TestPKI, tmp_pat
     )
     assert code == 1
     assert err.strip() == f"failed: {tmp_path / 'nope.whl'}: no such file or directory"
+
+
+def test_a_wheel_changed_while_its_members_are_signed_is_not_overwritten(
+    pki: TestPKI, mingw_binaries: dict[str, Path], tmp_path: Path
+) -> None:
+    """A rebuild that replaces the wheel while kmssign signs its members wins: the new
+    wheel is not overwritten with one made from the old."""
+    wheel = wheelutil.write_wheel(
+        tmp_path / "dist" / wheelutil.WHEEL_NAME, good_members(mingw_binaries)
+    )
+    rebuilt = b"a rebuilt wheel"
+    identity = pki.identity()
+
+    class Rebuilding(DelegatingSigner):
+        def sign(self, data: bytes, digest: str) -> bytes:  # type: ignore[override]
+            wheel.write_bytes(rebuilt)
+            return super().sign(data, digest)  # type: ignore[arg-type]
+
+    settings = Settings(certificate=identity.cert_path, chain=(identity.chain_path,),
+                        timestamp="off", jobs=1)
+    report = sign_wheels([wheel], settings,
+                         signer=Rebuilding(KeyFileSigner.from_file(identity.key_path)))
+    assert [(r.path, r.reason) for r in report.failed] == [
+        (wheel, "left unchanged: the wheel changed while its members were being signed")
+    ]
+    assert wheel.read_bytes() == rebuilt

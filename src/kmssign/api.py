@@ -281,11 +281,12 @@ def verify_files(
         return verify_one(path, root_certs, tsa_certs, require_timestamp=require_timestamp)
 
     report.results.extend(run_simple(files, work, jobs=jobs, on_result=on_result))
-    report.results.extend(wheelverify.verify_wheels(
-        wheels, roots=root_certs, tsa_roots=tsa_certs, require_timestamp=require_timestamp,
-        require_signed=require_signed, include=include, exclude=exclude, jobs=jobs,
-        on_result=on_result,
-    ))
+    if wheels:
+        report.results.extend(verify_wheels(
+            wheels, roots=roots, tsa_roots=tsa_roots, require_timestamp=require_timestamp,
+            require_signed=require_signed, include=include, exclude=exclude, jobs=jobs,
+            on_result=on_result,
+        ).results)
     return report
 
 
