@@ -6,6 +6,7 @@ Front ends turn their world into paths and a :class:`Settings`; everything else
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -269,8 +270,10 @@ def verify_files(
     root_certs = load_roots(roots)
     tsa_certs = load_roots(tsa_roots)
     given = [Path(p) for p in paths]
-    loose = [p for p in given if not (is_wheel_name(p) and p.is_file())]
-    wheels, _ = find_wheels([p for p in given if p not in loose or p.is_dir()])
+    named_wheels = [p for p in given if is_wheel_name(p) and os.path.isfile(p)]
+    loose = [p for p in given if p not in named_wheels]
+    # what cannot be used below a directory is reported by the loose files' discovery
+    wheels, _ = find_wheels([*named_wheels, *(p for p in loose if os.path.isdir(p))])
     report = Report()
     files = _discovered(
         loose, include, exclude, report, on_result,
@@ -290,10 +293,8 @@ def verify_files(
     return report
 
 
-def _missing(missing: Sequence[Path], on_result: OnResult | None) -> Report:
-    report = Report(
-        [FileResult(p, "failed", reason="no such file or directory") for p in missing]
-    )
+def _unusable(problems: Sequence[tuple[Path, str]], on_result: OnResult | None) -> Report:
+    report = Report([FileResult(path, "failed", reason=reason) for path, reason in problems])
     if on_result:
         for result in report.results:
             on_result(result)
@@ -321,19 +322,19 @@ def sign_wheels(
     a broken wheel (zip, names, RECORD, a signature over RECORD) or a failed member is a
     ``failed`` result and leaves that wheel byte-identical, with nothing in ``dest_dir``.
     """
-    wheels, missing = find_wheels([Path(p) for p in paths])
+    wheels, problems = find_wheels([Path(p) for p in paths])
     if dest_dir is not None and not dry_run:
         try:
             Path(dest_dir).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"cannot create {dest_dir}: {exc.strerror or exc}") from exc
     session = None
-    if not dry_run:
+    if wheels and not dry_run:  # no key, certificate or KMS call for nothing
         session = open_session(settings, signer=signer, timestamper=timestamper, log=log)
-    report = _missing(missing, on_result)
+    report = _unusable(problems, on_result)
     report.results.extend(wheelsign.sign_wheels(
         wheels, settings, session, dest_dir=Path(dest_dir) if dest_dir else None,
-        on_start=(lambda n: on_start(n + len(missing))) if on_start else None,
+        on_start=(lambda n: on_start(n + len(problems))) if on_start else None,
         on_result=on_result,
     ))
     return report
@@ -357,10 +358,10 @@ def verify_wheels(
     unsigned member is reported ``unsigned``, or ``failed`` with ``require_signed``."""
     root_certs = load_roots(roots)
     tsa_certs = load_roots(tsa_roots)
-    wheels, missing = find_wheels([Path(p) for p in paths])
+    wheels, problems = find_wheels([Path(p) for p in paths])
     if on_start:
-        on_start(len(wheels) + len(missing))
-    report = _missing(missing, on_result)
+        on_start(len(wheels) + len(problems))
+    report = _unusable(problems, on_result)
     report.results.extend(wheelverify.verify_wheels(
         wheels, roots=root_certs, tsa_roots=tsa_certs, require_timestamp=require_timestamp,
         require_signed=require_signed, include=include, exclude=exclude, jobs=jobs,

@@ -160,11 +160,12 @@ def is_wheel_name(path: Path) -> bool:
     return path.suffix.lower() == ".whl"
 
 
-def find_wheels(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
-    """(wheels, missing): files as given, and the ``*.whl`` files below directories
-    (sorted); each wheel once."""
+def find_wheels(paths: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(wheels, problems): files as given, and the ``*.whl`` files below directories
+    (sorted, each once); paths that are missing, not regular files, or directories that
+    cannot be listed, with the reason."""
     wheels: list[Path] = []
-    missing: list[Path] = []
+    problems: list[tuple[Path, str]] = []
     seen: set[Path] = set()
 
     def add(path: Path) -> None:
@@ -172,13 +173,31 @@ def find_wheels(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
             seen.add(path.resolve())
             wheels.append(path)
 
+    def unlistable(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else path
+        problems.append((where, f"cannot list this directory: {reason_of(exc)}"))
+
     for path in paths:
-        if path.is_dir():
-            for found in sorted(path.rglob("*")):
-                if is_wheel_name(found) and found.is_file():
-                    add(found)
-        elif path.is_file():
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            broken = os.path.lexists(path)
+            problems.append(
+                (path, "broken symbolic link" if broken else "no such file or directory")
+            )
+            continue
+        except OSError as exc:
+            problems.append((path, reason_of(exc)))
+            continue
+        if stat.S_ISDIR(mode):
+            for root, dirs, names in os.walk(path, onerror=unlistable):
+                dirs.sort()
+                for name in sorted(names):
+                    full = Path(root, name)
+                    if is_wheel_name(full) and not is_temporary(name) and full.is_file():
+                        add(full)
+        elif stat.S_ISREG(mode):
             add(path)
         else:
-            missing.append(path)
-    return wheels, missing
+            problems.append((path, kind_of(mode)))
+    return wheels, problems

@@ -207,6 +207,7 @@ def _run(
     def complete(item: tuple[_Job, Prepared]) -> FileResult:
         job, prepared = item
         result = complete_file(prepared, session)
+        result.output = None  # the member goes back into its wheel, not to a file of its own
         if result.status == "signed":
             try:
                 _pack(job, scanned[job.wheel])
