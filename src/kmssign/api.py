@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kmssign.authenticode.build import add_timestamp, replace_nested
-from kmssign.authenticode.verify import VerifiedSignature, read_signatures, verify_file
+from kmssign.authenticode.tlv import describe, encoded
+from kmssign.authenticode.verify import (
+    VerifiedSignature,
+    intact_signatures,
+    read_signatures,
+    verify_file,
+)
 from kmssign.config import Settings
 from kmssign.engine.atomic import atomic_output
 from kmssign.engine.discovery import discover
@@ -21,23 +27,22 @@ from kmssign.engine.signing import (
     Log,
     Prepared,
     SigningSession,
+    already_signed,
     complete_file,
     create_signer,
+    known_digest,
     nolog,
     open_session,
     prepare_file,
     sign_file,
 )
 from kmssign.errors import ConfigError, KmsSignError, VerificationError
-from kmssign.pe.digest import authenticode_digest
 from kmssign.pe.image import parse_pe
 from kmssign.pe.signedcopy import begin_signed_copy, finish_signed_copy
-from kmssign.pki.certs import load_roots, subject_of
+from kmssign.pki.certs import certificate_notes, load_roots, subject_of
 from kmssign.signers import Signer
 
 if TYPE_CHECKING:  # imported by the runs that timestamp (it brings the HTTP stack)
-    from asn1crypto import cms
-
     from kmssign.authenticode.parse import ParsedSignature
     from kmssign.timestamp.client import TimestampClient
 
@@ -111,7 +116,22 @@ def sign_files(
             run_simple(files, lambda p: _plan(p, settings, append), jobs=1, on_result=on_result)
         )
         return report
-    session = open_session(settings, signer=signer, timestamper=timestamper, log=log)
+    with certificate_notes(log):
+        session = open_session(settings, signer=signer, timestamper=timestamper, log=log)
+        _sign_all(files, session, settings, report, append, output, record_hashes, on_result)
+    return report
+
+
+def _sign_all(
+    files: list[Path],
+    session: SigningSession,
+    settings: Settings,
+    report: Report,
+    append: bool,
+    output: Path | None,
+    record_hashes: bool,
+    on_result: OnResult | None,
+) -> None:
 
     def prepare(index: int) -> Prepared | FileResult:
         return prepare_file(
@@ -123,74 +143,79 @@ def sign_files(
         prepare, lambda p: complete_file(p, session), jobs=settings.jobs, on_result=on_result
     )
     report.results.extend(pipeline.run(len(files)))
-    return report
 
 
 def _plan(path: Path, settings: Settings, append: bool) -> FileResult:
+    """What signing would do with ``path``, decided as signing decides it."""
+    if settings.skip_signed and not append:
+        return already_signed(path) or FileResult(path, "would-sign")
     try:
         with open(path, "rb") as f:
-            image = parse_pe(f)
+            parse_pe(f)
     except (KmsSignError, OSError) as exc:
         return FileResult(path, "failed").fail(exc)
-    if image.has_certificate_table and settings.skip_signed and not append:
-        return FileResult(path, "skipped", reason="already signed")
     return FileResult(path, "would-sign")
 
 
 def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
     """Add an RFC 3161 timestamp to every signature that has none, nested ones included,
-    leaving the signatures otherwise intact."""
+    leaving the signatures otherwise intact. Only intact signatures are stamped: no token
+    is bought for a signature the file no longer matches."""
     result = FileResult(path, "failed")
     try:
         with open(path, "rb") as f:
             image = parse_pe(f)
             if not image.has_certificate_table:
                 raise VerificationError("not signed")
-            primary = read_signatures(f, image)[0]
-            result.signer = subject_of(primary.signer_cert)
-            result.digest = primary.digest
-            unstamped = [s for s in (primary, *primary.nested) if not s.timestamped]
+            signatures = read_signatures(f, image)
+            primary = signatures[0]
+            unstamped = [s for s in signatures if not s.timestamped]
+            # the signer(s) this run stamps, not whoever signed first
+            named = unstamped or [primary]
+            result.signer = ", ".join(dict.fromkeys(subject_of(s.signer_cert) for s in named))
+            result.digest = named[0].digest
             if not unstamped:
                 result.status = "skipped"
                 result.reason = "already timestamped"
                 return result
             with atomic_output(path.resolve() if path.is_symlink() else path) as out:
                 file_digest, state = begin_signed_copy(f, image, primary.digest, out)
-                # No token is bought for a signature that no longer matches the file.
-                digests = {primary.digest: file_digest}
-                for parsed in (primary, *unstamped):
-                    if parsed.digest not in digests:
-                        digests[parsed.digest] = authenticode_digest(
-                            f, image, parsed.digest
-                        )
-                    if digests[parsed.digest] != parsed.file_digest:
-                        which = "signature" if parsed is primary else "nested signature"
-                        raise VerificationError(f"the {which} does not match the file; re-sign it")
+                try:
+                    intact_signatures(f, image, known_digest(image, primary.digest, file_digest))
+                except KmsSignError as exc:
+                    raise VerificationError(f"{exc}; re-sign it instead") from exc
                 content_info = _stamped(primary, timestamper, result)
                 if any(not n.timestamped for n in primary.nested):
                     content_info = replace_nested(
                         content_info, [_stamped(n, timestamper, result) for n in primary.nested]
                     )
-                finish_signed_copy(out, state, content_info.dump())
+                finish_signed_copy(out, state, content_info)
         result.status = "timestamped"
     except (KmsSignError, OSError) as exc:
         result.fail(exc)
+    except Exception as exc:  # one file never ends a batch
+        result.reason = _unexpected(exc)
     return result
 
 
-def _stamped(
-    parsed: ParsedSignature, timestamper: TimestampClient, result: FileResult
-) -> cms.ContentInfo:
-    """``parsed``'s signature with a timestamp: as it is if it has one, else a new one."""
+def _unexpected(exc: Exception) -> str:
+    return (
+        f"unexpected error ({type(exc).__name__}: {describe(exc)}); please report it "
+        "to kmssign's issue tracker"
+    )
+
+
+def _stamped(parsed: ParsedSignature, timestamper: TimestampClient, result: FileResult) -> bytes:
+    """``parsed``'s signature (DER) with a timestamp: as it is if it has one, else a new one."""
     if parsed.timestamped:
-        return parsed.content_info
+        return parsed.der
     # A SHA-1 signature (another tool's, dual-signed) gets a SHA-256 imprint, as
     # `signtool timestamp /td sha256` gives it: the imprint need not match the signature.
     digest = "sha256" if parsed.digest == "sha1" else parsed.digest
     token, info = timestamper.stamp(parsed.signature, digest)
     if result.timestamp is None:
         result.timestamp = info.gen_time
-    return add_timestamp(parsed.content_info, token)
+    return add_timestamp(parsed.der, encoded(token))
 
 
 def timestamp_files(
@@ -212,10 +237,11 @@ def timestamp_files(
             settings.timestamp_urls, timeout=settings.timestamp_timeout, log=log
         )
     client = timestamper
-    report.results.extend(
-        run_simple(files, lambda p: timestamp_file(p, client), jobs=settings.jobs,
-                   on_result=on_result)
-    )
+    with certificate_notes(log):
+        report.results.extend(
+            run_simple(files, lambda p: timestamp_file(p, client), jobs=settings.jobs,
+                       on_result=on_result)
+        )
     return report
 
 
@@ -236,6 +262,7 @@ def verify_files(
     jobs: int = 4,
     on_start: OnStart | None = None,
     on_result: OnResult | None = None,
+    log: Log = nolog,
 ) -> Report:
     """Verify every PE file among ``paths``; unsigned files fail."""
     root_certs = load_roots(roots)
@@ -250,6 +277,8 @@ def verify_files(
             )
         except KmsSignError as exc:
             return FileResult(path, "failed", reason=str(exc))
+        except Exception as exc:  # one file never ends a batch
+            return FileResult(path, "failed", reason=_unexpected(exc))
         primary = verified.primary
         notes = [_nested_note(s) for s in verified.signatures[1:]]
         if not primary.chain_checked:
@@ -259,5 +288,6 @@ def verify_files(
             digest=primary.digest, timestamp=primary.timestamp,
         )
 
-    report.results.extend(run_simple(files, work, jobs=jobs, on_result=on_result))
+    with certificate_notes(log):
+        report.results.extend(run_simple(files, work, jobs=jobs, on_result=on_result))
     return report

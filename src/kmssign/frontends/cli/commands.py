@@ -84,6 +84,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         jobs=args.jobs or 4,
         on_start=printer.start,
         on_result=printer.result,
+        log=printer.log,
     )
     return _finish(printer, report)
 
