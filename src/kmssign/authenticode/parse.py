@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from asn1crypto import algos, cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from kmssign.authenticode import asn1, tlv
 from kmssign.authenticode.build import HASHES, verify_raw_signature
@@ -20,8 +21,12 @@ from kmssign.errors import VerificationError
 
 MAX_NESTING = 4  # nested signatures inside nested signatures, as deep as anyone goes
 
-# asn1crypto and the DER walk raise these on malformed input; all mean "not parsable".
-PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError)
+# asn1crypto and the DER walk raise these on malformed input, cryptography the last one
+# for a key it does not know; all mean "not usable".
+PARSE_ERRORS = (
+    ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
+    UnsupportedAlgorithm,
+)
 
 
 @dataclass(frozen=True)
@@ -78,8 +83,11 @@ def _name(spec: type[cms.ObjectIdentifier], oid: bytes) -> str:
     return str(spec.load(oid).native)
 
 
-def _algorithm(element: bytes) -> str:
-    return str(algos.DigestAlgorithm.load(element)["algorithm"].native)
+def _algorithm(
+    element: bytes, spec: type[algos.ObjectIdentifier] = algos.DigestAlgorithmId
+) -> str:
+    """The name (or dotted OID) of a well-formed AlgorithmIdentifier."""
+    return str(spec.load(tlv.algorithm(element)).native)
 
 
 def _parse(content_info: bytes, depth: int) -> ParsedSignature:
@@ -93,21 +101,23 @@ def _parse(content_info: bytes, depth: int) -> ParsedSignature:
     indirect = asn1.SpcIndirectDataContent.load(content)
     if indirect["data"]["type"].native != "spc_pe_image_data":
         raise VerificationError("signature is not for a PE image (no SpcPeImageData)")
-    message_digest = indirect["message_digest"]
-    digest = message_digest["digest_algorithm"]["algorithm"].native
+    digest_info = tlv.children(tlv.children(content)[1])  # DigestInfo { algorithm, digest }
+    if len(digest_info) != 2 or digest_info[1][0] != 0x04:
+        raise VerificationError("malformed DigestInfo in SpcIndirectDataContent")
+    digest = _algorithm(digest_info[0])
     if digest not in HASHES:
         raise VerificationError(f"unsupported digest algorithm {digest}")
     certificate_set = signed_data.get("certificates")
-    certificate_ders = tuple(
-        c  # certificates; the [n] alternatives are attribute certificates and others
-        for c in (tlv.children(certificate_set) if certificate_set else ())
-        if c[0] == 0x30
-    )
+    certificate_ders = tuple(tlv.children(certificate_set)) if certificate_set else ()
+    if any(c[0] != 0x30 for c in certificate_ders):  # attribute certificates and others
+        raise VerificationError("the signature's certificates hold something else too")
     certificates = tuple(x509.load_der_x509_certificate(c) for c in certificate_ders)
     signer_infos = tlv.children(signed_data["signer_infos"])
     if len(signer_infos) != 1:
         raise VerificationError(f"expected one SignerInfo, found {len(signer_infos)}")
     signer_info = tlv.signer_info(signer_infos[0])
+    # well-formed, though unused: the certificate's key decides how to verify
+    _algorithm(signer_info["signature_algorithm"], algos.SignedDigestAlgorithmId)
     token = countersignature = None
     nested: list[ParsedSignature] = []
     if "unsigned_attrs" in signer_info:
@@ -124,7 +134,7 @@ def _parse(content_info: bytes, depth: int) -> ParsedSignature:
     return ParsedSignature(
         der=content_info,
         digest=digest,
-        file_digest=bytes(message_digest["digest"].native),
+        file_digest=tlv.contents(digest_info[1]),
         signer_cert=_find_signer_cert(signer_info["sid"], certificate_ders, certificates),
         certificates=certificates,
         certificate_ders=certificate_ders,
@@ -145,7 +155,7 @@ def _find_signer_cert(
     sid: bytes, ders: Sequence[bytes], certs: Sequence[x509.Certificate]
 ) -> x509.Certificate:
     if sid[0] == 0x30:  # IssuerAndSerialNumber
-        issuer, serial = tlv.children(sid)
+        issuer, serial = tlv.sid_issuer_and_serial(sid)
         for der, cert in zip(ders, certs, strict=True):
             cert_issuer, cert_serial = tlv.issuer_and_serial(der)
             if tlv.contents(cert_serial) == tlv.contents(serial) and (

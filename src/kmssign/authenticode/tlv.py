@@ -97,6 +97,8 @@ Layout = Sequence[tuple[str, tuple[int, ...], bool]]  # (name, tags it may have,
 
 def fields(element: bytes, layout: Layout, what: str) -> dict[str, bytes]:
     """The children of a SEQUENCE by field name, checked against ``layout`` in order."""
+    if element[:1] != b"\x30":
+        raise DerError(f"{what} is not a SEQUENCE")
     items = children(element)
     found: dict[str, bytes] = {}
     index = 0
@@ -109,6 +111,14 @@ def fields(element: bytes, layout: Layout, what: str) -> dict[str, bytes]:
     if index != len(items):
         raise DerError(f"{what} has {len(items) - index} unexpected fields")
     return found
+
+
+def sid_issuer_and_serial(sid: bytes) -> tuple[bytes, bytes]:
+    """The issuer Name and serial INTEGER of an IssuerAndSerialNumber."""
+    parts = children(sid)
+    if len(parts) != 2 or parts[0][0] != 0x30 or parts[1][0] != 0x02:
+        raise DerError("malformed IssuerAndSerialNumber")
+    return parts[0], parts[1]
 
 
 def issuer_and_serial(certificate: bytes) -> tuple[bytes, bytes]:
@@ -198,13 +208,22 @@ def signer_info(element: bytes) -> dict[str, bytes]:
     return fields(element, _SIGNER_INFO, "SignerInfo")
 
 
+def algorithm(element: bytes) -> bytes:
+    """The OID element of a digest or signature AlgorithmIdentifier, whose parameters
+    are absent or NULL (Authenticode's digests, PKCS#1 v1.5 and ECDSA have no others)."""
+    parts = children(element) if element[:1] == b"\x30" else []
+    if not 1 <= len(parts) <= 2 or parts[0][0] != 0x06 or parts[1:] not in ([], [b"\x05\x00"]):
+        raise DerError("malformed AlgorithmIdentifier")
+    return parts[0]
+
+
 def attributes(element: bytes) -> list[tuple[bytes, list[bytes]]]:
     """(attrType OID element, attrValues elements) of each Attribute of a SET OF them
     (signedAttrs and unsignedAttrs too, whatever their implicit tag)."""
     found = []
     for attribute in children(element):
         parts = children(attribute)
-        if len(parts) != 2 or parts[0][0] != 0x06 or parts[1][0] != 0x31:
+        if attribute[0] != 0x30 or len(parts) != 2 or parts[0][0] != 0x06 or parts[1][0] != 0x31:
             raise DerError("malformed attribute")
         found.append((parts[0], children(parts[1])))
     return found

@@ -17,7 +17,7 @@ from datetime import datetime
 from asn1crypto import cms, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -35,7 +35,10 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 }
 
 # asn1crypto raises a zoo of exceptions on malformed input; all mean "not parsable".
-_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError)
+_PARSE_ERRORS = (
+    ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
+    UnsupportedAlgorithm,
+)
 
 
 @dataclass(frozen=True)
@@ -251,7 +254,7 @@ def _tsa_certificate(der: bytes) -> _TsaCertificate:
 def _find_signer_cert(sid: bytes, raw_certs: Sequence[bytes]) -> bytes:
     """The DER of the certificate among ``raw_certs`` that a SignerInfo's sid names."""
     if sid[0] == 0x30:  # IssuerAndSerialNumber
-        issuer_der, serial = tlv.children(sid)
+        issuer_der, serial = tlv.sid_issuer_and_serial(sid)
         serial_value = tlv.contents(serial)
         issuer: asn1_x509.Name | None = None
         for der in raw_certs:
