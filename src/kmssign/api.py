@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kmssign.authenticode.build import add_timestamp, replace_nested
-from kmssign.authenticode.tlv import describe, encoded
+from kmssign.authenticode.tlv import encoded
 from kmssign.authenticode.verify import (
     VerifiedSignature,
     intact_signatures,
@@ -36,7 +36,7 @@ from kmssign.engine.signing import (
     prepare_file,
     sign_file,
 )
-from kmssign.errors import ConfigError, KmsSignError, VerificationError
+from kmssign.errors import ConfigError, KmsSignError, VerificationError, plain_reason
 from kmssign.pe.image import parse_pe
 from kmssign.pe.signedcopy import begin_signed_copy, finish_signed_copy
 from kmssign.pki.certs import certificate_notes, load_roots, subject_of
@@ -200,7 +200,7 @@ def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
 
 def _unexpected(exc: Exception) -> str:
     return (
-        f"unexpected error ({type(exc).__name__}: {describe(exc)}); please report it "
+        f"unexpected error ({type(exc).__name__}: {plain_reason(exc)}); please report it "
         "to kmssign's issue tracker"
     )
 

@@ -17,7 +17,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 from kmssign.authenticode import asn1, tlv
 from kmssign.authenticode.build import HASHES, verify_raw_signature
-from kmssign.errors import VerificationError
+from kmssign.errors import VerificationError, plain_reason
 
 MAX_NESTING = 4  # nested signatures inside nested signatures, as deep as anyone goes
 
@@ -76,7 +76,7 @@ def parse_signature(der: bytes) -> ParsedSignature:
     except VerificationError:
         raise
     except PARSE_ERRORS as exc:
-        raise VerificationError(f"malformed Authenticode signature ({tlv.describe(exc)})") from exc
+        raise VerificationError(f"malformed Authenticode signature ({plain_reason(exc)})") from exc
 
 
 def _name(spec: type[cms.ObjectIdentifier], oid: bytes) -> str:
@@ -183,7 +183,7 @@ def check_signature(parsed: ParsedSignature) -> None:
     except VerificationError:
         raise
     except PARSE_ERRORS as exc:
-        raise VerificationError(f"malformed signed attributes ({tlv.describe(exc)})") from exc
+        raise VerificationError(f"malformed signed attributes ({plain_reason(exc)})") from exc
 
 
 def _check_signature(parsed: ParsedSignature) -> None:

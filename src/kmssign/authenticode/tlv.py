@@ -11,7 +11,6 @@ asn1crypto only *reads* values (small leaves, through ``.native``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -144,16 +143,6 @@ def encoded(value: core.Asn1Value) -> bytes:
     if header is None or body is None:
         return bytes(value.dump())
     return bytes(header + body + value._trailer)
-
-
-_LONG_NUMBER = re.compile(r"\d{21,}")
-
-
-def describe(exc: BaseException) -> str:
-    """A parser's complaint fit for a one-line message: its first line, long numbers cut."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = _LONG_NUMBER.sub(lambda m: f"{m.group()[:8]}...({len(m.group())} digits)", text)
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 # -- CMS (RFC 5652) structures, field by field ------------------------------------------

@@ -11,14 +11,13 @@ from typing import BinaryIO
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from kmssign.authenticode import tlv
 from kmssign.authenticode.parse import (
     PARSE_ERRORS,
     ParsedSignature,
     check_signature,
     parse_signature,
 )
-from kmssign.errors import VerificationError
+from kmssign.errors import VerificationError, plain_reason
 from kmssign.pe.certtable import read_signature_entry
 from kmssign.pe.digest import authenticode_digest
 from kmssign.pe.image import PEImage, parse_pe
@@ -149,7 +148,7 @@ def verify_file(
     except OSError as exc:
         raise VerificationError(f"cannot read file: {exc.strerror or exc}") from exc
     except PARSE_ERRORS as exc:  # asn1crypto reads some values only when asked
-        raise VerificationError(f"malformed signature ({tlv.describe(exc)})") from exc
+        raise VerificationError(f"malformed signature ({plain_reason(exc)})") from exc
     if require_timestamp and results[0].timestamp is None:
         raise VerificationError("the signature has no timestamp (--require-timestamp)")
     return VerifiedFile(tuple(results))

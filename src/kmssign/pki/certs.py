@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from kmssign.errors import CertificateError, VerificationError
+from kmssign.errors import CertificateError, VerificationError, plain_reason
 
 MAX_CHAIN_DEPTH = 10
 
@@ -70,9 +70,9 @@ def extension(cert: x509.Certificate, kind: type[_E]) -> _E | None:
     except x509.ExtensionNotFound:
         return None
     except ValueError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+        reason = plain_reason(exc).removeprefix("certificate: ")
         raise CertificateError(
-            f"certificate {subject_of(cert)} has a malformed extension ({first[:120]})"
+            f"certificate {subject_of(cert)} has a malformed extension ({reason})"
         ) from exc
 
 

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from kmssign.authenticode import asn1, tlv
-from kmssign.errors import VerificationError
+from kmssign.errors import VerificationError, plain_reason
 from kmssign.pki.certs import validate_chain
 
 # Hash algorithms a token may use (sha1 only appears in old tokens read by `verify`).
@@ -74,7 +74,7 @@ def check_token(
         der = token if isinstance(token, bytes) else tlv.encoded(token)
         return _check(der, signature_value, roots, nonce)
     except _PARSE_ERRORS as exc:
-        raise VerificationError(f"timestamp token is malformed: {tlv.describe(exc)}") from exc
+        raise VerificationError(f"timestamp token is malformed: {plain_reason(exc)}") from exc
 
 
 def check_countersignature(
@@ -92,7 +92,7 @@ def check_countersignature(
         return _check_countersignature(signer_info, signature_value, certificates, roots)
     except _PARSE_ERRORS as exc:
         raise VerificationError(
-            f"timestamp countersignature is malformed: {tlv.describe(exc)}"
+            f"timestamp countersignature is malformed: {plain_reason(exc)}"
         ) from exc
 
 
