@@ -262,3 +262,51 @@ def test_no_path_dumps_a_parsed_value(
     assert found == []
     for signed in (path, other, dual):
         peutil.osslsigncode_verify(signed, pki.root_pem, tsa_ca=pki.root_pem)
+
+
+def test_encoded_gives_the_bytes_read_even_when_a_header_ends_in_0x80(
+    monkeypatch: Any,
+) -> None:
+    """tlv.encoded, which kmssign uses for tokens handed over as asn1crypto values (the
+    TSA client's, a caller's), returns what was read, for a value and for a child of
+    one, after their fields were read, and re-encodes nothing."""
+    from asn1crypto import cms
+
+    from kmssign.timestamp.client import TimeStampResp
+
+    octets = bytes(0x180 - 19)  # 19: the OID, and the [0] and OCTET STRING headers
+    token = der(0x30, der(0x06, bytes.fromhex("2a864886f70d010701")) + der(0xA0, der(0x04, octets)))
+    assert token[:4] == bytes.fromhex("30820180")  # what asn1crypto takes for indefinite
+    reply = der(0x30, der(0x30, b"\x02\x01\x00") + token)
+    with parsed_dumps(monkeypatch) as found:
+        loaded = cms.ContentInfo.load(token)
+        assert loaded["content_type"].native == "data"
+        assert tlv.encoded(loaded) == token
+        child = TimeStampResp.load(reply)["time_stamp_token"]
+        assert child["content"].native == octets
+        assert tlv.encoded(child) == token
+    assert found == []
+    assert tlv.encoded(cms.ContentType("data")) == der(0x06, bytes.fromhex("2a864886f70d010701"))
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\x30", "truncated"),
+        (b"\x30\x05\x02\x01", "runs past"),
+        (b"\x30\x85\x01\x00\x00\x00\x00", "bad DER length"),
+        (b"\x04\x80\x00\x00", "indefinite"),
+        (b"\x1f\x01\x00", "multi-byte tag"),
+        (b"\x30\x80\x02\x01\x01", "truncated"),
+    ],
+)
+def test_read_refuses_what_is_not_der(data: bytes, reason: str) -> None:
+    with pytest.raises(tlv.DerError, match=reason):
+        tlv.read(data)
+
+
+def test_read_follows_indefinite_lengths() -> None:
+    ber = b"\x30\x80\x02\x01\x01\x30\x80\x04\x00\x00\x00\x00\x00"
+    found = tlv.read(ber)
+    assert found.end == len(ber) and found.body_end == len(ber) - 2
+    assert tlv.children(ber) == [b"\x02\x01\x01", b"\x30\x80\x04\x00\x00\x00"]

@@ -111,38 +111,25 @@ def sign_files(
     )
     if output is not None and len(files) + len(report.results) != 1:
         raise ConfigError("--output needs exactly one input file")
-    if dry_run:
-        report.results.extend(
-            run_simple(files, lambda p: _plan(p, settings, append), jobs=1, on_result=on_result)
-        )
-        return report
-    with certificate_notes(log):
+    with certificate_notes(log):  # cryptography's warnings as notes, for the whole run
+        if dry_run:
+            report.results.extend(run_simple(
+                files, lambda p: _plan(p, settings, append), jobs=1, on_result=on_result
+            ))
+            return report
         session = open_session(settings, signer=signer, timestamper=timestamper, log=log)
-        _sign_all(files, session, settings, report, append, output, record_hashes, on_result)
-    return report
 
+        def prepare(index: int) -> Prepared | FileResult:
+            return prepare_file(
+                files[index], session, append=append, skip_signed=settings.skip_signed,
+                output=output, record_hashes=record_hashes,
+            )
 
-def _sign_all(
-    files: list[Path],
-    session: SigningSession,
-    settings: Settings,
-    report: Report,
-    append: bool,
-    output: Path | None,
-    record_hashes: bool,
-    on_result: OnResult | None,
-) -> None:
-
-    def prepare(index: int) -> Prepared | FileResult:
-        return prepare_file(
-            files[index], session, append=append, skip_signed=settings.skip_signed,
-            output=output, record_hashes=record_hashes,
+        pipeline: Pipeline[Prepared] = Pipeline(
+            prepare, lambda p: complete_file(p, session), jobs=settings.jobs, on_result=on_result
         )
-
-    pipeline: Pipeline[Prepared] = Pipeline(
-        prepare, lambda p: complete_file(p, session), jobs=settings.jobs, on_result=on_result
-    )
-    report.results.extend(pipeline.run(len(files)))
+        report.results.extend(pipeline.run(len(files)))
+    return report
 
 
 def _plan(path: Path, settings: Settings, append: bool) -> FileResult:
