@@ -156,24 +156,37 @@ def every_path(tools: Tools, pki: TestPKI, tsa: Any, path: Path) -> None:
     assert tools.dumps == []
 
 
+def sweep(
+    tools: Tools, pki: TestPKI, tsa: Any, source: Path, parts: tuple[str, ...],
+    sign: Callable[[Path, int], None],
+) -> None:
+    """For each part and low byte: a copy of ``source`` signed by ``sign(copy, n)``, ``n``
+    steered onto that low byte, then through every path."""
+    made: list[Path] = []
+
+    def make(n: int) -> bytes:
+        path = tools.fresh(source)
+        sign(path, n)
+        made.append(path)
+        return signature_of(path)
+
+    for part in parts:
+        for low in LOW_BYTES:
+            steer(make, part, low)
+            every_path(tools, pki, tsa, made[-1])
+
+
 @pytest.mark.parametrize("stamped", [False, True], ids=["unstamped", "timestamped"])
 def test_our_signatures_at_every_troublesome_length(
     tools: Tools, pki: TestPKI, tsa: Any, sample_sources: dict[str, Path], stamped: bool
 ) -> None:
-    identity = pki.identity("rsa2048")
     timestamp = ("--timestamp-url", tsa.url("tsa")) if stamped else ()
-    made: list[Path] = []
 
-    def make(n: int) -> bytes:  # the sign path itself builds each signature
-        path = tools.fresh(sample_sources["t64.exe"])
-        tools.sign(path, identity, *our_text(n), *timestamp)
-        made.append(path)
-        return signature_of(path)
+    def sign(path: Path, n: int) -> None:  # the sign path itself builds each signature
+        tools.sign(path, pki.identity("rsa2048"), *our_text(n), *timestamp)
 
-    for part in ("ContentInfo", "SignedData", "SignerInfo", "signedAttrs"):
-        for low in LOW_BYTES:
-            steer(make, part, low)
-            every_path(tools, pki, tsa, made[-1])
+    parts = ("ContentInfo", "SignedData", "SignerInfo", "signedAttrs")
+    sweep(tools, pki, tsa, sample_sources["t64.exe"], parts, sign)
 
 
 def test_nested_signature_attribute_at_every_troublesome_length(
@@ -181,41 +194,28 @@ def test_nested_signature_attribute_at_every_troublesome_length(
 ) -> None:
     base = tools.fresh(sample_sources["w32.exe"])
     tools.sign(base, pki.identity("rsa2048"))
-    appended: list[Path] = []
 
-    def make(n: int) -> bytes:  # the unsigned attributes hold only the nested signature
-        path = tools.fresh(base)
+    def append(path: Path, n: int) -> None:  # the unsigned attributes hold only this one
         code, _, err = tools.run("sign", str(path), "--append",
                                  *sign_args(pki.identity("rsa3072"), *our_text(n)))
         assert code == 0, err
-        appended.append(path)
-        return signature_of(path)
 
-    for part in ("nested attribute", "unsignedAttrs"):
-        for low in LOW_BYTES:
-            steer(make, part, low)
-            every_path(tools, pki, tsa, appended[-1])
+    sweep(tools, pki, tsa, base, ("nested attribute", "unsignedAttrs"), append)
 
 
 def test_osslsigncode_signatures_at_every_troublesome_length(
     tools: Tools, pki: TestPKI, tsa: Any, sample_sources: dict[str, Path]
 ) -> None:
     identity = pki.identity("rsa2048")
-    made: list[Path] = []
 
-    def make(n: int) -> bytes:  # -n: an ASCII program name, one byte per character
-        path = tools.fresh(sample_sources["t64.exe"])
+    def sign(path: Path, n: int) -> None:  # -n: an ASCII program name, one byte a character
         out = path.with_name("ossl.exe")
         peutil.osslsigncode_sign(path, out, identity, "-ac", str(identity.chain_path),
                                  "-n", "o" * (1 + n))
         shutil.move(out, path)
-        made.append(path)
-        return signature_of(path)
 
-    for part in ("ContentInfo", "SignerInfo", "signedAttrs"):
-        for low in LOW_BYTES:
-            steer(make, part, low)
-            every_path(tools, pki, tsa, made[-1])
+    parts = ("ContentInfo", "SignerInfo", "signedAttrs")
+    sweep(tools, pki, tsa, sample_sources["t64.exe"], parts, sign)
 
 
 def test_no_path_dumps_a_parsed_value(
