@@ -36,7 +36,13 @@ from kmssign.engine.signing import (
     prepare_file,
     sign_file,
 )
-from kmssign.errors import ConfigError, KmsSignError, VerificationError, plain_reason
+from kmssign.errors import (
+    ConfigError,
+    KmsSignError,
+    VerificationError,
+    plain_reason,
+    redact,
+)
 from kmssign.pe.image import parse_pe
 from kmssign.pe.signedcopy import begin_signed_copy, finish_signed_copy
 from kmssign.pki.certs import certificate_notes, load_roots, subject_of
@@ -186,7 +192,7 @@ def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
 
 
 def _unexpected(exc: Exception) -> str:
-    return (
+    return redact(
         f"unexpected error ({type(exc).__name__}: {plain_reason(exc)}); please report it "
         "to kmssign's issue tracker"
     )
