@@ -70,3 +70,22 @@ def signature_states(path: Path, pki: TestPKI) -> list[tuple[str, bool]]:
     checks them against the test root."""
     verified = verify_file(path, roots=[pki.root.cert], tsa_roots=[pki.root.cert])
     return [(s.digest, s.timestamp is not None) for s in verified.signatures]
+
+
+def break_signature(path: Path, how: str) -> bytes:
+    """Damage a signed file the way the skip-signed check must notice; return the bytes.
+
+    ``signature``: one bit of the primary signature's value; ``nested``: one bit of the
+    first nested signature's value; ``content``: one byte of the image (a patched DLL).
+    """
+    data = bytearray(path.read_bytes())
+    primary = primary_signature(path)
+    if how == "content":
+        with open(path, "rb") as f:
+            at = parse_pe(f).image_end // 2
+    else:
+        value = primary.signature if how == "signature" else primary.nested[0].signature
+        at = data.index(value) + len(value) // 2
+    data[at] ^= 0x01
+    path.write_bytes(data)
+    return bytes(data)

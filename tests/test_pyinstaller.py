@@ -33,7 +33,7 @@ from tests.fixtures_pyinstaller import (
     run_kmssign,
     run_pyinstaller,
 )
-from tests.helpers import DelegatingSigner
+from tests.helpers import DelegatingSigner, break_signature
 from tests.kms_proxy import KmsProxy
 from tests.pki import SigningIdentity, TestPKI
 
@@ -376,6 +376,33 @@ def test_sign_outputs_failure_names_the_file(
     message = str(caught.value.code)
     assert message.startswith("kmssign: error: 1 output file(s) could not be signed: broken.exe: ")
     assert "\n" not in message
+
+
+def test_a_broken_vendor_signature_ends_the_build_with_one_line(
+    project: Callable[[str], Path], in_build: Callable[[Path], Path], pki: TestPKI
+) -> None:
+    """A vendor DLL patched after it was signed is not "already signed": both helpers
+    stop the build naming it (the same check as `kmssign sign`), before any signing."""
+    identity = pki.identity("rsa2048")
+    root = project(key_file_settings(identity, None))
+    in_build(root)
+    before = break_signature(root / "vendor.dll", "content")
+    tree = root / "dist" / "app"
+    tree.mkdir(parents=True)
+    shutil.copy(root / "vendor.dll", tree / "vendor.dll")
+    signer = CountingSigner(identity)
+    for call, what in ((lambda: sign_bundled(fake_analysis(root), signer=signer), "bundled"),
+                       (lambda: sign_outputs(tree, signer=signer), "output")):
+        with pytest.raises(SystemExit) as caught:
+            call()
+        message = str(caught.value.code)
+        assert message.startswith(
+            f"kmssign: error: 1 {what} file(s) could not be signed: vendor.dll: "
+            "its existing signature is broken (the file's digest does not match"
+        ), message
+        assert message.endswith("--no-skip-signed replaces it") and "\n" not in message
+    assert signer.calls == 0
+    assert (root / "vendor.dll").read_bytes() == before == (tree / "vendor.dll").read_bytes()
 
 
 def test_cli_passes_every_argument_to_pyinstaller() -> None:

@@ -11,13 +11,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kmssign.authenticode.build import add_timestamp, replace_nested
-from kmssign.authenticode.verify import read_signatures
 from kmssign.config import Settings
 from kmssign.engine import wheelsign, wheelverify
-from kmssign.engine.atomic import atomic_output, check_running, clear_leftover, resume
+from kmssign.engine.atomic import clear_leftover, resume
 from kmssign.engine.discovery import NOT_PE, discover, find_wheels, is_wheel_name
-from kmssign.engine.locking import lock_target
 from kmssign.engine.pipeline import Pipeline, run_simple
 from kmssign.engine.report import FileResult, Report, Status
 from kmssign.engine.signing import (
@@ -32,18 +29,13 @@ from kmssign.engine.signing import (
     prepare_file,
     sign_file,
 )
+from kmssign.engine.stamping import timestamp_file
 from kmssign.engine.verifying import verify_one
-from kmssign.errors import ConfigError, KmsSignError, VerificationError
-from kmssign.pe.digest import authenticode_digest
-from kmssign.pe.image import parse_pe
-from kmssign.pe.signedcopy import begin_signed_copy, finish_signed_copy
-from kmssign.pki.certs import load_roots, subject_of
+from kmssign.errors import ConfigError
+from kmssign.pki.certs import certificate_notes, load_roots
 from kmssign.signers import Signer
 
 if TYPE_CHECKING:  # imported by the runs that timestamp (it brings the HTTP stack)
-    from asn1crypto import cms
-
-    from kmssign.authenticode.parse import ParsedSignature
     from kmssign.timestamp.client import TimestampClient
 
 __all__ = [
@@ -126,100 +118,28 @@ def sign_files(
     )
     if output is not None and len(files) + len(report.results) != 1:
         raise ConfigError("--output needs exactly one input file")
-    if dry_run:
-        report.results.extend(
-            run_simple(
+    with certificate_notes(log):  # cryptography's warnings as notes, for the whole run
+        if dry_run:
+            report.results.extend(run_simple(
                 files, lambda p: plan_file(p, settings.skip_signed, append), jobs=1,
                 on_result=on_result,
+            ))
+            return report
+        if not files:  # no key, certificate or KMS call for nothing
+            return report
+        session = open_session(settings, signer=signer, timestamper=timestamper, log=log)
+
+        def prepare(index: int) -> Prepared | FileResult:
+            return prepare_file(
+                files[index], session, append=append, skip_signed=settings.skip_signed,
+                output=output, record_hashes=record_hashes,
             )
-        )
-        return report
-    if not files:  # no key, certificate or KMS call for nothing
-        return report
-    session = open_session(settings, signer=signer, timestamper=timestamper, log=log)
 
-    def prepare(index: int) -> Prepared | FileResult:
-        return prepare_file(
-            files[index], session, append=append, skip_signed=settings.skip_signed,
-            output=output, record_hashes=record_hashes,
+        pipeline: Pipeline[Prepared] = Pipeline(
+            prepare, lambda p: complete_file(p, session), jobs=settings.jobs, on_result=on_result
         )
-
-    pipeline: Pipeline[Prepared] = Pipeline(
-        prepare, lambda p: complete_file(p, session), jobs=settings.jobs, on_result=on_result
-    )
-    report.results.extend(pipeline.run(len(files)))
+        report.results.extend(pipeline.run(len(files)))
     return report
-
-
-def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
-    """Add an RFC 3161 timestamp to every signature that has none, nested ones included,
-    leaving the signatures otherwise intact. Another kmssign run working on the file is
-    waited for."""
-    try:
-        lock = lock_target(path, check=check_running)
-    except (KmsSignError, OSError) as exc:
-        return FileResult(path, "failed").fail(exc)
-    try:
-        result = _timestamp_locked(path, timestamper)
-    finally:
-        lock.release()
-    if result.status == "timestamped":
-        result.output = path
-    return result
-
-
-def _timestamp_locked(path: Path, timestamper: TimestampClient) -> FileResult:
-    result = FileResult(path, "failed")
-    try:
-        with open(path, "rb") as f:
-            image = parse_pe(f)
-            if not image.has_certificate_table:
-                raise VerificationError("not signed")
-            primary = read_signatures(f, image)[0]
-            result.signer = subject_of(primary.signer_cert)
-            result.digest = primary.digest
-            unstamped = [s for s in (primary, *primary.nested) if not s.timestamped]
-            if not unstamped:
-                result.status = "skipped"
-                result.reason = "already timestamped"
-                return result
-            with atomic_output(path.resolve() if path.is_symlink() else path) as out:
-                file_digest, state = begin_signed_copy(f, image, primary.digest, out)
-                # No token is bought for a signature that no longer matches the file.
-                digests = {primary.digest: file_digest}
-                for parsed in (primary, *unstamped):
-                    if parsed.digest not in digests:
-                        digests[parsed.digest] = authenticode_digest(
-                            f, image, parsed.digest
-                        )
-                    if digests[parsed.digest] != parsed.file_digest:
-                        which = "signature" if parsed is primary else "nested signature"
-                        raise VerificationError(f"the {which} does not match the file; re-sign it")
-                content_info = _stamped(primary, timestamper, result)
-                if any(not n.timestamped for n in primary.nested):
-                    content_info = replace_nested(
-                        content_info, [_stamped(n, timestamper, result) for n in primary.nested]
-                    )
-                finish_signed_copy(out, state, content_info.dump())
-        result.status = "timestamped"
-    except (KmsSignError, OSError) as exc:
-        result.fail(exc)
-    return result
-
-
-def _stamped(
-    parsed: ParsedSignature, timestamper: TimestampClient, result: FileResult
-) -> cms.ContentInfo:
-    """``parsed``'s signature with a timestamp: as it is if it has one, else a new one."""
-    if parsed.timestamped:
-        return parsed.content_info
-    # A SHA-1 signature (another tool's, dual-signed) gets a SHA-256 imprint, as
-    # `signtool timestamp /td sha256` gives it: the imprint need not match the signature.
-    digest = "sha256" if parsed.digest == "sha1" else parsed.digest
-    token, info = timestamper.stamp(parsed.signature, digest)
-    if result.timestamp is None:
-        result.timestamp = info.gen_time
-    return add_timestamp(parsed.content_info, token)
 
 
 def timestamp_files(
@@ -243,10 +163,11 @@ def timestamp_files(
             settings.timestamp_urls, timeout=settings.timestamp_timeout, log=log
         )
     client = timestamper
-    report.results.extend(
-        run_simple(files, lambda p: timestamp_file(p, client), jobs=settings.jobs,
-                   on_result=on_result)
-    )
+    with certificate_notes(log):
+        report.results.extend(
+            run_simple(files, lambda p: timestamp_file(p, client), jobs=settings.jobs,
+                       on_result=on_result)
+        )
     return report
 
 
@@ -283,12 +204,13 @@ def verify_files(
     def work(path: Path) -> FileResult:
         return verify_one(path, root_certs, tsa_certs, require_timestamp=require_timestamp)
 
-    report.results.extend(run_simple(files, work, jobs=jobs, on_result=on_result))
+    with certificate_notes(log):
+        report.results.extend(run_simple(files, work, jobs=jobs, on_result=on_result))
     if wheels:
         report.results.extend(verify_wheels(
             wheels, roots=roots, tsa_roots=tsa_roots, require_timestamp=require_timestamp,
             require_signed=require_signed, include=include, exclude=exclude, jobs=jobs,
-            on_result=on_result,
+            on_result=on_result, log=log,
         ).results)
     return report
 
@@ -352,6 +274,7 @@ def verify_wheels(
     jobs: int = 4,
     on_start: OnStart | None = None,
     on_result: OnResult | None = None,
+    log: Log = nolog,
 ) -> Report:
     """Verify wheels: RECORD against every member's bytes, and each PE member as
     :func:`verify_files` verifies a loose file (results named ``wheel!member``). An
@@ -362,9 +285,10 @@ def verify_wheels(
     if on_start:
         on_start(len(wheels) + len(problems))
     report = _unusable(problems, on_result)
-    report.results.extend(wheelverify.verify_wheels(
-        wheels, roots=root_certs, tsa_roots=tsa_certs, require_timestamp=require_timestamp,
-        require_signed=require_signed, include=include, exclude=exclude, jobs=jobs,
-        on_result=on_result,
-    ))
+    with certificate_notes(log):
+        report.results.extend(wheelverify.verify_wheels(
+            wheels, roots=root_certs, tsa_roots=tsa_certs, require_timestamp=require_timestamp,
+            require_signed=require_signed, include=include, exclude=exclude, jobs=jobs,
+            on_result=on_result,
+        ))
     return report

@@ -74,3 +74,36 @@ def redact(text: object) -> str:
     """``text`` with the user information (``user:password@``) of every URL in it
     replaced by ``***@``, so that credentials never reach a message, log line or report."""
     return _URL_USERINFO.sub(r"\1***@", str(text))
+
+
+_LONG_NUMBER = re.compile(r"\d{21,}")
+# What asn1crypto and cryptography say, in fewer words and none of their internals.
+_PLAIN = [
+    (re.compile(r"Error parsing asn1crypto\.\w+\.(\w+) - (.*)"), r"\1: \2"),
+    (re.compile(r"Value .* did not match .* alternatives in asn1crypto\.\w+\.(\w+)\b.*"),
+     r"\1: unexpected tag"),
+    (re.compile(r"Insufficient data - .*"), "truncated data"),
+    (re.compile(r"error parsing asn1 value: ParseError \{ kind: (\w+).*?(\w+)\"[^\"]*\] \}"),
+     r"certificate: \1 in \2"),
+    (re.compile(r"error parsing asn1 value: ParseError \{ kind: (\w+).*"), r"certificate: \1"),
+    (re.compile(r"'[\w-]+' codec can't decode.*"), "a string in an unexpected encoding"),
+    (re.compile(r"Could not deserialize key data.*"), "unreadable public key"),
+]
+
+
+def _words(camel: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", camel).lower()
+
+
+def plain_reason(exc: BaseException) -> str:
+    """A parser's complaint fit for a one-line message: its first line in plain words,
+    no library internals, long numbers cut."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for pattern, plain in _PLAIN:
+        if pattern.match(text):
+            text = pattern.sub(plain, text, count=1)
+            break
+    # cryptography's error kinds: "ShortData" -> "short data"
+    text = re.sub(r"^certificate: (\w+)", lambda m: "certificate: " + _words(m.group(1)), text)
+    text = _LONG_NUMBER.sub(lambda m: f"{m.group()[:8]}...({len(m.group())} digits)", text)
+    return text if len(text) <= 160 else text[:157] + "..."

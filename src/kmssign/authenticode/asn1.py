@@ -42,10 +42,11 @@ def absent(value: object) -> bool:
     return isinstance(value, core.Void)
 
 
-def signed_part(signer_info: cms.SignerInfo) -> bytes:
-    """The bytes a SignerInfo's signature covers: its signedAttrs, which are stored as
-    ``[0] IMPLICIT``, re-tagged as the SET OF they are signed as (RFC 5652, 5.4)."""
-    return b"\x31" + bytes(signer_info["signed_attrs"].dump())[1:]
+def signed_part(signed_attrs: bytes) -> bytes:
+    """The bytes a SignerInfo's signature covers: its signedAttrs, stored as ``[0]
+    IMPLICIT`` (the element as found), re-tagged as the SET OF they are signed as (RFC
+    5652, 5.4)."""
+    return b"\x31" + signed_attrs[1:]
 
 
 class SpcString(core.Choice):  # type: ignore[misc]

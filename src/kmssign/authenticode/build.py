@@ -13,13 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from asn1crypto import algos, cms, core
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from kmssign.authenticode import asn1
+from kmssign.authenticode import asn1, tlv
 from kmssign.authenticode.asn1 import der
 from kmssign.errors import SigningError
 from kmssign.signers import DigestName, Signer
@@ -34,10 +33,6 @@ HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 
 def _digest_algorithm(name: str) -> algos.DigestAlgorithm:
     return algos.DigestAlgorithm({"algorithm": name, "parameters": core.Null()})
-
-
-def to_asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
-    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
 
 
 # Everything that does not change between files is encoded once (asn1crypto is slow to
@@ -72,14 +67,18 @@ def indirect_data_der(digest: str, file_digest: bytes) -> bytes:
     return der(0x30, _pe_image_data_der() + digest_info)
 
 
-def _content_octets(tlv: bytes) -> bytes:
-    """The contents of a DER TLV, without its tag and length octets."""
-    first = tlv[1]
-    return tlv[2:] if first < 0x80 else tlv[2 + (first & 0x7F) :]
+@functools.lru_cache(maxsize=16)
+def _attribute_type_der(attr_type: str) -> bytes:
+    return bytes(cms.CMSAttributeType(attr_type).dump())
+
+
+@functools.lru_cache(maxsize=4)
+def _content_type_der(content_type: str) -> bytes:
+    return bytes(cms.ContentType(content_type).dump())
 
 
 def _attribute_der(attr_type: str, value_der: bytes) -> bytes:
-    return der(0x30, cms.CMSAttributeType(attr_type).dump() + der(0x31, value_der))
+    return der(0x30, _attribute_type_der(attr_type) + der(0x31, value_der))
 
 
 def _opus_info_der(description: str | None, url: str | None) -> bytes:
@@ -95,7 +94,7 @@ def _opus_info_der(description: str | None, url: str | None) -> bytes:
 def _constant_attributes(description: str | None, url: str | None) -> tuple[bytes, ...]:
     statement = asn1.SpcStatementType([asn1.OID_SPC_INDIVIDUAL_SP_KEY_PURPOSE]).dump()
     return (
-        _attribute_der("content_type", cms.ContentType("spc_indirect_data").dump()),
+        _attribute_der("content_type", _content_type_der("spc_indirect_data")),
         _attribute_der("spc_sp_opus_info", _opus_info_der(description, url)),
         _attribute_der("spc_statement_type", bytes(statement)),
     )
@@ -114,7 +113,7 @@ def signed_attributes_der(
     messageDigest is over the SpcIndirectDataContent's contents without its own tag and
     length octets, as Windows computes it.
     """
-    message_digest = hashlib.new(digest, _content_octets(content_der)).digest()
+    message_digest = hashlib.new(digest, tlv.contents(content_der)).digest()
     attrs = [
         *_constant_attributes(description, url),
         _attribute_der("message_digest", der(0x04, message_digest)),
@@ -155,15 +154,9 @@ def verify_raw_signature(public_key: Any, signature: bytes, data: bytes, digest:
 @functools.lru_cache(maxsize=16)
 def _identity_der(certs: tuple[x509.Certificate, ...]) -> tuple[bytes, bytes]:
     """(IssuerAndSerialNumber of the leaf, [0] IMPLICIT certificates) for a chain."""
-    leaf = certs[0]
-    sid = der(
-        0x30,
-        leaf.issuer.public_bytes() + core.Integer(leaf.serial_number).dump(),
-    )
-    certificates = der(
-        0xA0, b"".join(c.public_bytes(serialization.Encoding.DER) for c in certs)
-    )
-    return sid, certificates
+    ders = [c.public_bytes(serialization.Encoding.DER) for c in certs]
+    issuer, serial = tlv.issuer_and_serial(ders[0])  # as the certificate encodes them
+    return der(0x30, issuer + serial), der(0xA0, b"".join(ders))
 
 
 def build_signed_data(
@@ -176,12 +169,13 @@ def build_signed_data(
     description: str | None = None,
     url: str | None = None,
     signing_time: dt.datetime | None = None,
-) -> cms.ContentInfo:
-    """Sign a file digest: SignedData with the leaf and chain, self-checked before return.
+) -> bytes:
+    """Sign a file digest: DER ContentInfo { SignedData } with the leaf and chain,
+    self-checked before return.
 
     Raises SigningError when the signature the signer produced does not verify with the
-    leaf certificate's public key (wrong certificate for the key), so nothing is written
-    and no timestamp is requested for it.
+    leaf certificate's public key, so nothing is written and no timestamp is requested
+    for it.
     """
     content = indirect_data_der(digest, file_digest)
     to_sign = signed_attributes_der(
@@ -189,10 +183,7 @@ def build_signed_data(
     )
     signature = signer.sign(to_sign, digest)
     if not verify_raw_signature(leaf.public_key(), signature, to_sign, digest):
-        raise SigningError(
-            f"the signature made with {signer.name} does not verify with the certificate "
-            f"{leaf.subject.rfc4514_string()}: the certificate does not belong to the key"
-        )
+        raise SigningError(_self_check_failure(signer, leaf))
     sid, certificates = _identity_der((leaf, *chain))
     signer_info = der(
         0x30,
@@ -203,7 +194,7 @@ def build_signed_data(
         + _signature_algorithm_der(signer.key_type, digest)
         + der(0x04, signature),
     )
-    encap = der(0x30, cms.ContentType("spc_indirect_data").dump() + der(0xA0, content))
+    encap = der(0x30, _content_type_der("spc_indirect_data") + der(0xA0, content))
     signed_data = der(
         0x30,
         b"\x02\x01\x01"  # version 1
@@ -212,83 +203,82 @@ def build_signed_data(
         + certificates
         + der(0x31, signer_info),
     )
-    return cms.ContentInfo.load(
-        der(0x30, cms.ContentType("signed_data").dump() + der(0xA0, signed_data))
+    return der(0x30, _content_type_der("signed_data") + der(0xA0, signed_data))
+
+
+def _self_check_failure(signer: Signer, leaf: x509.Certificate) -> str:
+    subject = leaf.subject.rfc4514_string()
+    leaf_key = leaf.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if leaf_key == signer.public_key_der():
+        return (
+            f"{signer.name} returned a signature that does not verify (with its own public "
+            f"key, which certificate {subject} does match): the signer is faulty"
+        )
+    return (
+        f"the signature made with {signer.name} does not verify with the certificate "
+        f"{subject}: the certificate does not belong to the key"
     )
 
 
-def signature_value(content_info: cms.ContentInfo) -> bytes:
+def _signer_info(content_info: bytes) -> dict[str, bytes]:
+    """The fields of the first SignerInfo of a ContentInfo { SignedData }."""
+    signed_data = tlv.signed_data(tlv.content_info(content_info)[1])
+    return tlv.signer_info(tlv.children(signed_data["signer_infos"])[0])
+
+
+def signature_value(content_info: bytes) -> bytes:
     """The first SignerInfo's signature (what an RFC 3161 timestamp is taken over)."""
-    signer_info = content_info["content"]["signer_infos"][0]
-    return bytes(signer_info["signature"].native)
-
-
-def _attribute(attr_type: str, values: Sequence[bytes]) -> cms.CMSAttribute:
-    """A CMSAttribute made from the exact DER of its values (nothing is re-encoded)."""
-    oid = cms.CMSAttributeType(attr_type).dump()
-    return cms.CMSAttribute.load(der(0x30, oid + der(0x31, b"".join(sorted(values)))))
+    return tlv.contents(_signer_info(content_info)["signature"])
 
 
 def _with_unsigned_attribute(
-    content_info: cms.ContentInfo,
-    attr_type: str,
-    new_values: Sequence[cms.ContentInfo],
-    *,
-    replace: bool,
-) -> cms.ContentInfo:
-    """A copy of ``content_info`` whose first SignerInfo carries ``new_values`` in
+    content_info: bytes, attr_type: str, new_values: Sequence[bytes], *, replace: bool
+) -> bytes:
+    """``content_info`` (DER) whose first SignerInfo carries ``new_values`` (DER) in
     ``attr_type``: in place of the attribute's values (``replace``) or beside them.
 
-    Unchanged parts keep their exact encodings (nothing signed is re-encoded).
+    Spliced from the bytes found: every other part keeps its exact encoding, and nothing
+    parsed is re-encoded.
     """
-    added_der = [value.dump() for value in new_values]
-    original = cms.ContentInfo.load(content_info.dump())
-    signed_data = original["content"]
-    signer_info = signed_data["signer_infos"][0]
-    attrs: list[cms.CMSAttribute] = []
+    content_type, inner = tlv.content_info(content_info)
+    signed_data = tlv.signed_data(inner)
+    signer_infos = tlv.children(signed_data["signer_infos"])
+    signer_info = tlv.signer_info(signer_infos[0])
+    oid = _attribute_type_der(attr_type)
+    attrs: list[bytes] = []
     kept: list[bytes] = []  # values of attr_type that stay (all of its attributes merged)
-    if not asn1.absent(signer_info["unsigned_attrs"]):
-        for attr in signer_info["unsigned_attrs"]:
-            if attr["type"].native != attr_type:
+    if "unsigned_attrs" in signer_info:
+        for attr in tlv.children(signer_info.pop("unsigned_attrs")):
+            found_oid, values = tlv.children(attr)
+            if found_oid != oid:
                 attrs.append(attr)
             elif not replace:
-                kept.extend(v.dump() for v in attr["values"])
-    if kept or added_der:
-        attrs.append(_attribute(attr_type, [*kept, *added_der]))
-    # Re-assemble from the original encodings of every untouched part: asn1crypto would
-    # otherwise re-serialize the whole tree (slow, and a re-encoding risks signed bytes).
-    unsigned = der(0xA1, b"".join(sorted(a.dump() for a in attrs))) if attrs else b""
-    signer_info_der = der(0x30, _fields_before_last(signer_info) + unsigned)
-    others = b"".join(si.dump() for si in list(signed_data["signer_infos"])[1:])
+                kept.extend(tlv.children(values))
+    if kept or new_values:
+        attrs.append(der(0x30, oid + der(0x31, b"".join(sorted([*kept, *new_values])))))
+    unsigned = der(0xA1, b"".join(sorted(attrs))) if attrs else b""
+    signer_info_der = der(0x30, b"".join(signer_info.values()) + unsigned)
+    signed_data.pop("signer_infos")
     signed_data_der = der(
-        0x30, _fields_before_last(signed_data) + der(0x31, signer_info_der + others)
+        0x30,
+        b"".join(signed_data.values()) + der(0x31, signer_info_der + b"".join(signer_infos[1:])),
     )
-    content_info_der = der(
-        0x30, original["content_type"].dump() + der(0xA0, signed_data_der)
-    )
-    return cms.ContentInfo.load(content_info_der)
+    return der(0x30, content_type + der(0xA0, signed_data_der))
 
 
-def _fields_before_last(value: Any) -> bytes:
-    """The original encodings of a SEQUENCE's present fields, all but its last field
-    (unsignedAttrs of a SignerInfo, signerInfos of a SignedData), which the caller rebuilds."""
-    names = [name for name, *_ in value._fields[:-1]]
-    return b"".join(value[name].dump() for name in names if not asn1.absent(value[name]))
-
-
-def add_timestamp(content_info: cms.ContentInfo, token: cms.ContentInfo) -> cms.ContentInfo:
+def add_timestamp(content_info: bytes, token: bytes) -> bytes:
     """Embed an RFC 3161 token as unsigned attribute 1.3.6.1.4.1.311.3.3.1 (replacing any)."""
     return _with_unsigned_attribute(content_info, "ms_rfc3161_timestamp", [token], replace=True)
 
 
-def add_nested(outer: cms.ContentInfo, inner: cms.ContentInfo) -> cms.ContentInfo:
+def add_nested(outer: bytes, inner: bytes) -> bytes:
     """Nest ``inner`` in ``outer`` as unsigned attribute 1.3.6.1.4.1.311.2.4.1."""
     return _with_unsigned_attribute(outer, "spc_nested_signature", [inner], replace=False)
 
 
-def replace_nested(
-    outer: cms.ContentInfo, nested: Sequence[cms.ContentInfo]
-) -> cms.ContentInfo:
+def replace_nested(outer: bytes, nested: Sequence[bytes]) -> bytes:
     """``outer`` with exactly ``nested`` as its nested signatures (e.g. after they were
     timestamped); ``outer``'s own signed parts and other attributes keep their bytes."""
     return _with_unsigned_attribute(outer, "spc_nested_signature", nested, replace=True)

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from kmssign.authenticode.parse import ParsedSignature, check_signature, parse_signature
-from kmssign.errors import KmsSignError, VerificationError
-from kmssign.pe.certtable import WIN_CERT_TYPE_PKCS_SIGNED_DATA, read_certificates
+from kmssign.authenticode.parse import (
+    PARSE_ERRORS,
+    ParsedSignature,
+    check_signature,
+    parse_signature,
+)
+from kmssign.errors import VerificationError, plain_reason
+from kmssign.pe.certtable import read_signature_entry
 from kmssign.pe.digest import authenticode_digest
 from kmssign.pe.image import PEImage, parse_pe
-from kmssign.pki.certs import subject_of, validate_chain
+from kmssign.pki.certs import extension, subject_of, validate_chain
 from kmssign.timestamp.tokens import check_countersignature, check_token
 
 
@@ -39,43 +43,58 @@ class VerifiedFile:
 
 
 def read_signatures(f: BinaryIO, image: PEImage) -> list[ParsedSignature]:
-    """Every Authenticode signature in the file: each PKCS#7 entry, nested ones after it."""
-    entries = [
-        c
-        for c in read_certificates(f, image)
-        if c.cert_type == WIN_CERT_TYPE_PKCS_SIGNED_DATA
-    ]
-    if not entries:
-        raise VerificationError("the certificate table holds no PKCS#7 signature")
-    found: list[ParsedSignature] = []
-    for entry in entries:
-        parsed = parse_signature(entry.data)
-        found.append(parsed)
-        found.extend(parsed.nested)
-    return found
+    """The file's Authenticode signatures, parsed (not checked): the primary one, then the
+    ones nested in it."""
+    parsed = parse_signature(read_signature_entry(f, image))
+    return [parsed, *parsed.nested]
+
+
+def _check_intact(parsed: ParsedSignature, file_digest: bytes) -> None:
+    if parsed.file_digest != file_digest:
+        raise VerificationError(
+            "the file's digest does not match its signature (the file was changed after signing)"
+        )
+    check_signature(parsed)
+
+
+def intact_signatures(
+    f: BinaryIO, image: PEImage, known: Mapping[str, bytes] | None = None
+) -> list[ParsedSignature]:
+    """The file's signatures, each checked against the file's digest and against its own
+    signed attributes (not the chain, not the timestamps): what a signature needs to be
+    kept or timestamped. ``known`` maps digest algorithms to the file's digest already
+    computed; every other algorithm costs one pass over the file.
+
+    Raises a KmsSignError subclass naming the signature and what is wrong with it.
+    """
+    signatures = read_signatures(f, image)
+    digests = dict(known or {})
+    for index, parsed in enumerate(signatures):
+        if parsed.digest not in digests:
+            digests[parsed.digest] = authenticode_digest(f, image, parsed.digest)
+        try:
+            _check_intact(parsed, digests[parsed.digest])
+        except VerificationError as exc:
+            if index:
+                raise VerificationError(f"nested signature {index}: {exc}") from exc
+            raise
+    return signatures
 
 
 def _requires_code_signing(cert: x509.Certificate) -> x509.ObjectIdentifier | None:
     """Windows demands codeSigning only when the leaf restricts its key usage at all."""
-    try:
-        cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
-    except x509.ExtensionNotFound:
+    if extension(cert, x509.ExtendedKeyUsage) is None:
         return None
     return ExtendedKeyUsageOID.CODE_SIGNING
 
 
 def verify_signature(
     parsed: ParsedSignature,
-    file_digest: bytes,
     *,
     roots: Sequence[x509.Certificate],
     tsa_roots: Sequence[x509.Certificate],
 ) -> VerifiedSignature:
-    if parsed.file_digest != file_digest:
-        raise VerificationError(
-            "the file's digest does not match its signature (the file was changed after signing)"
-        )
-    check_signature(parsed)
+    """Timestamp and chain of a signature found intact (:func:`intact_signatures`)."""
     when: dt.datetime | None = None
     if parsed.timestamp_token is not None:
         info = check_token(parsed.timestamp_token, parsed.signature, roots=tsa_roots or roots)
@@ -84,7 +103,7 @@ def verify_signature(
         info = check_countersignature(
             parsed.countersignature,
             parsed.signature,
-            [c.public_bytes(Encoding.DER) for c in parsed.certificates],
+            parsed.certificate_ders,
             roots=tsa_roots or roots,
         )
         when = info.gen_time
@@ -117,21 +136,19 @@ def verify_file(
             image = parse_pe(f)
             if not image.has_certificate_table:
                 raise VerificationError("not signed")
-            signatures = read_signatures(f, image)
-            digests: dict[str, bytes] = {}
-            results = []
-            for parsed in signatures:
-                if parsed.digest not in digests:
-                    digests[parsed.digest] = authenticode_digest(f, image, parsed.digest)
-                results.append(
-                    verify_signature(
-                        parsed, digests[parsed.digest], roots=roots, tsa_roots=tsa_roots
-                    )
-                )
+            signatures = intact_signatures(f, image)
+        results = []
+        for index, parsed in enumerate(signatures):
+            try:
+                results.append(verify_signature(parsed, roots=roots, tsa_roots=tsa_roots))
+            except VerificationError as exc:
+                if index:
+                    raise VerificationError(f"nested signature {index}: {exc}") from exc
+                raise
     except OSError as exc:
         raise VerificationError(f"cannot read file: {exc.strerror or exc}") from exc
-    except KmsSignError:
-        raise
+    except PARSE_ERRORS as exc:  # asn1crypto reads some values only when asked
+        raise VerificationError(f"malformed signature ({plain_reason(exc)})") from exc
     if require_timestamp and results[0].timestamp is None:
         raise VerificationError("the signature has no timestamp (--require-timestamp)")
     return VerifiedFile(tuple(results))

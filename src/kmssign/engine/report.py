@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from kmssign.errors import plain_reason, redact
+
 Status = Literal[
     "signed", "skipped", "failed", "verified", "timestamped", "would-sign", "unsigned"
 ]
@@ -91,3 +93,12 @@ def printable(text: str) -> str:
 
 
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def unexpected(exc: Exception) -> str:
+    """The reason a file failed for a bug of ours (or of a library): one line, no
+    internals, no credentials, and where to report it."""
+    return redact(
+        f"unexpected error ({type(exc).__name__}: {plain_reason(exc)}); please report it "
+        "to kmssign's issue tracker"
+    )

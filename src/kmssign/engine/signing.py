@@ -12,18 +12,23 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from asn1crypto import cms
+from typing import TYPE_CHECKING, BinaryIO
 
 from kmssign.authenticode.build import add_nested, add_timestamp, build_signed_data, signature_value
-from kmssign.authenticode.verify import read_signatures
+from kmssign.authenticode.tlv import encoded
+from kmssign.authenticode.verify import intact_signatures
 from kmssign.config import Settings
 from kmssign.engine.atomic import AtomicFile, check_running
 from kmssign.engine.locking import TargetLock, lock_target
 from kmssign.engine.report import FileResult
-from kmssign.errors import ConfigError, KmsSignError, TimestampError, TimestampUnavailableError
-from kmssign.pe.image import parse_pe
+from kmssign.errors import (
+    ConfigError,
+    KmsSignError,
+    TimestampError,
+    TimestampUnavailableError,
+    VerificationError,
+)
+from kmssign.pe.image import PEImage, align8, parse_pe
 from kmssign.pe.signedcopy import SignedCopy, begin_signed_copy, finish_signed_copy
 from kmssign.pki.certs import (
     SigningCertificates,
@@ -140,14 +145,15 @@ def open_session(
 
 
 def plan_file(path: Path, skip_signed: bool, append: bool = False) -> FileResult:
-    """What signing would do to ``path`` (``would-sign`` or ``skipped``), touching nothing."""
+    """What signing would do to ``path``, decided as signing decides it, touching nothing:
+    ``would-sign``, ``skipped`` (intact signatures), or ``failed`` with the reason."""
+    if skip_signed and not append:
+        return already_signed(path) or FileResult(path, "would-sign")
     try:
         with open(path, "rb") as f:
-            image = parse_pe(f)
+            parse_pe(f)
     except (KmsSignError, OSError) as exc:
         return FileResult(path, "failed").fail(exc)
-    if image.has_certificate_table and skip_signed and not append:
-        return FileResult(path, "skipped", reason="already signed")
     return FileResult(path, "would-sign")
 
 
@@ -159,9 +165,58 @@ class Prepared:
     output: AtomicFile
     state: SignedCopy
     file_digest: bytes
-    existing: cms.ContentInfo | None
+    existing: bytes | None  # the primary signature to nest under (--append), as found
     record_hashes: bool
     lock: TargetLock | None = None  # held until the signed file is in place
+
+
+ALREADY_SIGNED = "already signed"
+
+
+def check_signed(f: BinaryIO, image: PEImage) -> None:
+    """What skip-signed decides for a file with a certificate table: keep it only when
+    every signature in it matches the file and verifies against its own signed
+    attributes; otherwise raise, naming the problem and the way out."""
+    try:
+        intact_signatures(f, image)
+    except KmsSignError as exc:
+        raise VerificationError(
+            f"its existing signature is broken ({exc}); --no-skip-signed replaces it"
+        ) from exc
+
+
+def already_signed(path: Path) -> FileResult | None:
+    """The skip-signed decision for ``path`` alone (build plugins ask before copying):
+    None to sign it, ``skipped`` for a file whose signatures are intact, ``failed`` with
+    the reason for a signature that no longer matches or a table holding none."""
+    result = FileResult(path, "failed")
+    try:
+        with open(path, "rb") as f:
+            image = parse_pe(f)
+            if not image.has_certificate_table:
+                return None
+            check_signed(f, image)
+    except (KmsSignError, OSError) as exc:
+        return result.fail(exc)
+    result.status = "skipped"
+    result.reason = ALREADY_SIGNED
+    return result
+
+
+def known_digest(image: PEImage, digest: str, copy_digest: bytes) -> dict[str, bytes]:
+    """The signed copy's digest as the file's Authenticode digest for ``digest``, where
+    they are the same (the copy pads to 8 what the signature did not cover)."""
+    return {digest: copy_digest} if align8(image.image_end) == image.image_end else {}
+
+
+def _nest_target(f: BinaryIO, image: PEImage, digest: str, copy_digest: bytes) -> bytes:
+    """The primary signature ``--append`` nests under, once it is found intact."""
+    try:
+        return intact_signatures(f, image, known_digest(image, digest, copy_digest))[0].der
+    except KmsSignError as exc:
+        raise VerificationError(
+            f"cannot nest under its signature ({exc}); sign without --append to replace it"
+        ) from exc
 
 
 def prepare_file(
@@ -214,22 +269,13 @@ def _prepare_locked(
         with open(path, "rb") as f:
             image = parse_pe(f)
             existing = None
-            if image.has_certificate_table:
-                if append:
-                    existing = read_signatures(f, image)[0].content_info
-                elif skip_signed:
-                    # Only a real signature counts as "signed"; a table of garbage is
-                    # reported, not silently kept.
-                    try:
-                        read_signatures(f, image)
-                    except KmsSignError as exc:
-                        raise KmsSignError(
-                            f"its certificate table holds no valid signature ({exc}); "
-                            "--no-skip-signed replaces it"
-                        ) from exc
-                    result.status = "skipped"
-                    result.reason = "already signed"
-                    return result
+            if image.has_certificate_table and skip_signed and not append:
+                # Only an intact signature counts as "signed": a table of garbage, or a
+                # signature the file no longer matches, is reported, not kept.
+                check_signed(f, image)
+                result.status = "skipped"
+                result.reason = ALREADY_SIGNED
+                return result
             # Through a symbolic link, sign the file it points to and keep the link.
             target = output or (path.resolve() if path.is_symlink() else path)
             atomic = AtomicFile(target, mode_from=path)
@@ -237,6 +283,8 @@ def _prepare_locked(
                 file_digest, state = begin_signed_copy(
                     f, image, session.digest, atomic.handle
                 )
+                if append and image.has_certificate_table:
+                    existing = _nest_target(f, image, session.digest, file_digest)
             except BaseException:
                 atomic.abort()
                 raise
@@ -245,9 +293,7 @@ def _prepare_locked(
         return result.fail(exc)
 
 
-def _timestamp(
-    session: SigningSession, content_info: cms.ContentInfo, result: FileResult
-) -> cms.ContentInfo:
+def _timestamp(session: SigningSession, content_info: bytes, result: FileResult) -> bytes:
     if session.timestamper is None:
         return content_info
     signature = signature_value(content_info)
@@ -265,7 +311,7 @@ def _timestamp(
             session.log(f"warning: {message}{later}")
         return content_info
     result.timestamp = info.gen_time
-    return add_timestamp(content_info, token)
+    return add_timestamp(content_info, encoded(token))
 
 
 def complete_file(prepared: Prepared, session: SigningSession) -> FileResult:
@@ -295,7 +341,7 @@ def _complete_locked(prepared: Prepared, session: SigningSession) -> FileResult:
         content_info = _timestamp(session, content_info, result)
         if prepared.existing is not None:
             content_info = add_nested(prepared.existing, content_info)
-        finish_signed_copy(prepared.output.handle, prepared.state, content_info.dump())
+        finish_signed_copy(prepared.output.handle, prepared.state, content_info)
         if prepared.record_hashes:  # of the bytes renamed into place, as nobody can change them
             prepared.output.handle.flush()
             result.sha256_after = file_sha256(prepared.output.path)

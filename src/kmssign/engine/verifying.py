@@ -8,7 +8,7 @@ from pathlib import Path
 from cryptography import x509
 
 from kmssign.authenticode.verify import VerifiedSignature, verify_file
-from kmssign.engine.report import FileResult
+from kmssign.engine.report import FileResult, unexpected
 from kmssign.errors import KmsSignError
 
 
@@ -32,6 +32,8 @@ def verify_one(
         )
     except KmsSignError as exc:
         return FileResult(path, "failed", reason=str(exc))
+    except Exception as exc:  # one file never ends a batch
+        return FileResult(path, "failed", reason=unexpected(exc))
     primary = verified.primary
     notes = [_nested_note(s) for s in verified.signatures[1:]]
     if not primary.chain_checked:

@@ -38,9 +38,9 @@ from typing import Any, TypeVar
 from kmssign import api
 from kmssign.config import Settings, load_settings
 from kmssign.engine.discovery import discover, selected
-from kmssign.engine.signing import file_sha256
+from kmssign.engine.signing import already_signed, file_sha256
 from kmssign.errors import ConfigError, KmsSignError, SigningError
-from kmssign.pe.image import looks_like_pe, parse_pe
+from kmssign.pe.image import looks_like_pe
 from kmssign.signers import Signer
 from kmssign.timestamp.client import TimestampClient
 
@@ -108,14 +108,6 @@ def _identity(settings: Settings, signer: Signer | None) -> bytes:
     return b"\0".join(parts)
 
 
-def _already_signed(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return parse_pe(f).has_certificate_table
-    except (KmsSignError, OSError):
-        return False  # signing will report what is wrong with it
-
-
 def _failure_message(what: str, report: api.Report) -> str:
     failed = report.failed
     details = "; ".join(f"{r.path.name}: {r.reason}" for r in failed[:3])
@@ -170,8 +162,8 @@ def _sign_bundled(
                 continue
             if not selected(dest.replace("\\", "/"), settings.include, settings.exclude):
                 continue
-            if settings.skip_signed and _already_signed(source):
-                report.results.append(api.FileResult(source, "skipped", reason="already signed"))
+            if settings.skip_signed and (kept := already_signed(source)) is not None:
+                report.results.append(kept)  # skipped, or failed: a broken signature
                 continue
             key = hashlib.sha256(file_sha256(source).encode() + b"\0" + identity).hexdigest()[:32]
             copy = cache / key / Path(dest.replace("\\", "/")).name
@@ -181,6 +173,8 @@ def _sign_bundled(
             else:
                 pending[copy] = source
 
+    if not report.ok:
+        raise SigningError(_failure_message("bundled file(s)", report))
     if pending:
         report.results.extend(_sign_copies(pending, settings, signer, timestamper).results)
     for toc, index, copy in swaps:
@@ -299,10 +293,12 @@ def _sign_outputs(
     report = api.Report()
     todo: list[Path] = []
     for file in found.files:
-        if settings.skip_signed and _already_signed(file):
-            report.results.append(api.FileResult(file, "skipped", reason="already signed"))
+        if settings.skip_signed and (kept := already_signed(file)) is not None:
+            report.results.append(kept)  # skipped, or failed: a broken signature
         else:
             todo.append(file)
+    if not report.ok:
+        raise SigningError(_failure_message("output file(s)", report))
     if todo:  # no key, certificate or KMS call when everything is signed already
         signed = api.sign_files(
             todo, replace(settings, include=(), exclude=()), signer=signer,

@@ -52,6 +52,30 @@ def read_certificates(f: BinaryIO, image: PEImage) -> list[WinCertificate]:
     return entries
 
 
+def read_signature_entry(f: BinaryIO, image: PEImage) -> bytes:
+    """The SignedData of the certificate table's one entry.
+
+    Windows and osslsigncode take an Authenticode signature only from a table of exactly
+    one WIN_CERTIFICATE of revision 2.0 and type PKCS_SIGNED_DATA; anything else is
+    refused here (another entry beside it is not a nested signature).
+    """
+    entries = read_certificates(f, image)
+    if len(entries) != 1:
+        raise PEFormatError(
+            f"the certificate table holds {len(entries)} entries; Authenticode allows one"
+        )
+    entry = entries[0]
+    if entry.revision != WIN_CERT_REVISION_2_0:
+        raise PEFormatError(
+            f"WIN_CERTIFICATE revision 0x{entry.revision:04x} is not 2.0 (0x0200)"
+        )
+    if entry.cert_type != WIN_CERT_TYPE_PKCS_SIGNED_DATA:
+        raise PEFormatError(
+            f"WIN_CERTIFICATE type 0x{entry.cert_type:04x} is not PKCS#7 SignedData (0x0002)"
+        )
+    return entry.data
+
+
 def _der_length(data: bytes) -> int | None:
     """Total length of the DER element at the start of ``data``; None if it is not one."""
     if len(data) < 2 or data[0] != 0x30:

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from kmssign.errors import CertificateError, VerificationError
+from kmssign.errors import CertificateError, VerificationError, plain_reason
 
 MAX_CHAIN_DEPTH = 10
+
+_E = TypeVar("_E", bound=x509.ExtensionType)
 
 
 def subject_of(cert: x509.Certificate) -> str:
@@ -51,6 +57,23 @@ def load_certificates(path: Path) -> list[x509.Certificate]:
     except OSError as exc:
         raise CertificateError(f"{path}: cannot read certificate: {exc.strerror or exc}") from exc
     return parse_certificates(data, str(path))
+
+
+def extension(cert: x509.Certificate, kind: type[_E]) -> _E | None:
+    """The value of one extension of ``cert``, None when it has none.
+
+    cryptography parses every extension on first access; a malformed one (an EKU that is
+    not a SEQUENCE of OIDs, say) raises CertificateError naming the certificate.
+    """
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+    except ValueError as exc:
+        reason = plain_reason(exc).removeprefix("certificate: ")
+        raise CertificateError(
+            f"certificate {subject_of(cert)} has a malformed extension ({reason})"
+        ) from exc
 
 
 def spki_der(cert: x509.Certificate) -> bytes:
@@ -108,7 +131,7 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return False
     try:
         cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError):
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         return False
     return True
 
@@ -145,22 +168,20 @@ def leaf_warnings(leaf: x509.Certificate, now: dt.datetime | None = None) -> lis
         warnings.append(
             f"certificate {subject} is not valid before {leaf.not_valid_before_utc:%Y-%m-%d}"
         )
-    try:
-        eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
+    eku = extension(leaf, x509.ExtendedKeyUsage)
+    if eku is None:
         warnings.append(f"certificate {subject} has no codeSigning extended key usage")
-    else:
-        if ExtendedKeyUsageOID.CODE_SIGNING not in eku:
-            warnings.append(f"certificate {subject} lacks the codeSigning extended key usage")
+    elif ExtendedKeyUsageOID.CODE_SIGNING not in eku:
+        warnings.append(f"certificate {subject} lacks the codeSigning extended key usage")
     return warnings
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
+    constraints = extension(cert, x509.BasicConstraints)
+    if constraints is None:
         # X.509 v1 roots carry no extensions; accept them only when self-signed.
         return cert.version == x509.Version.v1
+    return bool(constraints.ca)
 
 
 def validate_chain(
@@ -178,10 +199,9 @@ def validate_chain(
     """
     subject = subject_of(leaf)
     if required_eku is not None:
-        try:
-            eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        except x509.ExtensionNotFound as exc:
-            raise VerificationError(f"certificate {subject} has no extended key usage") from exc
+        eku = extension(leaf, x509.ExtendedKeyUsage)
+        if eku is None:
+            raise VerificationError(f"certificate {subject} has no extended key usage")
         if required_eku not in eku:
             raise VerificationError(
                 f"certificate {subject} lacks the {required_eku._name} extended key usage"
@@ -210,7 +230,45 @@ def validate_chain(
 
 
 def load_roots(paths: Sequence[Path]) -> list[x509.Certificate]:
+    """Trust anchors from certificate files (PEM bundles such as the system's too)."""
     roots: list[x509.Certificate] = []
-    for path in paths:
-        roots.extend(load_certificates(path))
+    with warnings.catch_warnings():
+        # Real bundles hold roots whose serial number is 0 (Debian's has nine); a trust
+        # anchor is known by its name and key, its serial plays no part in a chain check.
+        warnings.filterwarnings(
+            "ignore", message="Parsed a serial number", category=CryptographyDeprecationWarning
+        )
+        for path in paths:
+            roots.extend(load_certificates(path))
     return roots
+
+
+def _note(warning: warnings.WarningMessage) -> str | None:
+    """Our note for a warning cryptography gives about a certificate; None for others."""
+    text = str(warning.message)
+    if issubclass(warning.category, CryptographyDeprecationWarning) and "serial" in text:
+        return "note: a certificate has a serial number that is not positive (RFC 5280 " \
+            "forbids it; cryptography will refuse it in a future release)"
+    if issubclass(warning.category, UserWarning) and text.startswith("Attribute's length"):
+        return f"note: a certificate has a name attribute of a length RFC 5280 forbids ({text})"
+    return None
+
+
+@contextmanager
+def certificate_notes(log: Callable[[str], None]) -> Iterator[None]:
+    """Run a batch with cryptography's warnings about odd certificates turned into one
+    note line each (once per run) through ``log``, not Python warnings on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", category=CryptographyDeprecationWarning)
+        warnings.filterwarnings("always", message="Attribute's length", category=UserWarning)
+        yield
+    seen: set[str] = set()
+    for warning in caught:
+        note = _note(warning)
+        if note is None:  # someone else's warning: shown as it would have been
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+        elif note not in seen:
+            seen.add(note)
+            log(note)

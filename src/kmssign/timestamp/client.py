@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from asn1crypto import algos, cms, core, tsp
 
+from kmssign.authenticode import tlv
 from kmssign.authenticode.asn1 import der, der_integer
 from kmssign.errors import (
     ConfigError,
@@ -103,9 +104,9 @@ def parse_response(body: bytes) -> cms.ContentInfo:
         text = response["status"]["status_string"].native
         fail_info = response["status"]["fail_info"].native
         token = response["time_stamp_token"]
-        # Re-load from its own bytes: check_token parses what it needs (and reports
-        # malformed content); .native here would re-serialize the whole tree (slow).
-        token = None if isinstance(token, core.Void) else cms.ContentInfo.load(token.dump())
+        # Re-load from the bytes it was read from (dump() could re-encode it: slow); check_token
+        # parses what it needs and reports malformed content.
+        token = None if isinstance(token, core.Void) else cms.ContentInfo.load(tlv.encoded(token))
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError) as exc:
         raise TimestampError(f"reply is not a DER TimeStampResp ({exc})") from exc
     if status not in ("granted", "granted_with_mods"):
@@ -251,8 +252,8 @@ class TimestampClient:
         except (OSError, http.client.HTTPException) as exc:
             raise _Retry(_network_reason(exc, self.timeout)) from exc
         token = parse_response(body)
-        der = token.dump()
-        info = check_token(token, signature_value, nonce=nonce)
+        der = tlv.encoded(token)
+        info = check_token(der, signature_value, nonce=nonce)
         if info.digest != digest:
             raise TimestampError(f"token imprint uses {info.digest}, {digest} was requested")
         # A fresh parse: asn1crypto would re-serialize the inspected tree on every dump.

@@ -17,13 +17,13 @@ from datetime import datetime
 from asn1crypto import cms, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from kmssign.authenticode import asn1
-from kmssign.errors import VerificationError, one_line
+from kmssign.authenticode import asn1, tlv
+from kmssign.errors import VerificationError, plain_reason
 from kmssign.pki.certs import validate_chain
 
 # Hash algorithms a token may use (sha1 only appears in old tokens read by `verify`).
@@ -35,7 +35,10 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 }
 
 # asn1crypto raises a zoo of exceptions on malformed input; all mean "not parsable".
-_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError)
+_PARSE_ERRORS = (
+    ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
+    UnsupportedAlgorithm,
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ def digest_bytes(algorithm: str, data: bytes) -> bytes:
 
 
 def check_token(
-    token: cms.ContentInfo,
+    token: cms.ContentInfo | bytes,
     signature_value: bytes,
     *,
     roots: Sequence[x509.Certificate] = (),
@@ -63,41 +66,46 @@ def check_token(
 ) -> TokenInfo:
     """Validate ``token`` as a timestamp over ``signature_value`` and return what it says.
 
-    Raises :class:`VerificationError` with a one-line reason when anything is wrong.
+    ``token`` is the token's DER, or a ContentInfo asn1crypto loaded (read from the bytes
+    it was loaded from, never re-encoded). Raises :class:`VerificationError` with a
+    one-line reason when anything is wrong.
     """
     try:
-        return _check(token, signature_value, roots, nonce)
+        der = token if isinstance(token, bytes) else tlv.encoded(token)
+        return _check(der, signature_value, roots, nonce)
     except _PARSE_ERRORS as exc:
-        raise VerificationError(f"timestamp token is malformed: {one_line(exc)}") from exc
+        raise VerificationError(f"timestamp token is malformed: {plain_reason(exc)}") from exc
 
 
 def check_countersignature(
-    signer_info: cms.SignerInfo,
+    signer_info: bytes,
     signature_value: bytes,
     certificates: Sequence[bytes],
     *,
     roots: Sequence[x509.Certificate] = (),
 ) -> TokenInfo:
-    """Validate a legacy Authenticode timestamp: a PKCS#9 countersignature over
-    ``signature_value``, signed by a TSA whose certificate is among ``certificates`` (the
-    DER of the signature's certificate set); return its signingTime.
+    """Validate a legacy Authenticode timestamp: a PKCS#9 countersignature (the DER of its
+    SignerInfo) over ``signature_value``, signed by a TSA whose certificate is among
+    ``certificates`` (the DER of the signature's certificate set); return its signingTime.
     """
     try:
         return _check_countersignature(signer_info, signature_value, certificates, roots)
     except _PARSE_ERRORS as exc:
         raise VerificationError(
-            f"timestamp countersignature is malformed: {one_line(exc)}"
+            f"timestamp countersignature is malformed: {plain_reason(exc)}"
         ) from exc
 
 
 def _check_countersignature(
-    signer_info: cms.SignerInfo,
+    signer_info_der: bytes,
     signature_value: bytes,
     certificates: Sequence[bytes],
     roots: Sequence[x509.Certificate],
 ) -> TokenInfo:
-    if not signer_info["signed_attrs"]:
+    raw = tlv.signer_info(signer_info_der)
+    if "signed_attrs" not in raw:
         raise VerificationError("timestamp countersignature has no signed attributes")
+    signer_info = cms.SignerInfo.load(signer_info_der)
     attrs = _signed_attributes(signer_info)
     digest_algo = signer_info["digest_algorithm"]["algorithm"].native
     message_digest = attrs.get("message_digest")
@@ -109,29 +117,29 @@ def _check_countersignature(
     if not isinstance(signing_time, cms.Time):
         raise VerificationError("timestamp countersignature has no signingTime attribute")
     when: datetime = signing_time.native
-    tsa_der = _find_signer_cert(signer_info, certificates)
+    tsa_der = _find_signer_cert(raw["sid"], certificates)
     tsa = _tsa_certificate(tsa_der)
-    signed_attrs = asn1.signed_part(signer_info)
-    _check_signature(signer_info, signed_attrs, tsa.public_key)
+    _check_signature(signer_info, asn1.signed_part(raw["signed_attrs"]), tsa.public_key)
     _check_tsa(tsa, when, [der for der in certificates if der != tsa_der], roots)
     return TokenInfo(gen_time=when, tsa_subject=tsa.subject, digest=digest_algo)
 
 
 def _check(
-    token: cms.ContentInfo,
+    token: bytes,
     signature_value: bytes,
     roots: Sequence[x509.Certificate],
     nonce: int | None,
 ) -> TokenInfo:
-    signed_data, signer_info, tst_bytes, tst_info = _unpack(token)
-    signed_attrs = asn1.signed_part(signer_info)
-    # Keep each certificate's own bytes before anything inspects it: asn1crypto would
-    # re-serialize an inspected tree on every dump() (slow).
-    raw_certs = [c.chosen.dump() for c in signed_data["certificates"] if c.name == "certificate"]
-    tsa_der = _find_signer_cert(signer_info, raw_certs)
+    signer_info_der, raw_certs, tst_bytes = _unpack(token)
+    tst_info = tsp.TSTInfo.load(tst_bytes, strict=True)
+    raw = tlv.signer_info(signer_info_der)
+    if "signed_attrs" not in raw:
+        raise VerificationError("timestamp token has no signed attributes")
+    signer_info = cms.SignerInfo.load(signer_info_der)
+    tsa_der = _find_signer_cert(raw["sid"], raw_certs)
     tsa = _tsa_certificate(tsa_der)
     _check_signed_attributes(signer_info, tst_bytes, tsa_der)
-    _check_signature(signer_info, signed_attrs, tsa.public_key)
+    _check_signature(signer_info, asn1.signed_part(raw["signed_attrs"]), tsa.public_key)
 
     imprint_algo = tst_info["message_imprint"]["hash_algorithm"]["algorithm"].native
     imprint = tst_info["message_imprint"]["hashed_message"].native
@@ -175,28 +183,26 @@ def _check_tsa(
             raise VerificationError(f"timestamp token TSA chain: {exc}") from exc
 
 
-def _unpack(
-    token: cms.ContentInfo,
-) -> tuple[cms.SignedData, cms.SignerInfo, bytes, tsp.TSTInfo]:
-    if token["content_type"].native != "signed_data":
-        raise VerificationError(
-            f"timestamp token is {token['content_type'].native}, not signed data"
-        )
-    signed_data = token["content"]
-    encap = signed_data["encap_content_info"]
-    if encap["content_type"].native != "tst_info":
-        raise VerificationError(
-            f"timestamp token content is {encap['content_type'].native}, not a TSTInfo"
-        )
-    signer_infos = signed_data["signer_infos"]
+def _unpack(token: bytes) -> tuple[bytes, list[bytes], bytes]:
+    """(the SignerInfo, the certificates, the encapsulated TSTInfo) of a token, each the
+    DER found in it."""
+    content_type, inner = tlv.content_info(token)
+    kind = cms.ContentType.load(content_type).native
+    if kind != "signed_data":
+        raise VerificationError(f"timestamp token is {kind}, not signed data")
+    signed_data = tlv.signed_data(inner)
+    encap_type, content = tlv.encap_content_info(signed_data["encap_content_info"])
+    kind = cms.ContentType.load(encap_type).native
+    if kind != "tst_info" or content is None or content[0] != 0x04:
+        raise VerificationError(f"timestamp token content is {kind}, not a TSTInfo")
+    signer_infos = tlv.children(signed_data["signer_infos"])
     if len(signer_infos) != 1:
         raise VerificationError(
             f"timestamp token has {len(signer_infos)} signers, expected exactly one"
         )
-    content = encap["content"]
-    tst_bytes = content.contents  # the encapsulated DER, exactly as signed
-    tst_info = tsp.TSTInfo.load(tst_bytes, strict=True)
-    return signed_data, signer_infos[0], tst_bytes, tst_info
+    certificates = signed_data.get("certificates")
+    raw_certs = [c for c in tlv.children(certificates) if c[0] == 0x30] if certificates else []
+    return signer_infos[0], raw_certs, tlv.contents(content)  # TSTInfo exactly as signed
 
 
 # A TSA answers every request of a run with the same certificates: what is read from a
@@ -207,7 +213,7 @@ def _unpack(
 class _Identity:
     """What identifies a certificate as the signer of a SignerInfo."""
 
-    serial: int
+    serial: bytes  # contents of the serial INTEGER
     issuer_der: bytes
     issuer: asn1_x509.Name
     key_identifier: bytes | None
@@ -215,10 +221,11 @@ class _Identity:
 
 @functools.lru_cache(maxsize=64)
 def _identity(der: bytes) -> _Identity:
-    cert = asn1_x509.Certificate.load(der)
-    issuer = cert.issuer
+    issuer_der, serial = tlv.issuer_and_serial(der)
+    issuer = asn1_x509.Name.load(issuer_der)
     issuer.hashable  # noqa: B018 - parse it whole now: the object is shared between threads
-    return _Identity(cert.serial_number, issuer.dump(), issuer, cert.key_identifier)
+    key_identifier = asn1_x509.Certificate.load(der).key_identifier
+    return _Identity(tlv.contents(serial), issuer_der, issuer, key_identifier)
 
 
 @dataclass(frozen=True)
@@ -244,22 +251,24 @@ def _tsa_certificate(der: bytes) -> _TsaCertificate:
     )
 
 
-def _find_signer_cert(signer_info: cms.SignerInfo, raw_certs: Sequence[bytes]) -> bytes:
-    """The DER of the certificate among ``raw_certs`` that the SignerInfo names."""
-    sid = signer_info["sid"]
-    if sid.name == "issuer_and_serial_number":
-        serial = sid.chosen["serial_number"].native
-        issuer = sid.chosen["issuer"]
-        issuer_der = issuer.dump()
+def _find_signer_cert(sid: bytes, raw_certs: Sequence[bytes]) -> bytes:
+    """The DER of the certificate among ``raw_certs`` that a SignerInfo's sid names."""
+    if sid[0] == 0x30:  # IssuerAndSerialNumber
+        issuer_der, serial = tlv.sid_issuer_and_serial(sid)
+        serial_value = tlv.contents(serial)
+        issuer: asn1_x509.Name | None = None
         for der in raw_certs:
             found = _identity(der)
+            if found.serial != serial_value:
+                continue
             # identical encodings first (fast); asn1crypto's Name equality otherwise
-            if found.serial == serial and (
-                found.issuer_der == issuer_der or found.issuer == issuer
-            ):
+            if found.issuer_der == issuer_der:
                 return der
-    else:
-        key_identifier = sid.chosen.native
+            issuer = issuer or asn1_x509.Name.load(issuer_der)
+            if found.issuer == issuer:
+                return der
+    else:  # [0] SubjectKeyIdentifier
+        key_identifier = tlv.contents(sid)
         for der in raw_certs:
             found = _identity(der)
             if found.key_identifier is not None and found.key_identifier == key_identifier:

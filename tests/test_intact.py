@@ -1,0 +1,143 @@
+"""Only an intact signature is "already signed": the skip-signed decision, --append,
+`kmssign timestamp`, the dry run and the build plugins all ask the same question (does
+every signature match the file's digest and verify against its signed attributes?),
+with one pass over the file per digest algorithm."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kmssign.config import Settings
+from kmssign.frontends.hatch import work
+from kmssign.pe import digest as pe_digest
+from tests import peutil
+from tests.helpers import break_signature, run_cli, sign_args
+from tests.pki import TestPKI
+
+HOW = ["signature", "content", "nested"]
+REASONS = {
+    "signature": "the signature does not verify with the signer's certificate",
+    "content": "the file's digest does not match its signature",
+    "nested": "nested signature 1: the signature does not verify",
+}
+
+
+def _signed(capsys: Any, pki: TestPKI, path: Path, how: str) -> bytes:
+    """``path`` signed (twice, nested, for ``nested``), then damaged ``how``."""
+    code, _, err = run_cli(capsys, "sign", str(path), *sign_args(pki.identity("rsa2048")))
+    assert code == 0, err
+    if how == "nested":
+        code, _, err = run_cli(
+            capsys, "sign", str(path), "--append", *sign_args(pki.identity("p256"))
+        )
+        assert code == 0, err
+    return break_signature(path, how)
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_a_broken_signature_is_not_already_signed(
+    capsys: Any, pki: TestPKI, samples: dict[str, Path], tsa: Any, how: str
+) -> None:
+    path = samples["t64.exe"]
+    before = _signed(capsys, pki, path, how)
+    if how != "nested":  # osslsigncode 2.9 passes a file when any one signature verifies
+        peutil.osslsigncode_verify(path, pki.root_pem, expect_ok=False)
+    calls = tsa.count("tsa")
+    for argv in (
+        ("sign", str(path), *sign_args(pki.identity("rsa2048"))),
+        ("sign", str(path), "--dry-run", *sign_args(pki.identity("rsa2048"))),
+    ):
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 1, out + err
+        assert f"failed: {path}: its existing signature is broken (" in err
+        assert REASONS[how] in err and "--no-skip-signed replaces it" in err
+        assert "already signed" not in out + err and path.read_bytes() == before
+    code, out, err = run_cli(capsys, "sign", str(path), "--append",
+                             *sign_args(pki.identity("p384")))
+    assert code == 1 and REASONS[how] in err
+    assert "sign without --append to replace it" in err and path.read_bytes() == before
+    code, _, err = run_cli(capsys, "timestamp", str(path), "--timestamp-url", tsa.url("tsa"))
+    assert code == 1 and REASONS[how] in err and "re-sign it instead" in err
+    assert path.read_bytes() == before and tsa.count("tsa") == calls  # no token bought
+    # the way out the message names
+    code, out, err = run_cli(capsys, "sign", str(path), "--no-skip-signed",
+                             *sign_args(pki.identity("rsa2048")))
+    assert code == 0 and f"signed: {path}" in out, err
+    peutil.osslsigncode_verify(path, pki.root_pem)
+
+
+def test_another_tools_broken_signature_is_not_already_signed(
+    capsys: Any, pki: TestPKI, samples: dict[str, Path], tsa: Any
+) -> None:
+    path = samples["w32.exe"]
+    out = path.with_name("ossl.exe")
+    identity = pki.identity("p256")
+    peutil.osslsigncode_sign(path, out, identity, "-ts", tsa.url("tsa"))
+    shutil.move(out, path)
+    code, stdout, err = run_cli(capsys, "sign", str(path), *sign_args(pki.identity("rsa2048")))
+    assert code == 0 and "(already signed)" in stdout, err  # intact: kept
+    before = break_signature(path, "content")
+    code, _, err = run_cli(capsys, "sign", str(path), *sign_args(pki.identity("rsa2048")))
+    assert code == 1 and REASONS["content"] in err and path.read_bytes() == before
+
+
+def test_one_digest_pass_per_algorithm(
+    capsys: Any, pki: TestPKI, samples: dict[str, Path], tsa: Any, monkeypatch: Any
+) -> None:
+    """A dual-signed file (SHA-256, SHA-1 nested) costs the skip-signed decision two
+    passes; --append and timestamp reuse their copy's pass for the primary's algorithm."""
+    from kmssign.authenticode import verify
+
+    passes: list[str] = []
+    original = pe_digest.authenticode_digest
+
+    def counting(f: Any, image: Any, digest: str) -> bytes:
+        passes.append(digest)
+        return original(f, image, digest)
+
+    monkeypatch.setattr(verify, "authenticode_digest", counting)
+    path = samples["t64.exe"]
+    for extra in (("-h", "sha256"), ("-nest", "-h", "sha1")):
+        out = path.with_name("ossl.exe")
+        peutil.osslsigncode_sign(path, out, pki.identity("rsa2048"), *extra)
+        shutil.move(out, path)
+    code, out, err = run_cli(capsys, "sign", str(path), *sign_args(pki.identity("p256")))
+    assert code == 0 and "(already signed)" in out, err
+    assert sorted(passes) == ["sha1", "sha256"]
+    passes.clear()
+    code, _, err = run_cli(capsys, "sign", str(path), "--append",
+                           *sign_args(pki.identity("rsa2048")))
+    assert code == 0, err
+    assert passes == ["sha1"]  # sha256: the signed copy's own pass
+    passes.clear()
+    code, _, err = run_cli(capsys, "timestamp", str(path), "--timestamp-url", tsa.url("tsa"))
+    assert code == 0, err
+    assert passes == ["sha1"]
+    peutil.osslsigncode_verify(path, pki.root_pem, tsa_ca=pki.root_pem)
+
+
+def test_the_hatch_work_module_decides_the_same_way(
+    capsys: Any, pki: TestPKI, samples: dict[str, Path], tmp_path: Path
+) -> None:
+    identity = pki.identity("rsa2048")
+    intact, broken = samples["t64.exe"], samples["w32.exe"]
+    for path in (intact, broken):
+        run_cli(capsys, "sign", str(path), *sign_args(identity))
+    break_signature(broken, "signature")
+    settings = Settings(key_file=identity.key_path, certificate=identity.cert_path,
+                        chain=(identity.chain_path,), timestamp="off")
+    staging = work.Staging(tmp_path / "project")
+    try:
+        members = [work.Member(intact, "pkg/intact.exe"), work.Member(broken, "pkg/broken.exe")]
+        signed, report = work.sign_members(members, settings, staging, lambda _m: None)
+    finally:
+        staging.cleanup()
+    results = {s.member.wheel_path: s.result for s in signed}
+    assert results["pkg/intact.exe"].status == "skipped"
+    assert results["pkg/broken.exe"].status == "failed"
+    assert REASONS["signature"] in (results["pkg/broken.exe"].reason or "")
+    assert not report.ok
