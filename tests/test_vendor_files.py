@@ -235,7 +235,8 @@ def test_append_nests_beside_the_vendor_signatures(
     after = der_lengths.signatures_in(path)
     assert len(after) == 1
     # the vendor's signed parts and nested signatures keep every byte
-    for part in ("encap_content_info", "certificates", "signed_attrs", "timestamp_attr"):
+    for part in ("encap_content_info", "certificates", "signed_attrs", "signature",
+                 "timestamp_attr"):
         was, now = der_lengths.find(vendor_der, part), der_lengths.find(after[0], part)
         assert vendor_der[was.offset : was.end] == after[0][now.offset : now.end], part
     old_nested = der_lengths.nested_signatures(vendor_der)
