@@ -9,7 +9,7 @@ from tests.pki import TestPKI
 
 # Fixture modules owned by the parts that need them (KMS server, TSA server, ...).
 pytest_plugins = ["tests.fixtures_kms", "tests.fixtures_tsa", "tests.fixtures_pyinstaller",
-                  "tests.fixtures_build", "tests.plugincheck"]
+                  "tests.fixtures_build", "tests.plugincheck", "tests.fixtures_pypi"]
 
 
 @pytest.fixture(scope="session")
