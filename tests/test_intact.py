@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from kmssign.config import Settings
-from kmssign.frontends.hatch import work
+from kmssign.errors import SigningError
+from kmssign.frontends import buildhooks
 from kmssign.pe import digest as pe_digest
-from tests import peutil
+from tests import peutil, wheelutil
 from tests.helpers import break_signature, run_cli, sign_args
 from tests.pki import TestPKI
 
@@ -120,24 +121,29 @@ def test_one_digest_pass_per_algorithm(
     peutil.osslsigncode_verify(path, pki.root_pem, tsa_ca=pki.root_pem)
 
 
-def test_the_hatch_work_module_decides_the_same_way(
+def test_the_build_plugins_decide_the_same_way(
     capsys: Any, pki: TestPKI, samples: dict[str, Path], tmp_path: Path
 ) -> None:
+    """The Hatch hook and the setuptools plugin sign the wheel they built through
+    buildhooks.sign_built_wheel: an intact member is skipped, a broken one fails the
+    build and the wheel is left as it was."""
     identity = pki.identity("rsa2048")
     intact, broken = samples["t64.exe"], samples["w32.exe"]
     for path in (intact, broken):
         run_cli(capsys, "sign", str(path), *sign_args(identity))
     break_signature(broken, "signature")
+    wheel = wheelutil.write_wheel(tmp_path / wheelutil.WHEEL_NAME, {
+        "demo_pkg/intact.exe": intact.read_bytes(),
+        "demo_pkg/broken.exe": broken.read_bytes(),
+    })
+    before = wheel.read_bytes()
     settings = Settings(key_file=identity.key_path, certificate=identity.cert_path,
                         chain=(identity.chain_path,), timestamp="off")
-    staging = work.Staging(tmp_path / "project")
-    try:
-        members = [work.Member(intact, "pkg/intact.exe"), work.Member(broken, "pkg/broken.exe")]
-        signed, report = work.sign_members(members, settings, staging, lambda _m: None)
-    finally:
-        staging.cleanup()
-    results = {s.member.wheel_path: s.result for s in signed}
-    assert results["pkg/intact.exe"].status == "skipped"
-    assert results["pkg/broken.exe"].status == "failed"
-    assert REASONS["signature"] in (results["pkg/broken.exe"].reason or "")
-    assert not report.ok
+    lines: list[str] = []
+    with pytest.raises(SigningError) as failure:
+        buildhooks.sign_built_wheel(wheel, settings, lines.append)
+    assert "demo_pkg/broken.exe" in str(failure.value)
+    assert REASONS["signature"] in str(failure.value)
+    assert "demo_pkg/intact.exe" not in str(failure.value)
+    assert any("demo_pkg/intact.exe" in line and "already signed" in line for line in lines)
+    assert wheel.read_bytes() == before

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -84,6 +84,45 @@ def _no_wait(path: str, flags: int) -> int:
     return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
 
 
+def _given(paths: Iterable[Path], problems: list[tuple[Path, str]]) -> Iterator[tuple[Path, int]]:
+    """Each of ``paths`` that can be looked at, with its mode; the others, with the reason,
+    in ``problems``."""
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            broken = os.path.lexists(path)
+            problems.append(
+                (path, "broken symbolic link" if broken else "no such file or directory")
+            )
+        except OSError as exc:
+            problems.append((path, reason_of(exc)))
+        else:
+            yield path, mode
+
+
+def _regular_files_below(
+    directory: Path, problems: list[tuple[Path, str]]
+) -> Iterator[Path]:
+    """The regular files below ``directory`` (sorted, no symbolic links, no special files);
+    directories that cannot be listed, with the reason, in ``problems``."""
+
+    def unlistable(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else directory
+        problems.append((where, f"cannot list this directory: {reason_of(exc)}"))
+
+    for root, dirs, names in os.walk(directory, onerror=unlistable):
+        dirs.sort()
+        for name in sorted(names):
+            full = Path(root, name)
+            try:
+                regular = stat.S_ISREG(os.lstat(full).st_mode)
+            except OSError:  # gone meanwhile
+                continue
+            if regular:
+                yield full
+
+
 def discover(
     paths: Iterable[Path], include: Sequence[str] = (), exclude: Sequence[str] = ()
 ) -> Found:
@@ -117,35 +156,13 @@ def discover(
         elif explicit:
             problems.append((path, NOT_PE))
 
-    def unlistable(exc: OSError) -> None:
-        where = Path(exc.filename) if exc.filename else path
-        problems.append((where, f"cannot list this directory: {reason_of(exc)}"))
-
-    for path in paths:
-        try:
-            mode = os.stat(path).st_mode
-        except FileNotFoundError:
-            broken = os.path.lexists(path)
-            problems.append(
-                (path, "broken symbolic link" if broken else "no such file or directory")
-            )
-            continue
-        except OSError as exc:
-            problems.append((path, reason_of(exc)))
-            continue
+    for path, mode in _given(paths, problems):
         if stat.S_ISDIR(mode):
-            for root, dirs, names in os.walk(path, onerror=unlistable):
-                dirs.sort()
-                for name in sorted(names):
-                    full = Path(root, name)
-                    try:
-                        regular = stat.S_ISREG(os.lstat(full).st_mode)
-                    except OSError:  # gone meanwhile
-                        continue
-                    if regular and is_temporary(name):
-                        leftovers.append(full)
-                    elif regular:
-                        add(full, full.relative_to(path).as_posix(), explicit=False)
+            for full in _regular_files_below(path, problems):
+                if is_temporary(full.name):
+                    leftovers.append(full)
+                else:
+                    add(full, full.relative_to(path).as_posix(), explicit=False)
         elif not stat.S_ISREG(mode):
             problems.append((path, kind_of(mode)))
         elif is_temporary(path.name):
@@ -173,29 +190,11 @@ def find_wheels(paths: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str
             seen.add(path.resolve())
             wheels.append(path)
 
-    def unlistable(exc: OSError) -> None:
-        where = Path(exc.filename) if exc.filename else path
-        problems.append((where, f"cannot list this directory: {reason_of(exc)}"))
-
-    for path in paths:
-        try:
-            mode = os.stat(path).st_mode
-        except FileNotFoundError:
-            broken = os.path.lexists(path)
-            problems.append(
-                (path, "broken symbolic link" if broken else "no such file or directory")
-            )
-            continue
-        except OSError as exc:
-            problems.append((path, reason_of(exc)))
-            continue
+    for path, mode in _given(paths, problems):
         if stat.S_ISDIR(mode):
-            for root, dirs, names in os.walk(path, onerror=unlistable):
-                dirs.sort()
-                for name in sorted(names):
-                    full = Path(root, name)
-                    if is_wheel_name(full) and not is_temporary(name) and full.is_file():
-                        add(full)
+            for full in _regular_files_below(path, problems):
+                if is_wheel_name(full) and not is_temporary(full.name):
+                    add(full)
         elif stat.S_ISREG(mode):
             add(path)
         else:

@@ -7,9 +7,10 @@ The wheel is found where distutils documents a command's products: the
 ``Distribution.dist_files``. Editable installs (``editable_wheel``) never run
 ``bdist_wheel``'s ``run``, and sdists are another command: both are left alone.
 ``KMSSIGN_DISABLE=1`` leaves the wheel unsigned with one log line. Any failure removes the
-wheel and raises a distutils error, which setuptools turns into one line
-(``error: kmssign: error: ...``) and a failed build, without a traceback. This is the
-only module that imports setuptools.
+wheel and ends the build with ``SystemExit("kmssign: error: ...")``: the build backend's
+process prints that one line, without a traceback, and fails (setuptools re-raises a
+failing SystemExit; a distutils error would gain setuptools' own ``error: `` prefix).
+This is the only module that imports setuptools.
 """
 
 from __future__ import annotations
@@ -83,9 +84,7 @@ def sign_made_wheels(wheels: list[Path], pyproject: Path, log: buildhooks.Log) -
     except KmsSignError as exc:
         for wheel in wheels:  # no unsigned wheel is left where one is expected
             wheel.unlink(missing_ok=True)
-        from setuptools.errors import BaseError
-
-        raise BaseError(f"kmssign: error: {exc}") from None
+        raise SystemExit(f"kmssign: error: {exc}") from None
 
 
 @contextmanager
