@@ -198,40 +198,24 @@ def test_timestamp_leaves_timestamped_vendor_files_alone(
     assert path.read_bytes() == before and tsa.count("tsa") == calls
 
 
-def _nest_safely(path: Path, vendor_der: bytes, identity_args: list[str]) -> str:
-    """A program URL with which ``--append`` writes no header ending in 0x80.
-
-    The stall is a known bug with its own sweep (der_lengths); here the lengths are
-    chosen around it so that this test measures what it is about. Standalone signatures
-    (no timestamp) are made with each URL and laid out as --append would lay them out.
-    """
-    scratch = path.with_name(path.name + ".alone")
-    for pad in range(8):
-        url = der_lengths.url_of_length(pad)
-        scratch.unlink(missing_ok=True)
-        proc = kmssign("sign", str(path), "--no-skip-signed", "-o", str(scratch),
-                       "--url", url, *identity_args)
-        assert proc.returncode == 0, proc.stderr
-        ours = der_lengths.signatures_in(scratch)[0]
-        predicted = der_lengths.nest(vendor_der, ours)
-        if not any(node.forces_reencoding for node in der_lengths.rewritten_by_nest(predicted)):
-            scratch.unlink()
-            return url
-    raise AssertionError("every URL length tried gave a header ending in 0x80")
+_TOKEN_CERTIFICATE = re.compile(
+    r".*/timestamp/content_info/signed_data/certificates/certificate\[\d+\]"
+)
 
 
-@pytest.mark.parametrize("name", SIGNED)
-def test_append_nests_beside_the_vendor_signatures(
-    name: str, vendor_copy: Callable[[str], Path], pki: TestPKI, trust_both: Path
-) -> None:
-    path = vendor_copy(name)
-    theirs = ossl_verify(path, trust_both)
-    vendor_der = der_lengths.signatures_in(path)[0]
-    identity_args = sign_args(pki.identity("rsa2048"))
-    url = _nest_safely(path, vendor_der, identity_args)
+def timestamp_certificates(der: bytes) -> list[bytes]:
+    """Every certificate (a whole CertificateChoices, tag included) of every timestamp token
+    in a signature and in the signatures nested in it, sorted."""
+    return sorted(
+        der[node.offset : node.end]
+        for node in der_lengths.outline(der)
+        if _TOKEN_CERTIFICATE.fullmatch(node.path)
+    )
 
-    proc = kmssign("sign", str(path), "--append", "--url", url, *identity_args)
-    assert proc.returncode == 0, proc.stderr
+
+def check_appended(path: Path, vendor_der: bytes, theirs: OsslVerdict, trust: Path) -> None:
+    """After ``sign --append`` onto a vendor file: one signature, the vendor's parts byte
+    for byte, and osslsigncode and kmssign verifying the vendor's N signatures and ours."""
     after = der_lengths.signatures_in(path)
     assert len(after) == 1
     # the vendor's signed parts and nested signatures keep every byte
@@ -242,16 +226,35 @@ def test_append_nests_beside_the_vendor_signatures(
     old_nested = der_lengths.nested_signatures(vendor_der)
     new_nested = der_lengths.nested_signatures(after[0])
     assert len(new_nested) == len(old_nested) + 1 and set(old_nested) < set(new_nested)
+    # so do the certificates in Microsoft's timestamp tokens, among them an attribute
+    # certificate tagged [1] (a1 82 ..), which a re-encoding by asn1crypto tagged [2]
+    certificates = timestamp_certificates(vendor_der)
+    assert any(certificate[0] == 0xA1 for certificate in certificates)
+    assert timestamp_certificates(after[0]) == certificates
 
-    verdict = ossl_verify(path, trust_both)
+    verdict = ossl_verify(path, trust)
     count = len(theirs.signatures) + 1
     assert verdict.returncode == 0, verdict.output
     assert verdict.signature_ok == count, verdict.output
+    assert verdict.timestamp_ok == theirs.timestamp_ok == count - 1, verdict.output
+    assert all(current == calculated for current, calculated in verdict.digests)
     mine = Seen("kmssign Test Signer rsa2048", None)
     assert sorted(verdict.signatures, key=str) == sorted([*theirs.signatures, mine], key=str)
-    code, record, ours = kmssign_verify(path, "--ca", str(trust_both))
+    code, record, ours = kmssign_verify(path, "--ca", str(trust))
     assert code == 0, record
     assert sorted(ours, key=str) == sorted(verdict.signatures, key=str)
+
+
+@pytest.mark.parametrize("name", SIGNED)
+def test_append_nests_beside_the_vendor_signatures(
+    name: str, vendor_copy: Callable[[str], Path], pki: TestPKI, trust_both: Path
+) -> None:
+    path = vendor_copy(name)
+    theirs = ossl_verify(path, trust_both)
+    vendor_der = der_lengths.signatures_in(path)[0]
+    proc = kmssign("sign", str(path), "--append", *sign_args(pki.identity("rsa2048")))
+    assert proc.returncode == 0, proc.stderr
+    check_appended(path, vendor_der, theirs, trust_both)
 
 
 @pytest.mark.parametrize("name", SIGNED)
