@@ -6,8 +6,10 @@ every signature: how many, who signed, when it was timestamped. Files the vendor
 unsigned (delvewheel's ``.libs`` DLLs among them) must sign, and osslsigncode must accept
 the result against the test root.
 
-Every kmssign command runs as a subprocess with a timeout: these are the files on which
-asn1crypto's re-encoding of headers ending in 0x80 once took minutes (tests/der_lengths.py).
+Every kmssign command runs as a subprocess within :data:`TIMEOUT`: these are the files on
+which asn1crypto's re-encoding of headers ending in 0x80 once took minutes
+(tests/der_lengths.py). ``--append`` runs both at whatever lengths a plain run gives and at
+lengths chosen so that the headers it writes end in 0x7F, 0x80 or 0x81.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,10 @@ from tests.pki import TestPKI
 
 pytestmark = pytest.mark.osslsigncode
 
-TIMEOUT = 120  # a guard against a hang: each command here takes well under a second
+# A budget against a hang: each command here takes well under a second; before kmssign
+# stopped re-encoding what it parsed, --append onto vcruntime140.dll took 208 s to over
+# 600 s at the lengths test_append_at_lengths_ending_in_0x80_and_beside chooses.
+TIMEOUT = 20
 
 
 def kmssign(*args: str) -> subprocess.CompletedProcess[str]:
@@ -254,6 +260,43 @@ def test_append_nests_beside_the_vendor_signatures(
     vendor_der = der_lengths.signatures_in(path)[0]
     proc = kmssign("sign", str(path), "--append", *sign_args(pki.identity("rsa2048")))
     assert proc.returncode == 0, proc.stderr
+    check_appended(path, vendor_der, theirs, trust_both)
+
+
+#: Microsoft-signed files to append onto at chosen lengths: vcruntime140*.dll carry a
+#: primary and a nested signature (ours joins the nested one in its attribute), the PE32
+#: attach_x86.dll one signature (ours gets a new attribute).
+APPEND_ONTO = ("vcruntime140.dll", "vcruntime140_1.dll", "attach_x86.dll")
+
+
+@pytest.mark.parametrize("low_byte", [0x7F, 0x80, 0x81], ids=lambda low: f"{low:#04x}")
+@pytest.mark.parametrize("target", ["nested_attr", "content_info"])
+@pytest.mark.parametrize("name", APPEND_ONTO)
+def test_append_at_lengths_ending_in_0x80_and_beside(
+    name: str, target: str, low_byte: int, vendor_copy: Callable[[str], Path], pki: TestPKI,
+    trust_both: Path, tmp_path: Path,
+) -> None:
+    """The new nested-signature attribute or the new ContentInfo with a length whose low
+    byte is 0x7F, 0x80 or 0x81 (``30 82 31 80`` and ``30 82 5a 80`` on vcruntime140.dll):
+    within the budget, and nothing of Microsoft's re-encoded."""
+    path = vendor_copy(name)
+    theirs = ossl_verify(path, trust_both)
+    vendor_der = der_lengths.signatures_in(path)[0]
+    identity_args = sign_args(pki.identity("rsa2048"))
+    # the program URL with which --append writes the target with that low byte, found with
+    # standalone signatures laid out as --append lays them out
+    made = der_lengths.make_signed(
+        path, tmp_path / "alone", target=target, low_byte=low_byte,
+        sign=der_lengths.kmssign_signer([*identity_args, "--no-skip-signed"]),
+        layout=partial(der_lengths.nest, vendor_der),
+    )
+    proc = kmssign("sign", str(path), "--append", "--url", made.url, *identity_args)
+    assert proc.returncode == 0, proc.stderr
+    # what --append wrote is the layout predicted: the target's header ends in low_byte,
+    # and every other byte is the vendor's or our standalone signature's
+    assert der_lengths.signatures_in(path) == [made.der]
+    written = der_lengths.find(made.der, target)
+    assert written.header[1:2] == b"\x82" and written.low_byte == low_byte, written
     check_appended(path, vendor_der, theirs, trust_both)
 
 
