@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import re
 import subprocess
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from tests import der_lengths, peutil
 from tests.fixtures_pypi import DELVEWHEEL_LIBS, SIGNED, UNSIGNED, VENDOR_FILES
@@ -178,6 +180,25 @@ def test_kmssign_verify_agrees_with_osslsigncode_on_vendor_signatures(
     code, record, unchecked = kmssign_verify(path)
     assert code == 0 and unchecked == ours
     assert "chain not checked" in record["reason"]
+
+
+def test_verify_against_a_real_root_bundle_prints_only_our_notes(
+    vendor_pe: dict[str, Path], microsoft_roots: Path
+) -> None:
+    """Microsoft's bundle holds roots cryptography warns about (a serial number that is not
+    positive, a name attribute over 64 characters): stderr gets kmssign's own one-line
+    notes, once a run, never a Python warning or a traceback."""
+    with warnings.catch_warnings():  # cryptography warns as it reads such a serial
+        warnings.simplefilter("ignore")
+        roots = x509.load_pem_x509_certificates(microsoft_roots.read_bytes())
+        assert any(root.serial_number <= 0 for root in roots)
+    proc = kmssign("verify", "--ca", str(microsoft_roots), *(str(vendor_pe[n]) for n in SIGNED))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("verified: ") == len(SIGNED), proc.stdout
+    assert "Warning" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    notes = proc.stderr.splitlines()
+    assert all(line.startswith("note: a certificate has ") for line in notes), proc.stderr
+    assert len(set(notes)) == len(notes), proc.stderr
 
 
 @pytest.mark.parametrize("name", SIGNED)
