@@ -6,8 +6,10 @@ every signature: how many, who signed, when it was timestamped. Files the vendor
 unsigned (delvewheel's ``.libs`` DLLs among them) must sign, and osslsigncode must accept
 the result against the test root.
 
-Every kmssign command runs as a subprocess with a timeout: these are the files on which
-asn1crypto's re-encoding of headers ending in 0x80 once took minutes (tests/der_lengths.py).
+Every kmssign command runs as a subprocess within :data:`TIMEOUT`: these are the files on
+which asn1crypto's re-encoding of headers ending in 0x80 once took minutes
+(tests/der_lengths.py). ``--append`` runs both at whatever lengths a plain run gives and at
+lengths chosen so that the headers it writes end in 0x7F, 0x80 or 0x81.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import datetime as dt
 import json
 import re
 import subprocess
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from tests import der_lengths, peutil
 from tests.fixtures_pypi import DELVEWHEEL_LIBS, SIGNED, UNSIGNED, VENDOR_FILES
@@ -30,7 +35,10 @@ from tests.pki import TestPKI
 
 pytestmark = pytest.mark.osslsigncode
 
-TIMEOUT = 120  # a guard against a hang: each command here takes well under a second
+# A budget against a hang: each command here takes well under a second; before kmssign
+# stopped re-encoding what it parsed, --append onto vcruntime140.dll took 208 s to over
+# 600 s at the lengths test_append_at_lengths_ending_in_0x80_and_beside chooses.
+TIMEOUT = 20
 
 
 def kmssign(*args: str) -> subprocess.CompletedProcess[str]:
@@ -174,6 +182,25 @@ def test_kmssign_verify_agrees_with_osslsigncode_on_vendor_signatures(
     assert "chain not checked" in record["reason"]
 
 
+def test_verify_against_a_real_root_bundle_prints_only_our_notes(
+    vendor_pe: dict[str, Path], microsoft_roots: Path
+) -> None:
+    """Microsoft's bundle holds roots cryptography warns about (a serial number that is not
+    positive, a name attribute over 64 characters): stderr gets kmssign's own one-line
+    notes, once a run, never a Python warning or a traceback."""
+    with warnings.catch_warnings():  # cryptography warns as it reads such a serial
+        warnings.simplefilter("ignore")
+        roots = x509.load_pem_x509_certificates(microsoft_roots.read_bytes())
+        assert any(root.serial_number <= 0 for root in roots)
+    proc = kmssign("verify", "--ca", str(microsoft_roots), *(str(vendor_pe[n]) for n in SIGNED))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("verified: ") == len(SIGNED), proc.stdout
+    assert "Warning" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    notes = proc.stderr.splitlines()
+    assert all(line.startswith("note: a certificate has ") for line in notes), proc.stderr
+    assert len(set(notes)) == len(notes), proc.stderr
+
+
 @pytest.mark.parametrize("name", SIGNED)
 def test_skip_signed_leaves_vendor_files_as_they_are(
     name: str, vendor_copy: Callable[[str], Path], pki: TestPKI
@@ -198,40 +225,24 @@ def test_timestamp_leaves_timestamped_vendor_files_alone(
     assert path.read_bytes() == before and tsa.count("tsa") == calls
 
 
-def _nest_safely(path: Path, vendor_der: bytes, identity_args: list[str]) -> str:
-    """A program URL with which ``--append`` writes no header ending in 0x80.
-
-    The stall is a known bug with its own sweep (der_lengths); here the lengths are
-    chosen around it so that this test measures what it is about. Standalone signatures
-    (no timestamp) are made with each URL and laid out as --append would lay them out.
-    """
-    scratch = path.with_name(path.name + ".alone")
-    for pad in range(8):
-        url = der_lengths.url_of_length(pad)
-        scratch.unlink(missing_ok=True)
-        proc = kmssign("sign", str(path), "--no-skip-signed", "-o", str(scratch),
-                       "--url", url, *identity_args)
-        assert proc.returncode == 0, proc.stderr
-        ours = der_lengths.signatures_in(scratch)[0]
-        predicted = der_lengths.nest(vendor_der, ours)
-        if not any(node.forces_reencoding for node in der_lengths.rewritten_by_nest(predicted)):
-            scratch.unlink()
-            return url
-    raise AssertionError("every URL length tried gave a header ending in 0x80")
+_TOKEN_CERTIFICATE = re.compile(
+    r".*/timestamp/content_info/signed_data/certificates/certificate\[\d+\]"
+)
 
 
-@pytest.mark.parametrize("name", SIGNED)
-def test_append_nests_beside_the_vendor_signatures(
-    name: str, vendor_copy: Callable[[str], Path], pki: TestPKI, trust_both: Path
-) -> None:
-    path = vendor_copy(name)
-    theirs = ossl_verify(path, trust_both)
-    vendor_der = der_lengths.signatures_in(path)[0]
-    identity_args = sign_args(pki.identity("rsa2048"))
-    url = _nest_safely(path, vendor_der, identity_args)
+def timestamp_certificates(der: bytes) -> list[bytes]:
+    """Every certificate (a whole CertificateChoices, tag included) of every timestamp token
+    in a signature and in the signatures nested in it, sorted."""
+    return sorted(
+        der[node.offset : node.end]
+        for node in der_lengths.outline(der)
+        if _TOKEN_CERTIFICATE.fullmatch(node.path)
+    )
 
-    proc = kmssign("sign", str(path), "--append", "--url", url, *identity_args)
-    assert proc.returncode == 0, proc.stderr
+
+def check_appended(path: Path, vendor_der: bytes, theirs: OsslVerdict, trust: Path) -> None:
+    """After ``sign --append`` onto a vendor file: one signature, the vendor's parts byte
+    for byte, and osslsigncode and kmssign verifying the vendor's N signatures and ours."""
     after = der_lengths.signatures_in(path)
     assert len(after) == 1
     # the vendor's signed parts and nested signatures keep every byte
@@ -242,16 +253,72 @@ def test_append_nests_beside_the_vendor_signatures(
     old_nested = der_lengths.nested_signatures(vendor_der)
     new_nested = der_lengths.nested_signatures(after[0])
     assert len(new_nested) == len(old_nested) + 1 and set(old_nested) < set(new_nested)
+    # so do the certificates in Microsoft's timestamp tokens, among them an attribute
+    # certificate tagged [1] (a1 82 ..), which a re-encoding by asn1crypto tagged [2]
+    certificates = timestamp_certificates(vendor_der)
+    assert any(certificate[0] == 0xA1 for certificate in certificates)
+    assert timestamp_certificates(after[0]) == certificates
 
-    verdict = ossl_verify(path, trust_both)
+    verdict = ossl_verify(path, trust)
     count = len(theirs.signatures) + 1
     assert verdict.returncode == 0, verdict.output
     assert verdict.signature_ok == count, verdict.output
+    assert verdict.timestamp_ok == theirs.timestamp_ok == count - 1, verdict.output
+    assert all(current == calculated for current, calculated in verdict.digests)
     mine = Seen("kmssign Test Signer rsa2048", None)
     assert sorted(verdict.signatures, key=str) == sorted([*theirs.signatures, mine], key=str)
-    code, record, ours = kmssign_verify(path, "--ca", str(trust_both))
+    code, record, ours = kmssign_verify(path, "--ca", str(trust))
     assert code == 0, record
     assert sorted(ours, key=str) == sorted(verdict.signatures, key=str)
+
+
+@pytest.mark.parametrize("name", SIGNED)
+def test_append_nests_beside_the_vendor_signatures(
+    name: str, vendor_copy: Callable[[str], Path], pki: TestPKI, trust_both: Path
+) -> None:
+    path = vendor_copy(name)
+    theirs = ossl_verify(path, trust_both)
+    vendor_der = der_lengths.signatures_in(path)[0]
+    proc = kmssign("sign", str(path), "--append", *sign_args(pki.identity("rsa2048")))
+    assert proc.returncode == 0, proc.stderr
+    check_appended(path, vendor_der, theirs, trust_both)
+
+
+#: Microsoft-signed files to append onto at chosen lengths: vcruntime140*.dll carry a
+#: primary and a nested signature (ours joins the nested one in its attribute), the PE32
+#: attach_x86.dll one signature (ours gets a new attribute).
+APPEND_ONTO = ("vcruntime140.dll", "vcruntime140_1.dll", "attach_x86.dll")
+
+
+@pytest.mark.parametrize("low_byte", [0x7F, 0x80, 0x81], ids=lambda low: f"{low:#04x}")
+@pytest.mark.parametrize("target", ["nested_attr", "content_info"])
+@pytest.mark.parametrize("name", APPEND_ONTO)
+def test_append_at_lengths_ending_in_0x80_and_beside(
+    name: str, target: str, low_byte: int, vendor_copy: Callable[[str], Path], pki: TestPKI,
+    trust_both: Path, tmp_path: Path,
+) -> None:
+    """The new nested-signature attribute or the new ContentInfo with a length whose low
+    byte is 0x7F, 0x80 or 0x81 (``30 82 31 80`` and ``30 82 5a 80`` on vcruntime140.dll):
+    within the budget, and nothing of Microsoft's re-encoded."""
+    path = vendor_copy(name)
+    theirs = ossl_verify(path, trust_both)
+    vendor_der = der_lengths.signatures_in(path)[0]
+    identity_args = sign_args(pki.identity("rsa2048"))
+    # the program URL with which --append writes the target with that low byte, found with
+    # standalone signatures laid out as --append lays them out
+    made = der_lengths.make_signed(
+        path, tmp_path / "alone", target=target, low_byte=low_byte,
+        sign=der_lengths.kmssign_signer([*identity_args, "--no-skip-signed"]),
+        layout=partial(der_lengths.nest, vendor_der),
+    )
+    proc = kmssign("sign", str(path), "--append", "--url", made.url, *identity_args)
+    assert proc.returncode == 0, proc.stderr
+    # what --append wrote is the layout predicted: the target's header ends in low_byte,
+    # and every other byte is the vendor's or our standalone signature's
+    assert der_lengths.signatures_in(path) == [made.der]
+    written = der_lengths.find(made.der, target)
+    assert written.header[1:2] == b"\x82" and written.low_byte == low_byte, written
+    check_appended(path, vendor_der, theirs, trust_both)
 
 
 @pytest.mark.parametrize("name", SIGNED)
