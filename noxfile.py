@@ -16,7 +16,7 @@ nox.options.sessions = ["tests"]
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite (needs osslsigncode; mingw-w64 and wine64 widen it)."""
+    """The test suite (all of it with osslsigncode, mingw-w64 and wine64)."""
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
 

@@ -11,6 +11,35 @@ from tests.pki import TestPKI
 pytest_plugins = ["tests.fixtures_kms", "tests.fixtures_tsa", "tests.fixtures_pyinstaller",
                   "tests.fixtures_build", "tests.plugincheck", "tests.fixtures_pypi"]
 
+# The Debian tools some tests run, by their marker: (where found here, the command, the
+# package). This table is the one place their presence is checked; .ci/run installs all.
+TOOLS = {
+    "osslsigncode": (peutil.OSSLSIGNCODE, "osslsigncode", "osslsigncode"),
+    "wine": (peutil.WINE, "wine64", "wine64"),
+    "mingw": (peutil.MINGW_GCC, "x86_64-w64-mingw32-gcc", "gcc-mingw-w64-x86-64"),
+}
+
+
+def _missing(marker: str) -> str | None:
+    """Why a test marked ``marker`` cannot run here, or None when it can."""
+    found, command, package = TOOLS[marker]
+    return None if found else f"{command} is not installed (apt-get install {package})"
+
+
+def pytest_report_header() -> str:
+    return "tools: " + ", ".join(f"{marker} {found or 'missing (its tests are skipped)'}"
+                                 for marker, (found, _, _) in TOOLS.items())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test marked with a tool missing here is skipped, naming the Debian package (-ra,
+    in addopts, lists each reason). `-m "not osslsigncode and ..."` deselects them instead,
+    as the Windows CI job does."""
+    for item in items:
+        reasons = {_missing(m.name) for m in item.iter_markers() if m.name in TOOLS} - {None}
+        if reasons:
+            item.add_marker(pytest.mark.skip(reason="; ".join(sorted(map(str, reasons)))))
+
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
@@ -20,15 +49,18 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
 
 @pytest.fixture(scope="session")
 def mingw_binaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """hello.exe and lib.dll compiled with mingw-w64 (empty dict when mingw is absent)."""
+    """hello.exe and lib.dll compiled with mingw-w64 (a test using them is marked mingw)."""
     return peutil.build_mingw(tmp_path_factory.mktemp("mingw"))
 
 
 @pytest.fixture(scope="session")
-def sample_sources(mingw_binaries: dict[str, Path]) -> dict[str, Path]:
-    """Every real PE sample available here, by name (read-only originals)."""
+def sample_sources(request: pytest.FixtureRequest) -> dict[str, Path]:
+    """Every real PE sample available here, by name (read-only originals): pip's launchers,
+    and hello.exe and lib.dll where mingw-w64 is installed (CI on Linux; a test that needs
+    those two is marked mingw, one over every sample takes what there is)."""
     samples = dict(peutil.LAUNCHERS)
-    samples.update(mingw_binaries)
+    if _missing("mingw") is None:
+        samples.update(request.getfixturevalue("mingw_binaries"))
     return samples
 
 

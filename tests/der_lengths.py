@@ -366,10 +366,7 @@ SignFn = Callable[[Path, Path, str], None]
 
 def kmssign_command() -> list[str]:
     """The ``kmssign`` command of this interpreter's environment (a fresh process)."""
-    script = Path(sys.executable).with_name("kmssign")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "import sys; from kmssign.cli import main; sys.exit(main())"]
+    return [sys.executable, "-m", "kmssign"]
 
 
 def kmssign_signer(sign_args: Sequence[str], *, append: bool = False) -> SignFn:

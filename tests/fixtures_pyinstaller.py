@@ -18,16 +18,7 @@ from tests import peutil
 from tests.fixtures_kms import KmsServer
 from tests.kms_proxy import KmsProxy
 
-WINE_CANDIDATES = ("wine64", "/usr/lib/wine/wine64", "/usr/lib64/wine/wine64", "wine")
 BOOTLOADER = "PyInstaller/bootloader/Windows-64bit-intel/run.exe"
-
-
-def find_wine() -> str | None:
-    for candidate in WINE_CANDIDATES:
-        found = shutil.which(candidate) if "/" not in candidate else candidate
-        if found and os.access(found, os.X_OK):
-            return found
-    return None
 
 
 @dataclass
@@ -46,17 +37,16 @@ class Wine:
 
 @pytest.fixture(scope="session")
 def wine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wine]:
-    """Runs Windows executables; the first use creates the prefix (about 10 s)."""
-    binary = find_wine()
-    if binary is None:
-        pytest.skip("wine64 is not installed (apt-get install wine64)")
+    """Runs Windows executables; the first use creates the prefix (about 10 s). A test
+    using it is marked wine."""
+    binary = peutil.WINE
+    assert binary, "wine64 is required (apt-get install wine64)"
     env = dict(os.environ)
     env.update(WINEPREFIX=str(tmp_path_factory.mktemp("wineprefix")), WINEDEBUG="-all",
                WINEDLLOVERRIDES="mscoree,mshtml=")  # no Mono/Gecko installer dialogs
     proc = subprocess.run([binary, "wineboot", "--init"], capture_output=True, text=True,
                           env=env, timeout=600)
-    if proc.returncode != 0:
-        pytest.skip(f"wine could not create a prefix: {proc.stderr.strip()[-300:]}")
+    assert proc.returncode == 0, f"wine could not create a prefix: {proc.stderr.strip()[-300:]}"
     try:
         yield Wine(binary, env)
     finally:
@@ -107,9 +97,9 @@ def _windows_path(path: Path) -> str:
 
 @pytest.fixture(scope="session")
 def win_verify_trust(wine: Wine, tmp_path_factory: pytest.TempPathFactory) -> Check:
-    """Runs WinVerifyTrust on files under Wine; returns its HRESULT for each, as hex."""
-    if peutil.MINGW_GCC is None:
-        pytest.skip("mingw-w64 is not installed (apt-get install gcc-mingw-w64-x86-64)")
+    """Runs WinVerifyTrust on files under Wine; returns its HRESULT for each, as hex (a
+    test using it is marked wine and mingw)."""
+    assert peutil.MINGW_GCC
     directory = tmp_path_factory.mktemp("wvt")
     (directory / "wvt.c").write_text(WVT_C)
     exe = directory / "wvt.exe"

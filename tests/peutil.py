@@ -17,8 +17,21 @@ LAUNCHERS = {
     "t64-arm.exe": DISTLIB / "t64-arm.exe",  # PE32+, ARM64
 }
 
+# The tools, found once (tests/conftest.py skips a test marked with one missing here)
 MINGW_GCC = shutil.which("x86_64-w64-mingw32-gcc")
 OSSLSIGNCODE = shutil.which("osslsigncode")
+WINE_CANDIDATES = ("wine64", "/usr/lib/wine/wine64", "/usr/lib64/wine/wine64", "wine")
+
+
+def _find_wine() -> str | None:
+    for candidate in WINE_CANDIDATES:
+        found = shutil.which(candidate) if "/" not in candidate else candidate
+        if found and os.access(found, os.X_OK):
+            return found
+    return None
+
+
+WINE = _find_wine()
 
 HELLO_C = r"""
 #include <stdio.h>
@@ -31,9 +44,8 @@ __declspec(dllexport) int kmssign_add(int a, int b) { return a + b; }
 
 
 def build_mingw(directory: Path) -> dict[str, Path]:
-    """Compile a tiny .exe and .dll with mingw-w64; empty when mingw is absent."""
-    if MINGW_GCC is None:
-        return {}
+    """Compile a tiny .exe and .dll with mingw-w64."""
+    assert MINGW_GCC, "x86_64-w64-mingw32-gcc is required (apt-get install gcc-mingw-w64-x86-64)"
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "hello.c").write_text(HELLO_C)
     (directory / "lib.c").write_text(LIB_C)

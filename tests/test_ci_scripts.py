@@ -258,6 +258,7 @@ def run_action(
 
 @pytest.mark.slow
 @pytest.mark.posix  # bash
+@pytest.mark.network  # the action pip-installs kmssign and its dependencies
 def test_action_installs_signs_verifies_and_writes_the_summary(
     services: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:

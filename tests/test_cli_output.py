@@ -19,7 +19,7 @@ from tests.helpers import run_cli, sign_args
 from tests.pki import TestPKI
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="Windows allows no control characters in names")
+@pytest.mark.posix  # Windows allows no control characters in names
 def test_control_characters_in_names_cannot_forge_lines(capsys, tmp_path: Path) -> None:
     tree = tmp_path / "dist"
     tree.mkdir()
@@ -45,7 +45,9 @@ def test_printable_escapes_what_could_hide_or_fake_text() -> None:
     assert printable("caf\u00e9 \u00a0 \u65e5\u672c.exe") == "caf\u00e9 \u00a0 \u65e5\u672c.exe"
 
 
-@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="names must be any bytes")
+@pytest.mark.osslsigncode
+@pytest.mark.posix  # names of any bytes
+@pytest.mark.skipif(sys.platform == "darwin", reason="names must be any bytes")
 def test_a_name_that_is_not_utf8_is_printed_escaped(pki: TestPKI, tmp_path: Path) -> None:
     """Under PYTHONIOENCODING=utf-8 printing such a name raised UnicodeEncodeError and
     ended the batch; the JSON report keeps the bytes (os.fsencode gives them back)."""
@@ -73,6 +75,7 @@ def test_a_name_that_is_not_utf8_is_printed_escaped(pki: TestPKI, tmp_path: Path
     peutil.osslsigncode_verify(Path(os.fsdecode(raw)), pki.root_pem)
 
 
+@pytest.mark.osslsigncode
 def test_output_option_names_the_file_written(capsys, pki: TestPKI, samples, tmp_path) -> None:
     src = samples["w32.exe"]
     dst = tmp_path / "out" / "signed.exe"

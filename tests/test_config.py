@@ -62,6 +62,7 @@ def test_defaults_without_a_table(tmp_path: Path) -> None:
     assert settings.key_id is None and settings.key_file is None  # not an error here
 
 
+@pytest.mark.posix  # /abs/root.pem is absolute
 def test_every_key_from_the_file(tmp_path: Path) -> None:
     path = project(
         tmp_path,
@@ -168,6 +169,7 @@ def test_key_choice_of_a_higher_layer_replaces_the_other(tmp_path: Path) -> None
     assert (settings.key_id, settings.key_file) == (None, tmp_path / "local.pem")
 
 
+@pytest.mark.posix  # /abs/root.pem is absolute
 def test_environment_parsing(tmp_path: Path) -> None:
     env = {
         "KMSSIGN_TIMESTAMP_URLS": "http://a.example, https://b.example/tsa ,",
@@ -248,6 +250,7 @@ def test_explicit_config_file_and_directory(tmp_path: Path) -> None:
     assert relative.region == "other"
 
 
+@pytest.mark.posix  # HOME (Windows expands ~ from USERPROFILE)
 def test_home_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     settings = load_settings(

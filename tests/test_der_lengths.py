@@ -176,6 +176,8 @@ def sweep(
             every_path(tools, pki, tsa, made[-1])
 
 
+@pytest.mark.osslsigncode
+@pytest.mark.posix  # budget() uses SIGALRM
 @pytest.mark.parametrize("stamped", [False, True], ids=["unstamped", "timestamped"])
 def test_our_signatures_at_every_troublesome_length(
     tools: Tools, pki: TestPKI, tsa: Any, sample_sources: dict[str, Path], stamped: bool
@@ -189,6 +191,8 @@ def test_our_signatures_at_every_troublesome_length(
     sweep(tools, pki, tsa, sample_sources["t64.exe"], parts, sign)
 
 
+@pytest.mark.osslsigncode
+@pytest.mark.posix  # budget() uses SIGALRM
 def test_nested_signature_attribute_at_every_troublesome_length(
     tools: Tools, pki: TestPKI, tsa: Any, sample_sources: dict[str, Path]
 ) -> None:
@@ -203,6 +207,8 @@ def test_nested_signature_attribute_at_every_troublesome_length(
     sweep(tools, pki, tsa, base, ("nested attribute", "unsignedAttrs"), append)
 
 
+@pytest.mark.osslsigncode
+@pytest.mark.posix  # budget() uses SIGALRM
 def test_osslsigncode_signatures_at_every_troublesome_length(
     tools: Tools, pki: TestPKI, tsa: Any, sample_sources: dict[str, Path]
 ) -> None:
@@ -218,6 +224,7 @@ def test_osslsigncode_signatures_at_every_troublesome_length(
     sweep(tools, pki, tsa, sample_sources["t64.exe"], parts, sign)
 
 
+@pytest.mark.osslsigncode
 def test_no_path_dumps_a_parsed_value(
     capsys: Any, pki: TestPKI, tsa: Any, samples: dict[str, Path], monkeypatch: Any,
     tmp_path: Path,

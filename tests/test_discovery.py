@@ -17,9 +17,6 @@ from tests import peutil
 from tests.helpers import run_cli, sign_args
 from tests.pki import TestPKI
 
-POSIX = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file types and permissions")
-
-
 _PR_CAPBSET_DROP = 24
 _CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
 
@@ -48,7 +45,7 @@ def _kmssign_held_to_permissions(*argv: str) -> subprocess.CompletedProcess[str]
         pytest.skip(f"cannot run a process that root's permissions do not cover: {exc}")
 
 
-@POSIX
+@pytest.mark.posix  # permission bits, capabilities
 def test_unreadable_file_and_directories_are_named_failures(
     capsys, pki: TestPKI, tmp_path: Path
 ) -> None:
@@ -86,7 +83,7 @@ def test_unreadable_file_and_directories_are_named_failures(
     assert f"failed: {tree / 'closed' / 'x.exe'}: permission denied" in proc.stderr
 
 
-@POSIX
+@pytest.mark.posix  # /dev/zero, a FIFO, a symbolic link
 def test_special_files_are_called_what_they_are(capsys, tmp_path: Path) -> None:
     fifo = tmp_path / "pipe.exe"
     os.mkfifo(fifo)

@@ -16,7 +16,7 @@ from tests import peutil
 from tests.fixtures_build import extract
 from tests.pki import TestPKI
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.network]  # kmssign's dependencies, hatchling
 
 PROJECT = """\
 [build-system]

@@ -39,6 +39,7 @@ def _signed(capsys: Any, pki: TestPKI, path: Path, how: str) -> bytes:
     return break_signature(path, how)
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.parametrize("how", HOW)
 def test_a_broken_signature_is_not_already_signed(
     capsys: Any, pki: TestPKI, samples: dict[str, Path], tsa: Any, how: str
@@ -71,6 +72,7 @@ def test_a_broken_signature_is_not_already_signed(
     peutil.osslsigncode_verify(path, pki.root_pem)
 
 
+@pytest.mark.osslsigncode
 def test_another_tools_broken_signature_is_not_already_signed(
     capsys: Any, pki: TestPKI, samples: dict[str, Path], tsa: Any
 ) -> None:
@@ -86,6 +88,7 @@ def test_another_tools_broken_signature_is_not_already_signed(
     assert code == 1 and REASONS["content"] in err and path.read_bytes() == before
 
 
+@pytest.mark.osslsigncode
 def test_one_digest_pass_per_algorithm(
     capsys: Any, pki: TestPKI, samples: dict[str, Path], tsa: Any, monkeypatch: Any
 ) -> None:

@@ -23,7 +23,6 @@ from tests import peutil
 from tests.helpers import primary_signature, run_cli, sign_args
 from tests.pki import TestPKI
 
-POSIX = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and file locks")
 BUDGET = 60.0  # seconds: only against hangs
 
 
@@ -81,7 +80,7 @@ def test_discovery_never_selects_temporary_files(capsys, pki: TestPKI, tmp_path:
     assert not atomic.is_temporary("app.kmssign") and not atomic.is_temporary(".app.exe")
 
 
-@POSIX
+@pytest.mark.posix  # file locks
 def test_a_live_runs_temporary_file_is_left_alone(capsys, pki: TestPKI, tmp_path: Path) -> None:
     (real,) = _tree(tmp_path / "dist", 1)
     live = atomic.AtomicFile(real)  # as another run holds it (its own open file, locked)
@@ -101,7 +100,7 @@ def test_a_live_runs_temporary_file_is_left_alone(capsys, pki: TestPKI, tmp_path
     assert not live.path.exists()
 
 
-@POSIX
+@pytest.mark.posix  # SIGTERM and SIGINT sent to a process
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_removes_every_temporary_file(
     pki: TestPKI, tsa, tmp_path: Path, signum: signal.Signals
@@ -126,7 +125,8 @@ def test_a_signal_removes_every_temporary_file(
     assert {p: p.read_bytes() for p in files} == before
 
 
-@POSIX
+@pytest.mark.osslsigncode
+@pytest.mark.posix  # SIGKILL
 def test_a_killed_runs_leftovers_are_removed_by_the_next_run(
     capsys, pki: TestPKI, tsa, tmp_path: Path
 ) -> None:
@@ -156,7 +156,7 @@ def test_a_killed_runs_leftovers_are_removed_by_the_next_run(
         peutil.osslsigncode_verify(path, pki.root_pem)
 
 
-@POSIX
+@pytest.mark.posix  # file locks
 def test_a_run_waits_for_another_on_the_same_file(
     capsys, pki: TestPKI, tmp_path: Path
 ) -> None:
@@ -184,7 +184,8 @@ def test_a_run_waits_for_another_on_the_same_file(
     assert subject_of(primary_signature(path).signer_cert) == "kmssign Test Signer p256"
 
 
-@POSIX
+@pytest.mark.osslsigncode
+@pytest.mark.posix  # file locks
 def test_two_runs_on_one_tree_sign_each_file_once_and_report_what_is_on_disk(
     pki: TestPKI, tsa, tmp_path: Path
 ) -> None:
@@ -217,7 +218,7 @@ def test_two_runs_on_one_tree_sign_each_file_once_and_report_what_is_on_disk(
         assert set(report) == set(files)
 
 
-@POSIX
+@pytest.mark.posix  # an open file removed under its writer
 def test_abort_all_removes_live_files_and_refuses_their_commit(tmp_path: Path) -> None:
     target = tmp_path / "app.exe"
     target.write_bytes(b"original")

@@ -126,6 +126,7 @@ def test_a_malformed_certificate_extension_is_one_line(
     assert out.splitlines()[-1] == "kmssign: 2 failed"
 
 
+@pytest.mark.osslsigncode
 def test_timestamp_names_the_signers_it_stamped(
     capsys: Any, pki: TestPKI, samples: dict[str, Path], tsa: Any
 ) -> None:
@@ -165,6 +166,7 @@ def long_name_identity(pki: TestPKI, tmp_path: Path) -> SigningIdentity:
                            write_pem(tmp_path / "chain.pem", pki.intermediate.cert))
 
 
+@pytest.mark.posix  # Debian's root bundle, /etc/ssl/certs/ca-certificates.crt
 def test_cryptography_warnings_become_notes(
     capsys: Any, pki: TestPKI, samples: dict[str, Path], long_name_identity: SigningIdentity,
     recwarn: pytest.WarningsRecorder,

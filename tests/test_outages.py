@@ -141,6 +141,7 @@ def test_once_every_tsa_failed_no_kms_sign_is_spent(
     assert snapshot(samples) == before
 
 
+@pytest.mark.osslsigncode
 def test_optional_timestamps_warn_once_and_sign_the_rest_without_asking(
     capsys, pki: TestPKI, samples, tsa
 ) -> None:

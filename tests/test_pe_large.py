@@ -37,6 +37,7 @@ _SIGNED_BY_VARIANT: dict[str, bytes] = {}
 
 
 @pytest.mark.osslsigncode
+@pytest.mark.posix  # os.copy_file_range
 @pytest.mark.parametrize("mapped", [True, False], ids=["mapped", "read"])
 @pytest.mark.parametrize("kernel_copy", ["available", "refused"])
 def test_large_file_signs_the_same_either_way(
@@ -117,10 +118,7 @@ def _one_clean_failure(proc: subprocess.CompletedProcess[str], path: Path) -> No
     assert "Traceback" not in proc.stderr
 
 
-POSIX = pytest.mark.skipif(sys.platform == "win32", reason="Windows truncates no open file")
-
-
-@POSIX
+@pytest.mark.posix  # Windows truncates no open file
 def test_a_file_cut_short_while_signing_is_a_clean_failure(pki: TestPKI, tmp_path: Path) -> None:
     path = _large_pe(tmp_path / "big.exe", mib=64)
     original = path.read_bytes()
@@ -130,7 +128,7 @@ def test_a_file_cut_short_while_signing_is_a_clean_failure(pki: TestPKI, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.exe"]
 
 
-@POSIX
+@pytest.mark.posix  # Windows truncates no open file
 def test_a_file_cut_short_while_verifying_is_a_clean_failure(
     capsys, pki: TestPKI, tmp_path: Path
 ) -> None:
@@ -141,7 +139,7 @@ def test_a_file_cut_short_while_verifying_is_a_clean_failure(
     _one_clean_failure(proc, path)
 
 
-@pytest.mark.skipif(not hasattr(os, "copy_file_range"), reason="no kernel copy to map")
+@pytest.mark.posix  # os.copy_file_range
 def test_the_signing_pass_maps_only_its_own_copy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,7 +162,7 @@ def test_the_signing_pass_maps_only_its_own_copy(
     assert mapped and set(mapped) == {copy}
 
 
-@pytest.mark.posix
+@pytest.mark.posix  # fallocate
 def test_full_disk_at_preallocation_fails_cleanly(
     capsys, pki: TestPKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -183,6 +181,7 @@ def test_full_disk_at_preallocation_fails_cleanly(
 
 
 @pytest.mark.osslsigncode
+@pytest.mark.posix  # fallocate
 @pytest.mark.parametrize("code", [errno.EOPNOTSUPP, errno.ENOSYS])
 def test_filesystem_without_preallocation_still_signs(
     capsys, pki: TestPKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
@@ -224,7 +223,7 @@ def test_mapped_copy_without_madvise_and_reads_agree(
     assert signing_pass() == mapped
 
 
-@pytest.mark.posix
+@pytest.mark.posix  # fallocate
 def test_fallocate_reserves_blocks_here(tmp_path: Path) -> None:
     """The libc binding itself: on this Linux machine it reserves the blocks."""
     reserve = kernelcopy._fallocate()

@@ -343,6 +343,7 @@ def test_sign_outputs_signs_pe_files_of_a_tree(
 
 
 @pytest.mark.osslsigncode
+@pytest.mark.posix  # /bin/true
 def test_sign_outputs_leaves_non_pe_executables_and_rejects_onedir_exe(
     project: Callable[[str], Path], in_build: Callable[[Path], Path],
     caplog: pytest.LogCaptureFixture,
@@ -378,6 +379,7 @@ def test_sign_outputs_failure_names_the_file(
     assert "\n" not in message
 
 
+@pytest.mark.osslsigncode  # the project's vendor.dll
 def test_a_broken_vendor_signature_ends_the_build_with_one_line(
     project: Callable[[str], Path], in_build: Callable[[Path], Path], pki: TestPKI
 ) -> None:
@@ -462,6 +464,7 @@ def test_cli_wraps_spec_targets_unless_disabled(
 
 
 @pytest.mark.osslsigncode
+@pytest.mark.posix  # runs the Linux build it made
 @pytest.mark.slow
 def test_onedir_build_with_kms_signs_bundled_dlls_once(
     project: Callable[[str], Path], pki: TestPKI, tsa: Any, kms_identity: Callable[..., Any],
@@ -502,6 +505,7 @@ def test_onedir_build_with_kms_signs_bundled_dlls_once(
 
 
 @pytest.mark.osslsigncode
+@pytest.mark.posix  # runs the Linux build it made
 @pytest.mark.slow
 def test_onefile_build_archive_carries_signed_dlls(
     project: Callable[[str], Path], pki: TestPKI, tsa: Any
@@ -530,6 +534,7 @@ def test_onefile_build_archive_carries_signed_dlls(
 
 
 @pytest.mark.osslsigncode
+@pytest.mark.posix  # runs the Linux build it made
 @pytest.mark.slow
 def test_kmssign_pyinstaller_command_builds_signed(
     project: Callable[[str], Path], pki: TestPKI, tsa: Any
@@ -575,6 +580,7 @@ def _windows_onefile(bootloader: Path, directory: Path, payload: Path, corrupt: 
 
 @pytest.mark.osslsigncode
 @pytest.mark.wine
+@pytest.mark.network  # PyInstaller's win_amd64 wheel
 @pytest.mark.slow
 def test_signed_windows_onefile_exe_still_finds_its_archive(
     windows_bootloader: Path, wine: Wine, pki: TestPKI, tsa: Any, tmp_path: Path,
@@ -613,6 +619,7 @@ def test_signed_windows_onefile_exe_still_finds_its_archive(
 @pytest.mark.mingw
 @pytest.mark.osslsigncode
 @pytest.mark.wine
+@pytest.mark.network  # PyInstaller's win_amd64 wheel
 @pytest.mark.slow
 def test_signed_windows_onefile_passes_win_verify_trust(
     windows_bootloader: Path, win_verify_trust: Check, pki: TestPKI, tsa: Any, tmp_path: Path
@@ -642,8 +649,6 @@ def test_signed_windows_onefile_passes_win_verify_trust(
 def test_signed_mingw_hello_runs_under_wine(
     mingw_binaries: dict[str, Path], wine: Wine, pki: TestPKI, tsa: Any, tmp_path: Path
 ) -> None:
-    if "hello.exe" not in mingw_binaries:
-        pytest.skip("mingw-w64 is not installed")
     identity = pki.identity("p256")
     hello = peutil.copy_sample(mingw_binaries["hello.exe"], tmp_path)
     report = sign_outputs(hello, key_file=identity.key_path, certificate=identity.cert_path,

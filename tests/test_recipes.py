@@ -28,8 +28,6 @@ from tests.pki import TestPKI
 from tests.plugincheck import KmsBuild, check_kms_signed_wheel, toml_table
 from tests.test_readme import README, code_blocks, section
 
-pytestmark = pytest.mark.skipif(not peutil.MINGW_GCC, reason="needs x86_64-w64-mingw32-gcc")
-
 BIN = Path(sys.executable).parent  # kmssign, delvewheel and python of the test environment
 
 HELPER_C = "__declspec(dllexport) int helper(int x) { return 2 * x; }\n"
@@ -109,6 +107,8 @@ def test_the_readme_has_both_repair_commands() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.mingw
+@pytest.mark.osslsigncode
 @pytest.mark.parametrize("which", ["delvewheel", "kmssign alone"])
 def test_repair_wheel_command_leaves_one_signed_wheel_in_dest_dir(
     which: str, win_wheel: tuple[Path, Path], kms_build: KmsBuild, tmp_path: Path,
@@ -139,6 +139,8 @@ def test_repair_wheel_command_leaves_one_signed_wheel_in_dest_dir(
 
 
 @pytest.mark.slow
+@pytest.mark.mingw
+@pytest.mark.osslsigncode
 def test_signing_before_delvewheel_would_break_the_pyd(
     win_wheel: tuple[Path, Path], pki: TestPKI, build_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -182,6 +184,9 @@ def backend_recipe() -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.mingw
+@pytest.mark.osslsigncode
+@pytest.mark.network  # flit_core for the isolated build
 def test_a_flit_wheel_signed_as_the_readme_says(
     sample_sources: dict[str, Path], kms_build: KmsBuild, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -254,6 +259,8 @@ def test_sample_apps_noxfile_has_the_readmes_session() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.mingw
+@pytest.mark.network  # hatchling for the isolated build
 def test_the_release_session_passes_signed_dist_and_fails_an_unsigned_binary(
     kms_build: KmsBuild, sample_sources: dict[str, Path], tmp_path: Path,
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,

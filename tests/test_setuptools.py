@@ -33,8 +33,6 @@ from tests.plugincheck import (
     toml_table,
 )
 
-pytestmark = pytest.mark.skipif(not peutil.MINGW_GCC, reason="needs x86_64-w64-mingw32-gcc")
-
 DATA_EXE = "throwaway_st-1.0.data/data/share/throwaway/tool.exe"
 SIGNED = {"pkg/bin/lib.dll", "pkg/bin/t64.exe", "pkg/native/helper.dll", DATA_EXE}
 
@@ -159,6 +157,9 @@ def sdist_and_wheel(
 
 
 @pytest.mark.slow
+@pytest.mark.mingw
+@pytest.mark.network
+@pytest.mark.osslsigncode
 def test_python_m_build_wheel_is_signed_everywhere(
     sdist_and_wheel: Built[Path], pki: TestPKI, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -169,12 +170,16 @@ def test_python_m_build_wheel_is_signed_everywhere(
 
 
 @pytest.mark.slow
+@pytest.mark.mingw
+@pytest.mark.network
 def test_build_log_names_every_member_and_the_count(sdist_and_wheel: Built[Path]) -> None:
     assert_signed_lines(sdist_and_wheel.build.output, SIGNED, "kmssign: 4 signed, 0 skipped")
     assert "Found credentials" not in sdist_and_wheel.build.output  # botocore's INFO notes
 
 
 @pytest.mark.slow
+@pytest.mark.mingw
+@pytest.mark.network
 def test_sdist_and_source_tree_are_untouched(sdist_and_wheel: Built[Path]) -> None:
     project = sdist_and_wheel.project
     (sdist,) = sdist_and_wheel.build.wheel.parent.glob("*.tar.gz")
@@ -188,12 +193,17 @@ def test_sdist_and_source_tree_are_untouched(sdist_and_wheel: Built[Path]) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.mingw
+@pytest.mark.network
 def test_wheel_installs(sdist_and_wheel: Built[Path], tmp_path: Path) -> None:
     names = ("pkg/bin/lib.dll", "pkg/native/helper.dll")  # --target leaves .data/ out
     assert_installs(sdist_and_wheel.build.wheel, names, tmp_path)
 
 
 @pytest.mark.slow
+@pytest.mark.mingw
+@pytest.mark.network
+@pytest.mark.osslsigncode
 @pytest.mark.parametrize("frontend", ["pip", "build"])  # pip wheel .; python -m build --wheel
 def test_a_wheel_built_straight_from_the_tree_is_signed(
     frontend: str, make_st_project: Callable[..., Path], kms_build: KmsBuild, tmp_path: Path,
@@ -206,6 +216,9 @@ def test_a_wheel_built_straight_from_the_tree_is_signed(
 
 
 @pytest.mark.slow
+@pytest.mark.mingw
+@pytest.mark.network
+@pytest.mark.osslsigncode
 def test_before_setuptools_70_1_the_wheel_packages_bdist_wheel_is_subclassed(
     make_st_project: Callable[..., Path], kms_build: KmsBuild, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -238,6 +251,8 @@ def plain_wheel(
 
 
 @pytest.mark.slow
+@pytest.mark.mingw
+@pytest.mark.network
 @pytest.mark.parametrize(
     ("setuptools_table", "disable", "notes"),
     [
@@ -265,6 +280,8 @@ def test_the_wheel_is_byte_identical_to_one_built_without_kmssign(
 
 
 @pytest.mark.slow
+@pytest.mark.mingw
+@pytest.mark.network
 @pytest.mark.parametrize("frontend", ["build", "pip"])
 def test_a_wrong_certificate_fails_the_build_in_one_line(
     frontend: str, make_st_project: Callable[..., Path], kms_build: KmsBuild, tmp_path: Path
@@ -281,6 +298,9 @@ def test_a_wrong_certificate_fails_the_build_in_one_line(
 
 
 @pytest.mark.slow
+@pytest.mark.mingw
+@pytest.mark.network
+@pytest.mark.posix  # the venv's bin/python
 def test_editable_install_is_left_alone(
     make_st_project: Callable[..., Path], pki: TestPKI, build_env: dict[str, str],
     tmp_path: Path,

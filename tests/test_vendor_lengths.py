@@ -27,6 +27,8 @@ from tests.pki import SigningIdentity, TestPKI
 from tests.reencode import parsed_dumps
 from tests.test_der_lengths import budget
 
+pytestmark = pytest.mark.posix  # budget() uses SIGALRM
+
 BUDGET = 20.0  # seconds per command: each takes well under one
 
 #: Microsoft-signed corpus files whose timestamp attribute's values SET is ``31 82 17 80``

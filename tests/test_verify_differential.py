@@ -35,6 +35,8 @@ from tests import peutil
 from tests.helpers import sign_args
 from tests.pki import TestPKI
 
+pytestmark = pytest.mark.osslsigncode
+
 Mutant = tuple[str, bytes]
 
 

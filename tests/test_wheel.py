@@ -25,7 +25,7 @@ from tests.pki import TestPKI
 from tests.tsa_server import LoopbackTSA
 from tests.wheelutil import PE_MEMBERS, RECORD, VENDOR_MEMBER
 
-pytestmark = pytest.mark.skipif(peutil.MINGW_GCC is None, reason="needs mingw-w64")
+pytestmark = [pytest.mark.mingw, pytest.mark.osslsigncode]
 
 
 @pytest.fixture(scope="module")
@@ -262,29 +262,6 @@ def test_dry_run_checks_the_wheel_and_lists_members_writing_nothing(
     assert f"skipped: {demo_wheel}!{VENDOR_MEMBER} (already signed)" in out
     assert demo_wheel.read_bytes() == before
     assert not dest.exists()
-
-
-def test_a_wheel_without_pe_members_gets_one_note_and_is_copied_into_the_dir(
-    capsys: pytest.CaptureFixture[str], pki: TestPKI, tmp_path: Path
-) -> None:
-    wheel = wheelutil.write_wheel(tmp_path / "dist" / "pure-1.0-py3-none-any.whl",
-                                  {"pure/__init__.py": b"x = 1\n"})
-    before = wheel.read_bytes()
-    stat = wheel.stat()
-    dest = tmp_path / "wheelhouse"
-    code, out, err = run_cli(capsys, "wheel", str(wheel), "-w", str(dest),
-                             *sign_args(pki.identity()))
-    assert code == 0, err
-    assert out.splitlines()[0] == f"skipped: {wheel} (no PE member to sign; copied unchanged " \
-        f"into {dest})"
-    assert (dest / wheel.name).read_bytes() == before
-    code, out, err = run_cli(capsys, "wheel", str(tmp_path / "dist"), *sign_args(pki.identity()))
-    assert code == 0, err
-    assert out.splitlines()[0] == f"skipped: {wheel} (no PE member to sign)"
-    assert wheel.stat().st_mtime_ns == stat.st_mtime_ns
-    code, out, err = run_cli(capsys, "verify", str(tmp_path / "dist"))
-    assert code == 0, err
-    assert out.splitlines()[0] == f"verified: {wheel} (RECORD matches; no PE member)"
 
 
 def test_verify_fails_a_signed_member_changed_afterwards(

@@ -102,6 +102,7 @@ def test_a_deflate_bomb_stops_at_the_stated_size(tmp_path: Path) -> None:
                 pass
 
 
+@pytest.mark.osslsigncode
 @pytest.mark.parametrize(
     ("force_zip64", "stream", "count"),
     [(True, False, 0), (False, True, 0), (False, False, 66_000)],
@@ -127,6 +128,30 @@ def test_zip64_and_streamed_wheels_sign_and_verify(
     assert f"verified: {wheel}!{LAUNCHER} (" in out
 
 
+def test_a_wheel_without_pe_members_gets_one_note_and_is_copied_into_the_dir(
+    capsys: pytest.CaptureFixture[str], pki: TestPKI, tmp_path: Path
+) -> None:
+    wheel = wheelutil.write_wheel(tmp_path / "dist" / "pure-1.0-py3-none-any.whl",
+                                  {"pure/__init__.py": b"x = 1\n"})
+    before = wheel.read_bytes()
+    stat = wheel.stat()
+    dest = tmp_path / "wheelhouse"
+    code, out, err = run_cli(capsys, "wheel", str(wheel), "-w", str(dest),
+                             *sign_args(pki.identity()))
+    assert code == 0, err
+    assert out.splitlines()[0] == f"skipped: {wheel} (no PE member to sign; copied unchanged " \
+        f"into {dest})"
+    assert (dest / wheel.name).read_bytes() == before
+    code, out, err = run_cli(capsys, "wheel", str(tmp_path / "dist"), *sign_args(pki.identity()))
+    assert code == 0, err
+    assert out.splitlines()[0] == f"skipped: {wheel} (no PE member to sign)"
+    assert wheel.stat().st_mtime_ns == stat.st_mtime_ns
+    code, out, err = run_cli(capsys, "verify", str(tmp_path / "dist"))
+    assert code == 0, err
+    assert out.splitlines()[0] == f"verified: {wheel} (RECORD matches; no PE member)"
+
+
+@pytest.mark.posix  # a sparse file
 def test_offsets_and_sizes_past_4_gib_get_zip64_fields_and_end_records(tmp_path: Path) -> None:
     """A member past 4 GiB, larger than 4 GiB, in an archive whose central directory
     starts past 4 GiB: the headers written carry ZIP64 fields and end records, and read

@@ -19,8 +19,6 @@ from tests.pki import TestPKI
 from tests.tsa_server import LoopbackTSA
 from tests.wheelutil import DIST, DIST_INFO
 
-pytestmark = pytest.mark.skipif(peutil.MINGW_GCC is None, reason="needs mingw-w64")
-
 PYD = f"{DIST}/_ext.cp312-win_amd64.pyd"
 NOTES = f"{DIST}/notes.txt"
 
@@ -146,6 +144,7 @@ def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
     return str(request.param)
 
 
+@pytest.mark.mingw
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_wheel_is_refused_and_left_byte_identical(
     case: str, codec: str, capsys: pytest.CaptureFixture[str], pki: TestPKI,
@@ -175,6 +174,7 @@ def test_bad_wheel_is_refused_and_left_byte_identical(
     assert wheel.read_bytes() == before
 
 
+@pytest.mark.osslsigncode
 def test_signed_wheel_with_nothing_to_sign_is_left_alone(
     capsys: pytest.CaptureFixture[str], pki: TestPKI, tmp_path: Path
 ) -> None:
@@ -195,6 +195,7 @@ def test_signed_wheel_with_nothing_to_sign_is_left_alone(
     assert wheel.read_bytes() == before
 
 
+@pytest.mark.mingw
 def test_a_member_that_fails_leaves_the_wheel_unchanged(
     capsys: pytest.CaptureFixture[str], pki: TestPKI, mingw_binaries: dict[str, Path],
     tmp_path: Path,
@@ -219,6 +220,7 @@ def test_a_member_that_fails_leaves_the_wheel_unchanged(
     assert not any(dest.iterdir())
 
 
+@pytest.mark.mingw
 def test_a_timestamp_outage_leaves_the_wheel_unchanged(
     capsys: pytest.CaptureFixture[str], pki: TestPKI, tsa: LoopbackTSA,
     mingw_binaries: dict[str, Path], tmp_path: Path,
@@ -247,6 +249,7 @@ def test_missing_wheel(capsys: pytest.CaptureFixture[str], pki: TestPKI, tmp_pat
     assert err.strip() == f"failed: {tmp_path / 'nope.whl'}: no such file or directory"
 
 
+@pytest.mark.mingw
 def test_a_wheel_changed_while_its_members_are_signed_is_not_overwritten(
     pki: TestPKI, mingw_binaries: dict[str, Path], tmp_path: Path
 ) -> None:
