@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -221,3 +222,52 @@ def test_a_faulty_signer_is_not_called_a_certificate_mismatch(
     assert result.reason.startswith(f"key file {identity.key_path} returned a signature that "
                                     "does not verify (with its own public key, which "
                                     "certificate ")
+
+
+class FailingOnceSigner(DelegatingSigner):
+    """A signer with a bug (a foreign exception, as KmsSigner lets one through) on its
+    second call only."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def sign(self, data: bytes, digest: DigestName) -> bytes:
+        with self.lock:
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError("signer bug")
+        return self.inner.sign(data, digest)
+
+
+@pytest.mark.osslsigncode
+@pytest.mark.parametrize("jobs", [1, 4])
+def test_an_unexpected_error_in_one_file_fails_that_file_only(
+    pki: TestPKI, tmp_path: Path, jobs: int
+) -> None:
+    """A bug while signing one file is that file's failure, with a line asking for a bug
+    report: the batch goes on, the file stays as it was, no temporary file is left."""
+    from kmssign import api
+    from kmssign.config import Settings
+    from kmssign.engine.atomic import is_temporary
+
+    identity = pki.identity("rsa2048")
+    settings = Settings(key_file=identity.key_path, certificate=identity.cert_path,
+                        chain=(identity.chain_path,), timestamp="off", jobs=jobs)
+    source = peutil.LAUNCHERS["t64.exe"]
+    paths = [peutil.copy_sample(source, tmp_path / f"f{n}") for n in range(4)]
+    before = source.read_bytes()
+    signer = FailingOnceSigner(KeyFileSigner.from_file(identity.key_path))
+    report = api.sign_files(paths, settings, signer=signer)
+    assert sorted(r.status for r in report.results) == ["failed", "signed", "signed", "signed"]
+    (failed,) = report.failed
+    assert failed.reason == (
+        "unexpected error (RuntimeError: signer bug); please report it to kmssign's issue tracker"
+    )
+    assert failed.path.read_bytes() == before
+    for result in report.results:
+        if result.status == "signed":
+            peutil.osslsigncode_verify(result.path, pki.root_pem)
+    left = [p for p in tmp_path.rglob("*") if is_temporary(p.name)]
+    assert not left

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from kmssign.errors import plain_reason, redact
+from kmssign.errors import KmsSignError, plain_reason, redact
 
 Status = Literal[
     "signed", "skipped", "failed", "verified", "timestamped", "would-sign", "unsigned"
@@ -31,10 +31,17 @@ class FileResult:
     warnings: list[str] = field(default_factory=list)
     output: Path | None = None  # the file written (``path``, or where -o put it)
 
-    def fail(self, exc: BaseException) -> FileResult:
-        """Mark this file failed with the one-line reason ``exc`` gives."""
+    def fail(self, exc: Exception) -> FileResult:
+        """Mark this file failed with the one-line reason ``exc`` gives; an exception
+        that is neither kmssign's nor the system's is a bug, said as :func:`unexpected`
+        (so the per-file paths catch ``Exception``: one file never ends a batch)."""
         self.status = "failed"
-        self.reason = f"{exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+        if isinstance(exc, OSError):
+            self.reason = f"{exc.strerror or exc}"
+        elif isinstance(exc, KmsSignError):
+            self.reason = str(exc)
+        else:
+            self.reason = unexpected(exc)
         return self
 
 

@@ -152,7 +152,7 @@ def plan_file(path: Path, skip_signed: bool, append: bool = False) -> FileResult
     try:
         with open(path, "rb") as f:
             parse_pe(f)
-    except (KmsSignError, OSError) as exc:
+    except Exception as exc:  # anything: one file never ends a batch
         return FileResult(path, "failed").fail(exc)
     return FileResult(path, "would-sign")
 
@@ -196,7 +196,7 @@ def already_signed(path: Path) -> FileResult | None:
             if not image.has_certificate_table:
                 return None
             check_signed(f, image)
-    except (KmsSignError, OSError) as exc:
+    except Exception as exc:  # anything: one file never ends a batch
         return result.fail(exc)
     result.status = "skipped"
     result.reason = ALREADY_SIGNED
@@ -236,7 +236,7 @@ def prepare_file(
     """
     try:
         lock = lock_target(path, check=check_running, log=session.log)
-    except (KmsSignError, OSError) as exc:
+    except Exception as exc:  # anything: one file never ends a batch
         return FileResult(path, "failed").fail(exc)
     try:
         prepared = _prepare_locked(
@@ -289,7 +289,7 @@ def _prepare_locked(
                 atomic.abort()
                 raise
         return Prepared(result, atomic, state, file_digest, existing, record_hashes)
-    except (KmsSignError, OSError) as exc:
+    except Exception as exc:  # anything: one file never ends a batch
         return result.fail(exc)
 
 
@@ -346,7 +346,7 @@ def _complete_locked(prepared: Prepared, session: SigningSession) -> FileResult:
             prepared.output.handle.flush()
             result.sha256_after = file_sha256(prepared.output.path)
         prepared.output.commit()
-    except (KmsSignError, OSError) as exc:
+    except Exception as exc:  # anything: one file never ends a batch
         prepared.output.abort()
         return result.fail(exc)
     except BaseException:

@@ -11,7 +11,7 @@ from kmssign.authenticode.tlv import encoded
 from kmssign.authenticode.verify import intact_signatures, read_signatures
 from kmssign.engine.atomic import atomic_output, check_running
 from kmssign.engine.locking import lock_target
-from kmssign.engine.report import FileResult, unexpected
+from kmssign.engine.report import FileResult
 from kmssign.engine.signing import known_digest
 from kmssign.errors import KmsSignError, VerificationError
 from kmssign.pe.image import parse_pe
@@ -30,7 +30,7 @@ def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
     the file is waited for."""
     try:
         lock = lock_target(path, check=check_running)
-    except (KmsSignError, OSError) as exc:
+    except Exception as exc:  # anything: one file never ends a batch
         return FileResult(path, "failed").fail(exc)
     try:
         result = _timestamp_locked(path, timestamper)
@@ -72,10 +72,8 @@ def _timestamp_locked(path: Path, timestamper: TimestampClient) -> FileResult:
                     )
                 finish_signed_copy(out, state, content_info)
         result.status = "timestamped"
-    except (KmsSignError, OSError) as exc:
+    except Exception as exc:  # anything: one file never ends a batch
         result.fail(exc)
-    except Exception as exc:  # one file never ends a batch
-        result.reason = unexpected(exc)
     return result
 
 

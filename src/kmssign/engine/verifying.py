@@ -8,8 +8,7 @@ from pathlib import Path
 from cryptography import x509
 
 from kmssign.authenticode.verify import VerifiedSignature, verify_file
-from kmssign.engine.report import FileResult, unexpected
-from kmssign.errors import KmsSignError
+from kmssign.engine.report import FileResult
 
 
 def _nested_note(signature: VerifiedSignature) -> str:
@@ -30,10 +29,8 @@ def verify_one(
         verified = verify_file(
             path, roots=roots, tsa_roots=tsa_roots, require_timestamp=require_timestamp
         )
-    except KmsSignError as exc:
-        return FileResult(path, "failed", reason=str(exc))
-    except Exception as exc:  # one file never ends a batch
-        return FileResult(path, "failed", reason=unexpected(exc))
+    except Exception as exc:  # anything: one file never ends a batch
+        return FileResult(path, "failed").fail(exc)
     primary = verified.primary
     notes = [_nested_note(s) for s in verified.signatures[1:]]
     if not primary.chain_checked:

@@ -31,7 +31,7 @@ from kmssign.engine.signing import (
     prepare_file,
 )
 from kmssign.engine.wheelscan import PEMember, ScannedWheel, scan_wheel
-from kmssign.errors import KmsSignError, WheelFormatError
+from kmssign.errors import WheelFormatError
 from kmssign.wheel.record import encode_digest
 from kmssign.wheel.rewrite import Replacement, copy_range, pack_bytes, write_archive
 from kmssign.wheel.streams import pack
@@ -122,7 +122,7 @@ def _finish(
     else:
         try:
             _write(wheel, jobs, dest_dir)
-        except (KmsSignError, OSError) as exc:
+        except Exception as exc:  # anything: one wheel never ends a batch
             problem = FileResult(wheel.path, "failed").fail(exc).reason
     if not jobs:
         where = f"; copied unchanged into {dest_dir}" if dest_dir else ""
@@ -169,7 +169,7 @@ def sign_wheels(
                 if refusal is not None:
                     raise WheelFormatError(refusal)
                 scanned.append(wheel)
-            except (KmsSignError, OSError) as exc:
+            except Exception as exc:  # anything: one wheel never ends a batch
                 early.append(FileResult(path, "failed").fail(exc))
         if on_start is not None:
             on_start(len(early) + sum(max(1, len(w.pe_members)) for w in scanned))
@@ -211,7 +211,7 @@ def _run(
         if result.status == "signed":
             try:
                 _pack(job, scanned[job.wheel])
-            except (KmsSignError, OSError) as exc:
+            except Exception as exc:  # anything: one file never ends a batch
                 result.fail(exc)
         job.result = result
         return result

@@ -14,7 +14,6 @@ from kmssign.engine.pipeline import run_simple
 from kmssign.engine.report import FileResult
 from kmssign.engine.verifying import verify_one
 from kmssign.engine.wheelscan import PEMember, scan_wheel
-from kmssign.errors import KmsSignError
 from kmssign.pe.image import parse_pe
 
 
@@ -22,8 +21,8 @@ def _unsigned(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
             return not parse_pe(f).has_certificate_table
-    except (KmsSignError, OSError):
-        return False  # verify_one says what is wrong with it
+    except Exception:  # anything: verify_one says what is wrong with it
+        return False
 
 
 def verify_wheels(
@@ -67,7 +66,7 @@ def verify_wheels(
                 wheel = scan_wheel(
                     path, Path(work_dir, str(n)), lambda name: selected(name, include, exclude)
                 )
-            except (KmsSignError, OSError) as exc:
+            except Exception as exc:  # anything: one wheel never ends a batch
                 deliver(FileResult(path, "failed").fail(exc))
                 continue
             if not wheel.pe_members:
