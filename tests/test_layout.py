@@ -190,3 +190,15 @@ def test_importing_one_module_loads_no_unrelated_package() -> None:
     assert loaded, out.stderr
     assert all(m.startswith("kmssign.pe") or m == "kmssign.errors" for m in loaded), loaded
     importlib.invalidate_caches()
+
+
+def test_spec_helpers_load_no_http_stack() -> None:
+    """A .spec file's ``import kmssign.pyinstaller`` loads no timestamp client, urllib or
+    http.client: a build without timestamps never needs them."""
+    code = (
+        "import sys, kmssign.pyinstaller\n"
+        "print(sorted(m for m in ('kmssign.timestamp.client', 'urllib.request', 'http.client')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert ast.literal_eval(out.stdout.strip()) == [], out.stderr

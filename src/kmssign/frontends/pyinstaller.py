@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kmssign import api
 from kmssign.config import Settings, load_settings
@@ -42,7 +42,9 @@ from kmssign.engine.signing import already_signed, file_sha256
 from kmssign.errors import ConfigError, KmsSignError, SigningError
 from kmssign.pe.image import looks_like_pe
 from kmssign.signers import Signer
-from kmssign.timestamp.client import TimestampClient
+
+if TYPE_CHECKING:  # the client (and the HTTP stack) is imported only by runs that timestamp
+    from kmssign.timestamp.client import TimestampClient
 
 __all__ = ["CACHE_DIR", "disabled", "run_pyinstaller", "sign_bundled", "sign_outputs"]
 
