@@ -24,7 +24,8 @@ DISABLED_NOTE = f"kmssign: {DISABLE_VARIABLE} is set; not signing"
 
 
 def disabled(env: Mapping[str, str] | None = None) -> bool:
-    """``KMSSIGN_DISABLE`` set to a true value (1, true, yes, on)."""
+    """``KMSSIGN_DISABLE`` set to a true value (1, true, yes, on); the PyInstaller
+    helpers ask it too."""
     env = os.environ if env is None else env
     return env.get(DISABLE_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
 

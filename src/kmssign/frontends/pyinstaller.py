@@ -40,6 +40,7 @@ from kmssign.config import Settings, load_settings
 from kmssign.engine.discovery import discover, selected
 from kmssign.engine.signing import already_signed, file_sha256
 from kmssign.errors import ConfigError, KmsSignError, SigningError
+from kmssign.frontends.buildhooks import DISABLE_VARIABLE, disabled
 from kmssign.pe.image import looks_like_pe
 from kmssign.signers import Signer
 
@@ -50,7 +51,6 @@ __all__ = ["CACHE_DIR", "disabled", "run_pyinstaller", "sign_bundled", "sign_out
 
 logger = logging.getLogger("kmssign")
 
-DISABLE_VARIABLE = "KMSSIGN_DISABLE"
 CACHE_DIR = "kmssign-signed"
 # Analysis TOC typecodes that name a file to collect as it is (SYMLINK, DEPENDENCY,
 # PYMODULE, ... are something else).
@@ -58,12 +58,6 @@ _FILE_TYPECODES = frozenset({"BINARY", "EXTENSION", "DATA"})
 
 _T = TypeVar("_T")
 TocEntry = tuple[str, str, str]
-
-
-def disabled(env: Mapping[str, str] | None = None) -> bool:
-    """``KMSSIGN_DISABLE`` is set to a true value (1, true, yes, on)."""
-    env = os.environ if env is None else env
-    return env.get(DISABLE_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _at_edge(work: Callable[[], _T]) -> _T:
