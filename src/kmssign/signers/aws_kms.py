@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from kmssign.errors import KmsUnavailableError, SigningError, redact
+from kmssign.errors import KmsUnavailableError, SigningError, one_line, redact
 from kmssign.net.breaker import CircuitBreaker
 from kmssign.net.deadline import Deadline, DeadlinePassed, call_within, stop_if_passed
 from kmssign.signers import DigestName, KeyType, Signer
@@ -82,7 +82,7 @@ class _KeyInfo:
 
 
 def _one_line(text: object) -> str:
-    return " ".join(redact(text).split())
+    return one_line(redact(text))
 
 
 class KmsSigner:
