@@ -35,13 +35,6 @@ def der_integer(value: int) -> bytes:
     return der(0x02, value.to_bytes(magnitude.bit_length() // 8 + 1, "big", signed=True))
 
 
-def absent(value: object) -> bool:
-    """Whether an OPTIONAL field is missing, without asking for ``.native``: computing a
-    structure's native form makes asn1crypto re-encode it (and everything inside) on the
-    next dump, which is slow (seconds for a timestamp token) and could change bytes."""
-    return isinstance(value, core.Void)
-
-
 def signed_part(signed_attrs: bytes) -> bytes:
     """The bytes a SignerInfo's signature covers: its signedAttrs, stored as ``[0]
     IMPLICIT`` (the element as found), re-tagged as the SET OF they are signed as (RFC

@@ -25,10 +25,6 @@ ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def accelerated() -> bool:
-    return _isal is not None
-
-
 def inflater() -> Any:
     """A raw-deflate decompressor with zlib's interface (``decompress(data, max_length)``,
     ``unconsumed_tail``, ``flush``, ``eof``, ``unused_data``)."""
