@@ -25,6 +25,11 @@ from kmssign.engine.report import FileResult
 P = TypeVar("P")  # what stage one hands to stage two
 
 
+def local_threads() -> int:
+    """Threads for local work (hashing, copying, reading wheels): the cores, at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 class Pipeline(Generic[P]):
     def __init__(
         self,
@@ -38,7 +43,7 @@ class Pipeline(Generic[P]):
         self.prepare = prepare
         self.complete = complete
         self.jobs = max(1, jobs)
-        self.local_workers = local_workers or max(1, min(4, os.cpu_count() or 1))
+        self.local_workers = local_workers or local_threads()
         self.on_result = on_result
         self._lock = threading.Lock()
         self._stopped = False

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from kmssign.engine.pipeline import local_threads
 from kmssign.errors import WheelFormatError
 from kmssign.pe.image import looks_like_pe
 from kmssign.wheel.record import Record, find_record, parse_record, signature_members
@@ -51,10 +52,6 @@ class ScannedWheel:
     signatures: list[str]  # RECORD.jws / RECORD.p7s members
     pe_members: list[PEMember]
     stat: os.stat_result  # to notice a wheel changed between the scan and the write
-
-
-def local_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _batches(members: Sequence[Member]) -> Iterator[list[Member]]:
@@ -140,7 +137,7 @@ def scan_wheel(path: Path, workdir: Path, select: Callable[[str], bool]) -> Scan
         archive = read_archive(f)
         record, record_member = _read_record(f, archive)
     scan = _Scan(path, record, select, workdir)
-    with ThreadPoolExecutor(local_workers(), thread_name_prefix="kmssign-wheel") as pool:
+    with ThreadPoolExecutor(local_threads(), thread_name_prefix="kmssign-wheel") as pool:
         found = [pe for batch in pool.map(scan.batch, _batches(archive.members)) for pe in batch]
     return ScannedWheel(
         path=path,
