@@ -134,15 +134,7 @@ def _kms_signer(args: argparse.Namespace) -> Any:
     settings = _settings(args, **_kms_overrides(args))
     if not settings.key_id:
         raise ConfigError("--key-id is required (or key-id in [tool.kmssign])")
-    from kmssign.signers.aws_kms import KmsSigner
-
-    return KmsSigner.create(
-        settings.key_id,
-        region=settings.region,
-        profile=settings.profile,
-        endpoint_url=settings.endpoint_url,
-        timeout=settings.kms_timeout,
-    )
+    return api.create_signer(settings)
 
 
 def cmd_csr(args: argparse.Namespace) -> int:
