@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from kmssign.authenticode import asn1, tlv
 from kmssign.authenticode.asn1 import der
 from kmssign.errors import SigningError
+from kmssign.pki.certs import spki_der
 from kmssign.signers import DigestName, Signer
 
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -208,10 +209,7 @@ def build_signed_data(
 
 def _self_check_failure(signer: Signer, leaf: x509.Certificate) -> str:
     subject = leaf.subject.rfc4514_string()
-    leaf_key = leaf.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    if leaf_key == signer.public_key_der():
+    if spki_der(leaf) == signer.public_key_der():
         return (
             f"{signer.name} returned a signature that does not verify (with its own public "
             f"key, which certificate {subject} does match): the signer is faulty"
