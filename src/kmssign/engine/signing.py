@@ -185,6 +185,17 @@ def check_signed(f: BinaryIO, image: PEImage) -> None:
         ) from exc
 
 
+def _kept_as_signed(f: BinaryIO, image: PEImage, result: FileResult) -> FileResult | None:
+    """The skip-signed decision on an open file: None to sign it (no certificate table),
+    ``result`` marked skipped when its signatures are intact; raises when one is not."""
+    if not image.has_certificate_table:
+        return None
+    check_signed(f, image)
+    result.status = "skipped"
+    result.reason = ALREADY_SIGNED
+    return result
+
+
 def already_signed(path: Path) -> FileResult | None:
     """The skip-signed decision for ``path`` alone (build plugins ask before copying):
     None to sign it, ``skipped`` for a file whose signatures are intact, ``failed`` with
@@ -192,15 +203,9 @@ def already_signed(path: Path) -> FileResult | None:
     result = FileResult(path, "failed")
     try:
         with open(path, "rb") as f:
-            image = parse_pe(f)
-            if not image.has_certificate_table:
-                return None
-            check_signed(f, image)
+            return _kept_as_signed(f, parse_pe(f), result)
     except Exception as exc:  # anything: one file never ends a batch
         return result.fail(exc)
-    result.status = "skipped"
-    result.reason = ALREADY_SIGNED
-    return result
 
 
 def known_digest(image: PEImage, digest: str, copy_digest: bytes) -> dict[str, bytes]:
@@ -269,12 +274,9 @@ def _prepare_locked(
         with open(path, "rb") as f:
             image = parse_pe(f)
             existing = None
-            if image.has_certificate_table and skip_signed and not append:
-                # Only an intact signature counts as "signed": a table of garbage, or a
-                # signature the file no longer matches, is reported, not kept.
-                check_signed(f, image)
-                result.status = "skipped"
-                result.reason = ALREADY_SIGNED
+            # Only an intact signature counts as "signed": a table of garbage, or a
+            # signature the file no longer matches, is reported, not kept.
+            if skip_signed and not append and _kept_as_signed(f, image, result):
                 return result
             # Through a symbolic link, sign the file it points to and keep the link.
             target = output or (path.resolve() if path.is_symlink() else path)
