@@ -68,6 +68,17 @@ def intact_signatures(
     Raises a KmsSignError subclass naming the signature and what is wrong with it.
     """
     signatures = read_signatures(f, image)
+    check_intact(f, image, signatures, known)
+    return signatures
+
+
+def check_intact(
+    f: BinaryIO,
+    image: PEImage,
+    signatures: Sequence[ParsedSignature],
+    known: Mapping[str, bytes] | None = None,
+) -> None:
+    """:func:`intact_signatures` for the file's signatures read already."""
     digests = dict(known or {})
     for index, parsed in enumerate(signatures):
         if parsed.digest not in digests:
@@ -78,7 +89,6 @@ def intact_signatures(
             if index:
                 raise VerificationError(f"nested signature {index}: {exc}") from exc
             raise
-    return signatures
 
 
 def _requires_code_signing(cert: x509.Certificate) -> x509.ObjectIdentifier | None:

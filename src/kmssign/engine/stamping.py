@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from kmssign.authenticode.build import add_timestamp, replace_nested
 from kmssign.authenticode.tlv import encoded
-from kmssign.authenticode.verify import intact_signatures, read_signatures
+from kmssign.authenticode.verify import check_intact, read_signatures
 from kmssign.engine.atomic import atomic_output, check_running
 from kmssign.engine.locking import lock_target
 from kmssign.engine.report import FileResult
@@ -62,7 +62,9 @@ def _timestamp_locked(path: Path, timestamper: TimestampClient) -> FileResult:
             with atomic_output(path.resolve() if path.is_symlink() else path) as out:
                 file_digest, state = begin_signed_copy(f, image, primary.digest, out)
                 try:
-                    intact_signatures(f, image, known_digest(image, primary.digest, file_digest))
+                    check_intact(
+                        f, image, signatures, known_digest(image, primary.digest, file_digest)
+                    )
                 except KmsSignError as exc:
                     raise VerificationError(f"{exc}; re-sign it instead") from exc
                 content_info = _stamped(primary, timestamper, result)
