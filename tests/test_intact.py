@@ -6,6 +6,7 @@ with one pass over the file per digest algorithm."""
 from __future__ import annotations
 
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,36 @@ def test_the_build_plugins_decide_the_same_way(
     assert "demo_pkg/intact.exe" not in str(failure.value)
     assert any("demo_pkg/intact.exe" in line and "already signed" in line for line in lines)
     assert wheel.read_bytes() == before
+
+
+@pytest.mark.osslsigncode
+def test_build_log_lines_escape_member_names(
+    pki: TestPKI, samples: dict[str, Path], tmp_path: Path
+) -> None:
+    """A member name holding a newline cannot forge a line of the build's log (or of the
+    error that fails it): the plugins' lines are escaped as the CLI's are."""
+    identity = pki.identity("rsa2048")
+    forged = "kmssign: signed demo_pkg/forged.exe (signer: Someone Trusted; timestamp: x)"
+    name = f"demo_pkg/a\n{forged}\n.exe"
+    wheel = wheelutil.write_wheel(tmp_path / wheelutil.WHEEL_NAME, {
+        name: samples["t64.exe"].read_bytes(),
+    })
+    settings = Settings(key_file=identity.key_path, certificate=identity.cert_path,
+                        chain=(identity.chain_path,), timestamp="off")
+    lines: list[str] = []
+    buildhooks.sign_built_wheel(wheel, settings, lines.append)
+    assert lines == [
+        f"kmssign: signed demo_pkg/a\\n{forged}\\n.exe (signer: kmssign Test Signer rsa2048; "
+        "timestamp: no timestamp)",
+        "kmssign: 1 signed, 0 skipped",
+    ]
+    out = tmp_path / "member.exe"
+    with zipfile.ZipFile(wheel) as archive:
+        out.write_bytes(archive.read(name))
+    peutil.osslsigncode_verify(out, pki.root_pem)
+    failing = wheelutil.write_wheel(tmp_path / "bad" / wheelutil.WHEEL_NAME, {
+        name: samples["w32.exe"].read_bytes()[:1024],  # a PE file cut short: refused
+    })
+    with pytest.raises(SigningError) as failure:
+        buildhooks.sign_built_wheel(failing, settings, lines.append)
+    assert "\n" not in str(failure.value) and f"\\n{forged}\\n" in str(failure.value)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from kmssign.api import FileResult, sign_wheels
 from kmssign.config import Settings
+from kmssign.engine.report import printable
 from kmssign.errors import SigningError
 
 Log = Callable[[str], None]
@@ -31,13 +32,15 @@ def disabled(env: Mapping[str, str] | None = None) -> bool:
 
 
 def describe(result: FileResult, name: str) -> str:
-    """One log line for one file."""
+    """One log line for one file (control characters escaped, as the CLI's lines)."""
     if result.status == "signed":
         when = result.timestamp.isoformat() if result.timestamp else "no timestamp"
-        return f"kmssign: signed {name} (signer: {result.signer}; timestamp: {when})"
-    if result.status == "skipped":
-        return f"kmssign: skipped {name} ({result.reason})"
-    return f"kmssign: FAILED {name}: {result.reason}"
+        line = f"kmssign: signed {name} (signer: {result.signer}; timestamp: {when})"
+    elif result.status == "skipped":
+        line = f"kmssign: skipped {name} ({result.reason})"
+    else:
+        line = f"kmssign: FAILED {name}: {result.reason}"
+    return printable(line)
 
 
 def failure_error(failed: list[tuple[str, FileResult]]) -> SigningError:
@@ -50,7 +53,7 @@ def failure_error(failed: list[tuple[str, FileResult]]) -> SigningError:
         for reason, names in by_reason.items()
     )
     noun = "file" if len(failed) == 1 else "files"
-    return SigningError(f"{len(failed)} {noun} could not be signed: {parts}")
+    return SigningError(printable(f"{len(failed)} {noun} could not be signed: {parts}"))
 
 
 def log_results(named: Iterable[tuple[str, FileResult]], log: Log) -> None:
