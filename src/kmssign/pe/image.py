@@ -1,6 +1,7 @@
-"""PE32/PE32+ images: header parsing, the Authenticode digest, the certificate table.
+"""PE32/PE32+ images: the headers, and where the parts Authenticode cares about are.
 
-Everything streams with a bounded buffer; nothing here loads a whole image. Parsing is
+Nothing here loads a whole image (the passes over a file are in the sibling modules,
+the certificate table's entries in ``certtable``). Parsing is
 defensive: any structural problem raises :class:`~kmssign.errors.PEFormatError` whose
 message is the reason only (callers add the file name).
 

@@ -80,8 +80,7 @@ _IMPRINT_ALGORITHMS = {
 }
 
 
-# -- HTTP: kmssign.timestamp.transport.http_post (keep-alive, proxies, redirects) ------------------
-
+# HTTP is kmssign.timestamp.transport.http_post (keep-alive, proxies, redirects).
 
 
 # -- reply ---------------------------------------------------------------------------
