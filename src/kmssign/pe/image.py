@@ -1,9 +1,9 @@
 """PE32/PE32+ images: the headers, and where the parts Authenticode cares about are.
 
 Nothing here loads a whole image (the passes over a file are in the sibling modules,
-the certificate table's entries in ``certtable``). Parsing is
-defensive: any structural problem raises :class:`~kmssign.errors.PEFormatError` whose
-message is the reason only (callers add the file name).
+the certificate table's entries in ``certtable``). Parsing is defensive: any structural
+problem raises :class:`~kmssign.errors.PEFormatError` whose message is the reason only
+(callers add the file name).
 
 Authenticode hashes the file linearly except three ranges: the 4-byte CheckSum field,
 the 8-byte certificate-table directory entry and the certificate table itself (which
