@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from kmssign.pe.digest import authenticode_digest
-from kmssign.pe.image import parse_pe
-from kmssign.pe.signedcopy import begin_signed_copy, finish_signed_copy
+from kmssign._internal.pe.digest import authenticode_digest
+from kmssign._internal.pe.image import parse_pe
+from kmssign._internal.pe.signedcopy import begin_signed_copy, finish_signed_copy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +40,7 @@ def make_pe(path: Path, size: int) -> None:
 
 def child(mode: str, path: Path) -> None:
     """Runs in its own process; prints 'seconds peak_rss_kib'."""
-    from kmssign.pe import checksum, hashing
+    from kmssign._internal.pe import checksum, hashing
 
     if mode == "sign-python":
         checksum.word_sum = checksum.word_sum_python

@@ -51,7 +51,7 @@ from tests.kms_server import KmsServer  # noqa: E402
 from tests.pki import CODE_SIGNING, TestPKI, write_pem  # noqa: E402
 from tests.tsa_server import LoopbackTSA  # noqa: E402
 
-from kmssign.pe.image import looks_like_pe  # noqa: E402
+from kmssign._internal.pe.image import looks_like_pe  # noqa: E402
 
 SAMPLE_APP = REPO / "sample_app"
 # The alias sample_app's [tool.kmssign] names as key-id: the demo key takes it, so the

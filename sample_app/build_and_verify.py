@@ -67,8 +67,8 @@ def build_wheel(app: Path, out: Path, frontend: str, env: Mapping[str, str]) -> 
 
 def verify_wheel(wheel: Path, ca: Path, tsa_ca: Path | None) -> bool:
     """Unzip ``wheel`` and verify every PE member with ``kmssign verify``."""
+    from kmssign._internal.pe.image import looks_like_pe
     from kmssign.frontends.cli.main import main
-    from kmssign.pe.image import looks_like_pe
 
     with tempfile.TemporaryDirectory(prefix="sample-app-wheel-") as tmp:
         with zipfile.ZipFile(wheel) as archive:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kmssign.authenticode.parse import ParsedSignature
-from kmssign.authenticode.verify import read_signatures, verify_file
+from kmssign._internal.authenticode.parse import ParsedSignature
+from kmssign._internal.authenticode.verify import read_signatures, verify_file
+from kmssign._internal.pe.image import parse_pe
 from kmssign.frontends.cli.main import main
-from kmssign.pe.image import parse_pe
 from kmssign.signers import DigestName, KeyType, Signer
 from tests.pki import SigningIdentity, TestPKI
 

@@ -1,7 +1,7 @@
 """A corpus of malformed PE inputs, built from a real PE file by byte surgery.
 
 ``build_corpus(base, out_dir)`` writes one file per case and returns {name: path}.
-Offsets are worked out here with ``struct`` independently of ``kmssign.pe``, so the
+Offsets are worked out here with ``struct`` independently of ``kmssign._internal.pe``, so the
 corpus does not depend on the code it tests.
 
 Every case is a file kmssign must refuse. Most are broken at the PE level (the PE layer

@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 
 import pytest
 
-from kmssign.pe.image import looks_like_pe
+from kmssign._internal.pe.image import looks_like_pe
 from tests import peutil
 from tests.fixtures_build import Build, assert_record_matches, extract, members, tree_digest
 from tests.fixtures_kms import KmsIdentity

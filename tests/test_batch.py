@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kmssign.engine.report import FileResult, Report
+from kmssign._internal.engine.report import FileResult, Report
 from kmssign.frontends.cli.output import Printer
 from tests import peutil
 from tests.helpers import run_cli

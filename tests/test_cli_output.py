@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kmssign.engine.report import printable
+from kmssign._internal.engine.report import printable
 from tests import peutil
 from tests.helpers import run_cli, sign_args
 from tests.pki import TestPKI

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from kmssign.pe.certtable import read_certificates
-from kmssign.pe.image import parse_pe
-from kmssign.pe.signedcopy import begin_signed_copy, finish_signed_copy
+from kmssign._internal.pe.certtable import read_certificates
+from kmssign._internal.pe.image import parse_pe
+from kmssign._internal.pe.signedcopy import begin_signed_copy, finish_signed_copy
 from tests import peutil
 from tests.helpers import primary_signature, run_cli, sign_args, signature_states
 from tests.pki import TestPKI
@@ -229,9 +229,9 @@ def test_timestamp_command_keeps_an_existing_primary_token(
 def test_timestamp_command_refuses_a_nested_signature_of_another_file(
     capsys, pki: TestPKI, samples, tsa
 ) -> None:
-    from kmssign.authenticode import build as authenticode
-    from kmssign.authenticode.verify import read_signatures
-    from kmssign.engine.atomic import atomic_output
+    from kmssign._internal.authenticode import build as authenticode
+    from kmssign._internal.authenticode.verify import read_signatures
+    from kmssign._internal.engine.atomic import atomic_output
 
     path, other = samples["t64.exe"], samples["w32.exe"]
     for target, kind in ((path, "rsa2048"), (other, "p256")):
@@ -259,8 +259,8 @@ def test_a_timestamped_signature_is_never_re_encoded(
     the unsigned attributes: 20-70 s per file for a token, and bytes it might change)."""
     from asn1crypto import core
 
-    from kmssign.authenticode import build as authenticode
-    from kmssign.authenticode.verify import read_signatures
+    from kmssign._internal.authenticode import build as authenticode
+    from kmssign._internal.authenticode.verify import read_signatures
 
     path, other = samples["t64.exe"], samples["w32.exe"]
     code, _, err = run_cli(

@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from kmssign._internal.pki.csr import build_csr, parse_subject, public_key_pem
+from kmssign._internal.signers.aws_kms import KmsSigner
 from kmssign.errors import ConfigError, SigningError
-from kmssign.pki.csr import build_csr, parse_subject, public_key_pem
 from kmssign.signers import DigestName
-from kmssign.signers.aws_kms import KmsSigner
 from tests.fixtures_kms import KmsServer, create_kms_key, kms_client
 from tests.helpers import DelegatingSigner
 

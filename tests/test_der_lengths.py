@@ -25,10 +25,10 @@ from typing import Any
 
 import pytest
 
-from kmssign.authenticode import tlv
-from kmssign.authenticode.asn1 import der
-from kmssign.pe.certtable import read_certificates
-from kmssign.pe.image import parse_pe
+from kmssign._internal.authenticode import tlv
+from kmssign._internal.authenticode.asn1 import der
+from kmssign._internal.pe.certtable import read_certificates
+from kmssign._internal.pe.image import parse_pe
 from tests import peutil
 from tests.helpers import run_cli, sign_args
 from tests.pki import TestPKI
@@ -279,7 +279,7 @@ def test_encoded_gives_the_bytes_read_even_when_a_header_ends_in_0x80(
     one, after their fields were read, and re-encodes nothing."""
     from asn1crypto import cms
 
-    from kmssign.timestamp.client import TimeStampResp
+    from kmssign._internal.timestamp.client import TimeStampResp
 
     octets = bytes(0x180 - 19)  # 19: the OID, and the [0] and OCTET STRING headers
     token = der(0x30, der(0x06, bytes.fromhex("2a864886f70d010701")) + der(0xA0, der(0x04, octets)))

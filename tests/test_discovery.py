@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kmssign.engine.discovery import discover
+from kmssign._internal.engine.discovery import discover
 from tests import peutil
 from tests.helpers import run_cli, sign_args
 from tests.pki import TestPKI

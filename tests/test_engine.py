@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from kmssign.pe.certtable import read_certificates
-from kmssign.pe.checksum import pe_checksum
-from kmssign.pe.digest import authenticode_digest
-from kmssign.pe.image import parse_pe, stored_checksum
+from kmssign._internal.pe.certtable import read_certificates
+from kmssign._internal.pe.checksum import pe_checksum
+from kmssign._internal.pe.digest import authenticode_digest
+from kmssign._internal.pe.image import parse_pe, stored_checksum
 from tests import peutil
 from tests.helpers import run_cli, sign_args
 from tests.pki import TestPKI
@@ -404,7 +404,7 @@ def test_signing_without_timestamps_never_loads_the_http_stack(
         "from kmssign.frontends.cli.main import main\n"
         "code = main(sys.argv[1:])\n"
         "print(code, *(m in sys.modules for m in "
-        "('kmssign.timestamp.client', 'urllib.request', 'http.client')))\n"
+        "('kmssign._internal.timestamp.client', 'urllib.request', 'http.client')))\n"
     )
     argv = ["sign", str(target), *sign_args(pki.identity("rsa2048")), "--quiet"]
     result = subprocess.run(

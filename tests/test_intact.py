@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from kmssign._internal.pe import digest as pe_digest
 from kmssign.config import Settings
 from kmssign.errors import SigningError
 from kmssign.frontends import buildhooks
-from kmssign.pe import digest as pe_digest
 from tests import peutil, wheelutil
 from tests.helpers import break_signature, run_cli, sign_args
 from tests.pki import TestPKI
@@ -95,7 +95,7 @@ def test_one_digest_pass_per_algorithm(
 ) -> None:
     """A dual-signed file (SHA-256, SHA-1 nested) costs the skip-signed decision two
     passes; --append and timestamp reuse their copy's pass for the primary's algorithm."""
-    from kmssign.authenticode import verify
+    from kmssign._internal.authenticode import verify
 
     passes: list[str] = []
     original = pe_digest.authenticode_digest

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from kmssign.engine import atomic
-from kmssign.engine.locking import lock_target
-from kmssign.pki.certs import subject_of
+from kmssign._internal.engine import atomic
+from kmssign._internal.engine.locking import lock_target
+from kmssign._internal.pki.certs import subject_of
 from tests import peutil
 from tests.helpers import primary_signature, run_cli, sign_args
 from tests.pki import TestPKI

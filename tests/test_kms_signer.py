@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from moto import mock_aws
 
+from kmssign._internal.signers.aws_kms import KmsSigner, resolve_digest_note
 from kmssign.errors import SigningError
 from kmssign.signers import DIGESTS, Signer
-from kmssign.signers.aws_kms import KmsSigner, resolve_digest_note
 from tests.fixtures_kms import KmsIdentity, KmsServer, create_kms_key, kms_client
 from tests.pki import TestPKI
 
@@ -553,7 +553,8 @@ def test_throttling_that_outlasts_retries(
 
 def test_importing_kmssign_does_not_import_boto3() -> None:
     code = (
-        "import sys, kmssign, kmssign.config, kmssign.pki.csr, kmssign.signers.aws_kms; "
+        "import sys, kmssign, kmssign.config, kmssign._internal.pki.csr, "
+        "kmssign._internal.signers.aws_kms; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -602,7 +603,7 @@ def test_subprocess_reaches_the_server_through_aws_env(
 ) -> None:
     key_id = kms_server.create_key("ECC_NIST_P256", alias="alias/subprocess")
     code = (
-        "from kmssign.signers.aws_kms import KmsSigner; "
+        "from kmssign._internal.signers.aws_kms import KmsSigner; "
         "print(KmsSigner.create('alias/subprocess').public_key_der().hex())"
     )
     result = subprocess.run(

@@ -57,8 +57,11 @@ def kmssign_imports(path: Path) -> set[str]:
 
 
 def layer(module: str) -> str:
-    """``pe`` for kmssign.pe.image, ``frontends.cli`` for kmssign.frontends.cli.main, ..."""
+    """``pe`` for kmssign._internal.pe.image, ``frontends.cli`` for
+    kmssign.frontends.cli.main, ..."""
     parts = module.split(".")[1:]
+    if parts[:1] == ["_internal"]:
+        parts = parts[1:]
     if not parts:
         return ""
     if parts[0] == "frontends" and len(parts) > 1:
@@ -145,10 +148,10 @@ def test_imports_flow_one_way(path: Path) -> None:
 def test_third_party_boundaries() -> None:
     """boto3 only in the KMS signer, hatchling only in the hook, setuptools only in its
     plugin's command, PyInstaller only in its front end, isal only in the wheel codec."""
-    owners = {"boto3": "signers/aws_kms.py", "botocore": "signers/aws_kms.py",
+    owners = {"boto3": "_internal/signers/aws_kms.py", "botocore": "_internal/signers/aws_kms.py",
               "hatchling": "frontends/hatch/hook.py", "PyInstaller": "frontends/pyinstaller.py",
               "setuptools": "frontends/setuptools/command.py",
-              "distutils": "frontends/setuptools/command.py", "isal": "wheel/codec.py"}
+              "distutils": "frontends/setuptools/command.py", "isal": "_internal/wheel/codec.py"}
     for path in modules():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
@@ -165,7 +168,7 @@ def test_third_party_boundaries() -> None:
 
 def test_subpackage_inits_import_nothing() -> None:
     for init in PACKAGE.rglob("__init__.py"):
-        if init.parent == PACKAGE or init.parent.name == "signers":
+        if init.parent == PACKAGE or init.parent == PACKAGE / "signers":
             continue
         tree = ast.parse(init.read_text(encoding="utf-8"))
         imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
@@ -182,13 +185,14 @@ def test_importing_one_module_loads_no_unrelated_package() -> None:
     """A fresh interpreter importing the PE layer loads nothing of Authenticode, the
     network or the front ends."""
     code = (
-        "import sys, kmssign.pe.signedcopy, kmssign.pe.digest\n"
+        "import sys, kmssign._internal.pe.signedcopy, kmssign._internal.pe.digest\n"
         "print(sorted(m for m in sys.modules if m.startswith('kmssign.')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = ast.literal_eval(out.stdout.strip())
     assert loaded, out.stderr
-    assert all(m.startswith("kmssign.pe") or m == "kmssign.errors" for m in loaded), loaded
+    ok = ("kmssign.errors", "kmssign._internal")
+    assert all(m.startswith("kmssign._internal.pe") or m in ok for m in loaded), loaded
     importlib.invalidate_caches()
 
 
@@ -197,7 +201,8 @@ def test_spec_helpers_load_no_http_stack() -> None:
     http.client: a build without timestamps never needs them."""
     code = (
         "import sys, kmssign.pyinstaller\n"
-        "print(sorted(m for m in ('kmssign.timestamp.client', 'urllib.request', 'http.client')"
+        "print(sorted(m for m in ('kmssign._internal.timestamp.client', 'urllib.request',"
+        " 'http.client')"
         " if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -17,10 +17,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from kmssign.authenticode import build, tlv
-from kmssign.authenticode.asn1 import der
+from kmssign._internal.authenticode import build, tlv
+from kmssign._internal.authenticode.asn1 import der
+from kmssign._internal.signers.local import KeyFileSigner
 from kmssign.signers import DigestName
-from kmssign.signers.local import KeyFileSigner
 from tests import peutil
 from tests.helpers import DelegatingSigner, run_cli, sign_args
 from tests.pki import NOW, SigningIdentity, TestPKI, make_key, write_key, write_pem
@@ -249,8 +249,8 @@ def test_an_unexpected_error_in_one_file_fails_that_file_only(
     """A bug while signing one file is that file's failure, with a line asking for a bug
     report: the batch goes on, the file stays as it was, no temporary file is left."""
     from kmssign import api
+    from kmssign._internal.engine.atomic import is_temporary
     from kmssign.config import Settings
-    from kmssign.engine.atomic import is_temporary
 
     identity = pki.identity("rsa2048")
     settings = Settings(key_file=identity.key_path, certificate=identity.cert_path,

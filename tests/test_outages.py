@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from kmssign._internal.net.breaker import CircuitBreaker
+from kmssign._internal.net.deadline import Deadline, DeadlinePassed, call_within, stop_if_passed
+from kmssign._internal.timestamp.client import TimestampClient
 from kmssign.errors import TimestampError, TimestampUnavailableError
-from kmssign.net.breaker import CircuitBreaker
-from kmssign.net.deadline import Deadline, DeadlinePassed, call_within, stop_if_passed
-from kmssign.timestamp.client import TimestampClient
 from tests import peutil
 from tests.helpers import run_cli, sign_args, snapshot
 from tests.kms_proxy import KmsProxy

@@ -11,18 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from kmssign.errors import ConfigError
-from kmssign.pe import checksum, hashing
-from kmssign.pe.certtable import (
+from kmssign._internal.pe import checksum, hashing
+from kmssign._internal.pe.certtable import (
     WIN_CERT_REVISION_2_0,
     WIN_CERT_TYPE_PKCS_SIGNED_DATA,
     WinCertificate,
     read_certificates,
 )
-from kmssign.pe.checksum import pe_checksum
-from kmssign.pe.digest import authenticode_digest
-from kmssign.pe.image import CHUNK, PEImage, looks_like_pe, parse_pe, stored_checksum
-from kmssign.pe.signedcopy import begin_signed_copy, finish_signed_copy, strip_copy
+from kmssign._internal.pe.checksum import pe_checksum
+from kmssign._internal.pe.digest import authenticode_digest
+from kmssign._internal.pe.image import CHUNK, PEImage, looks_like_pe, parse_pe, stored_checksum
+from kmssign._internal.pe.signedcopy import begin_signed_copy, finish_signed_copy, strip_copy
+from kmssign.errors import ConfigError
 from tests import peutil
 from tests.pki import TestPKI
 
@@ -391,8 +391,8 @@ def test_numpy_is_imported_only_for_files_that_repay_it(
         out.truncate(checksum.ACCELERATE_MIN + 4096)  # zeros: an overlay
     script = (
         "import io, sys\n"
-        "from kmssign.pe.image import parse_pe\n"
-        "from kmssign.pe.signedcopy import begin_signed_copy\n"
+        "from kmssign._internal.pe.image import parse_pe\n"
+        "from kmssign._internal.pe.signedcopy import begin_signed_copy\n"
         "for name in sys.argv[1:]:\n"
         "    with open(name, 'rb') as f:\n"
         "        begin_signed_copy(f, parse_pe(f), 'sha256', io.BytesIO())\n"

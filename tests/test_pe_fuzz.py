@@ -8,12 +8,12 @@ import struct
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from kmssign._internal.pe.certtable import read_certificates
+from kmssign._internal.pe.checksum import pe_checksum
+from kmssign._internal.pe.digest import authenticode_digest
+from kmssign._internal.pe.image import parse_pe, stored_checksum
+from kmssign._internal.pe.signedcopy import begin_signed_copy, finish_signed_copy
 from kmssign.errors import PEFormatError
-from kmssign.pe.certtable import read_certificates
-from kmssign.pe.checksum import pe_checksum
-from kmssign.pe.digest import authenticode_digest
-from kmssign.pe.image import parse_pe, stored_checksum
-from kmssign.pe.signedcopy import begin_signed_copy, finish_signed_copy
 from tests import malformed, peutil
 
 BASES = {name: path.read_bytes() for name, path in peutil.LAUNCHERS.items()}

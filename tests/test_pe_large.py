@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from kmssign.pe import kernelcopy, reading
-from kmssign.pe.checksum import pe_checksum
-from kmssign.pe.digest import authenticode_digest
-from kmssign.pe.image import parse_pe, stored_checksum
-from kmssign.pe.signedcopy import begin_signed_copy
+from kmssign._internal.pe import kernelcopy, reading
+from kmssign._internal.pe.checksum import pe_checksum
+from kmssign._internal.pe.digest import authenticode_digest
+from kmssign._internal.pe.image import parse_pe, stored_checksum
+from kmssign._internal.pe.signedcopy import begin_signed_copy
 from tests import peutil
 from tests.helpers import run_cli, sign_args
 from tests.pki import TestPKI
@@ -80,7 +80,7 @@ def test_large_file_signs_the_same_either_way(
 # mapped page past the new end would kill the process with SIGBUS.
 _CUTTER = """
 import os, sys
-from kmssign.pe import digest, kernelcopy, reading, signedcopy
+from kmssign._internal.pe import digest, kernelcopy, reading, signedcopy
 target, cut_at = sys.argv[1], int(sys.argv[2])
 real = reading.new_hash
 

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from kmssign.errors import PEFormatError
-from kmssign.pe.certtable import (
+from kmssign._internal.pe.certtable import (
     WIN_CERT_REVISION_2_0,
     WIN_CERT_TYPE_PKCS_SIGNED_DATA,
     WinCertificate,
     read_certificates,
 )
-from kmssign.pe.checksum import pe_checksum
-from kmssign.pe.digest import authenticode_digest
-from kmssign.pe.image import looks_like_pe, parse_pe
+from kmssign._internal.pe.checksum import pe_checksum
+from kmssign._internal.pe.digest import authenticode_digest
+from kmssign._internal.pe.image import looks_like_pe, parse_pe
+from kmssign.errors import PEFormatError
 from tests import malformed
 
 # The reason each case must be refused for (a substring of the message).

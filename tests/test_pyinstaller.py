@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
+from kmssign._internal.pe.image import parse_pe
+from kmssign._internal.signers.local import KeyFileSigner
 from kmssign.frontends.cli.main import build_parser, main
-from kmssign.pe.image import parse_pe
 from kmssign.pyinstaller import CACHE_DIR, sign_bundled, sign_outputs
 from kmssign.signers import DigestName
-from kmssign.signers.local import KeyFileSigner
 from tests import peutil
 from tests.fixtures_pyinstaller import (
     OK,

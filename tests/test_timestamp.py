@@ -17,8 +17,7 @@ import pytest
 from asn1crypto import cms, tsp
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from kmssign.errors import ConfigError, KmsSignError, TimestampError, VerificationError
-from kmssign.timestamp.client import (
+from kmssign._internal.timestamp.client import (
     TimestampClient,
     TimeStampResp,
     build_request,
@@ -26,6 +25,7 @@ from kmssign.timestamp.client import (
     http_post,
     parse_response,
 )
+from kmssign.errors import ConfigError, KmsSignError, TimestampError, VerificationError
 from tests.pki import NOW, TIME_STAMPING, make_root
 from tests.tsa_server import LoopbackTSA, make_tst_info, sign_tst_info
 
@@ -426,7 +426,7 @@ def test_check_token_never_crashes_on_broken_der(pki, mutate: Callable[[bytes], 
 def test_der_integer_is_minimal_twos_complement(value: int) -> None:
     from asn1crypto import core
 
-    from kmssign.authenticode.asn1 import der_integer
+    from kmssign._internal.authenticode.asn1 import der_integer
 
     assert der_integer(value) == core.Integer(value).dump()
 

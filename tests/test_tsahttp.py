@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from kmssign.timestamp import transport as tsahttp
+from kmssign._internal.timestamp import transport as tsahttp
 
 
 class _Server:

@@ -24,13 +24,13 @@ from typing import Any
 
 import pytest
 
-from kmssign.authenticode import tlv
-from kmssign.authenticode.asn1 import der
-from kmssign.authenticode.verify import verify_file
+from kmssign._internal.authenticode import tlv
+from kmssign._internal.authenticode.asn1 import der
+from kmssign._internal.authenticode.verify import verify_file
+from kmssign._internal.pe.certtable import win_certificate
+from kmssign._internal.pe.image import parse_pe
 from kmssign.errors import KmsSignError
 from kmssign.frontends.cli.main import main
-from kmssign.pe.certtable import win_certificate
-from kmssign.pe.image import parse_pe
 from tests import peutil
 from tests.helpers import sign_args
 from tests.pki import TestPKI

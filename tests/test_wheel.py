@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from kmssign._internal.signers.local import KeyFileSigner
 from kmssign.api import sign_wheels, verify_wheels
 from kmssign.config import Settings
-from kmssign.signers.local import KeyFileSigner
 from tests import fixtures_build, peutil, wheelutil
 from tests.fixtures_kms import KmsIdentity, KmsServer
 from tests.helpers import DelegatingSigner, primary_signature, run_cli, sign_args
@@ -290,7 +290,7 @@ def test_without_isal_zlib_reads_and_compresses_the_members(
     demo_wheel: Path, tmp_path: Path,
 ) -> None:
     """The pure path (kmssign without the `fast` extra) signs the same members right."""
-    monkeypatch.setattr("kmssign.wheel.codec._isal", None)
+    monkeypatch.setattr("kmssign._internal.wheel.codec._isal", None)
     code, out, err = run_cli(capsys, "wheel", str(demo_wheel), *sign_args(pki.identity()))
     assert code == 0, err
     assert "4 signed, 1 skipped, 0 failed" in out

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from kmssign._internal.wheel import rewrite, zipdir
+from kmssign._internal.wheel.record import parse_record
+from kmssign._internal.wheel.rewrite import pack_bytes, write_archive
+from kmssign._internal.wheel.streams import Packed, read_member
+from kmssign._internal.wheel.zipdir import FLAG_DESCRIPTOR, read_archive
 from kmssign.errors import WheelFormatError
-from kmssign.wheel import rewrite, zipdir
-from kmssign.wheel.record import parse_record
-from kmssign.wheel.rewrite import pack_bytes, write_archive
-from kmssign.wheel.streams import Packed, read_member
-from kmssign.wheel.zipdir import FLAG_DESCRIPTOR, read_archive
 from tests import peutil, wheelutil
 from tests.helpers import run_cli, sign_args
 from tests.pki import TestPKI

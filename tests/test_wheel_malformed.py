@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from kmssign._internal.signers.local import KeyFileSigner
 from kmssign.api import sign_wheels
 from kmssign.config import Settings
-from kmssign.signers.local import KeyFileSigner
 from tests import peutil, wheelutil
 from tests.helpers import DelegatingSigner, run_cli, sign_args
 from tests.pki import TestPKI
@@ -138,7 +138,7 @@ CASES: dict[str, tuple[Callable[[Path, dict[str, Path]], None], str]] = {
 def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Members inflated and deflated by ISA-L (when installed), or by zlib alone."""
     if request.param == "zlib":
-        monkeypatch.setattr("kmssign.wheel.codec._isal", None)
+        monkeypatch.setattr("kmssign._internal.wheel.codec._isal", None)
     else:
         pytest.importorskip("isal")
     return str(request.param)

@@ -11,13 +11,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kmssign.config import Settings
-from kmssign.engine import wheelsign, wheelverify
-from kmssign.engine.atomic import clear_leftover, resume
-from kmssign.engine.discovery import NOT_PE, discover, find_wheels, is_wheel_name
-from kmssign.engine.pipeline import Pipeline, run_simple
-from kmssign.engine.report import FileResult, Report, Status
-from kmssign.engine.signing import (
+from kmssign._internal.engine import wheelsign, wheelverify
+from kmssign._internal.engine.atomic import clear_leftover, resume
+from kmssign._internal.engine.discovery import NOT_PE, discover, find_wheels, is_wheel_name
+from kmssign._internal.engine.pipeline import Pipeline, run_simple
+from kmssign._internal.engine.report import FileResult, Report, Status
+from kmssign._internal.engine.signing import (
     Log,
     Prepared,
     SigningSession,
@@ -29,14 +28,15 @@ from kmssign.engine.signing import (
     prepare_file,
     sign_file,
 )
-from kmssign.engine.stamping import timestamp_file
-from kmssign.engine.verifying import verify_one
+from kmssign._internal.engine.stamping import timestamp_file
+from kmssign._internal.engine.verifying import verify_one
+from kmssign._internal.pki.certs import certificate_notes, load_roots
+from kmssign.config import Settings
 from kmssign.errors import ConfigError
-from kmssign.pki.certs import certificate_notes, load_roots
 from kmssign.signers import Signer
 
 if TYPE_CHECKING:  # imported by the runs that timestamp (it brings the HTTP stack)
-    from kmssign.timestamp.client import TimestampClient
+    from kmssign._internal.timestamp.client import TimestampClient
 
 __all__ = [
     "FileResult",
@@ -157,7 +157,7 @@ def timestamp_files(
         paths, settings.include, settings.exclude, report, on_result, on_start, log=log
     )
     if timestamper is None:
-        from kmssign.timestamp.client import TimestampClient
+        from kmssign._internal.timestamp.client import TimestampClient
 
         timestamper = TimestampClient(
             settings.timestamp_urls, timeout=settings.timestamp_timeout, log=log

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from kmssign._internal.pyproject import find_pyproject, read_toml, table_at
 from kmssign.errors import ConfigError, redact
-from kmssign.pyproject import find_pyproject, read_toml, table_at
 
 TimestampPolicy = Literal["required", "optional", "off"]
 

@@ -13,9 +13,9 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from kmssign._internal.engine.report import printable
 from kmssign.api import FileResult, sign_wheels
 from kmssign.config import Settings
-from kmssign.engine.report import printable
 from kmssign.errors import SigningError
 
 Log = Callable[[str], None]

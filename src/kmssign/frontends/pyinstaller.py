@@ -36,16 +36,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kmssign import api
+from kmssign._internal.engine.discovery import discover, selected
+from kmssign._internal.engine.signing import already_signed, file_sha256
+from kmssign._internal.pe.image import looks_like_pe
 from kmssign.config import Settings, load_settings
-from kmssign.engine.discovery import discover, selected
-from kmssign.engine.signing import already_signed, file_sha256
 from kmssign.errors import ConfigError, KmsSignError, SigningError
 from kmssign.frontends.buildhooks import DISABLE_VARIABLE, disabled
-from kmssign.pe.image import looks_like_pe
 from kmssign.signers import Signer
 
 if TYPE_CHECKING:  # the client (and the HTTP stack) is imported only by runs that timestamp
-    from kmssign.timestamp.client import TimestampClient
+    from kmssign._internal.timestamp.client import TimestampClient
 
 __all__ = ["CACHE_DIR", "disabled", "run_pyinstaller", "sign_bundled", "sign_outputs"]
 

@@ -2,7 +2,7 @@
 
 A signer receives the DER encoding of the Authenticode signed attributes and returns
 the raw signature value (PKCS#1 v1.5 for RSA, DER ``ECDSA-Sig-Value`` for EC keys).
-CMS assembly lives in :mod:`kmssign.authenticode.build`, whatever holds the key.
+CMS assembly lives in :mod:`kmssign._internal.authenticode.build`, whatever holds the key.
 """
 
 from __future__ import annotations

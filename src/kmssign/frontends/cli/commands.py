@@ -138,7 +138,7 @@ def _kms_signer(args: argparse.Namespace) -> Any:
 
 
 def cmd_csr(args: argparse.Namespace) -> int:
-    from kmssign.pki.csr import build_csr, parse_subject
+    from kmssign._internal.pki.csr import build_csr, parse_subject
 
     subject = parse_subject(args.subject)
     signer = _kms_signer(args)
@@ -149,7 +149,7 @@ def cmd_csr(args: argparse.Namespace) -> int:
 
 
 def cmd_pubkey(args: argparse.Namespace) -> int:
-    from kmssign.pki.csr import public_key_pem
+    from kmssign._internal.pki.csr import public_key_pem
 
     pem = public_key_pem(_kms_signer(args))
     if args.output:
@@ -160,7 +160,7 @@ def cmd_pubkey(args: argparse.Namespace) -> int:
 
 
 def _write(path: Path, data: bytes) -> None:
-    from kmssign.engine.atomic import atomic_output
+    from kmssign._internal.engine.atomic import atomic_output
 
     with atomic_output(path) as out:
         out.write(data)

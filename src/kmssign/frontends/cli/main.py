@@ -329,7 +329,7 @@ def _signals_held() -> Iterator[None]:
 
 def _interrupted(exc: KeyboardInterrupt) -> int:
     """Remove every temporary file still there, say so in one line; exit 128 + signal."""
-    from kmssign.engine.atomic import abort_all
+    from kmssign._internal.engine.atomic import abort_all
 
     signum = exc.signum if isinstance(exc, Terminated) else int(signal.SIGINT)
     with _signals_held():
@@ -353,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _one_blas_thread(args.command)
     _escaping_output()
-    from kmssign.engine.report import printable
+    from kmssign._internal.engine.report import printable
     from kmssign.frontends.cli import commands
 
     with _signals_interrupt():

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any, TextIO
 
-from kmssign.engine.report import FileResult, Report, printable
+from kmssign._internal.engine.report import FileResult, Report, printable
 
 
 def describe(result: FileResult) -> str:

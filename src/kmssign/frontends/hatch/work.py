@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from kmssign._internal.pe.image import looks_like_pe
+from kmssign._internal.pyproject import table_in
 from kmssign.api import sign_files
 from kmssign.config import Settings, load_settings
 from kmssign.frontends.buildhooks import Log, log_results
-from kmssign.pe.image import looks_like_pe
-from kmssign.pyproject import table_in
 
 # Keys hatchling itself reads from every hook table; they are not kmssign settings.
 HATCHLING_HOOK_KEYS = frozenset(

@@ -22,11 +22,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from kmssign._internal.pyproject import table_in
 from kmssign.config import Settings, load_settings
 from kmssign.errors import KmsSignError, SigningError
 from kmssign.frontends import buildhooks
 from kmssign.frontends.setuptools.plugin import TABLE
-from kmssign.pyproject import table_in
 
 
 def install(dist: Any, pyproject: Path) -> None:

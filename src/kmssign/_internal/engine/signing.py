@@ -1,0 +1,385 @@
+"""Signing one file: resolve the key once per run, then prepare and complete each file.
+
+``prepare`` is local work (parse, hash, copy into a temporary file); ``complete`` is the
+network part (KMS Sign, then the timestamp) and the final atomic rename. A file is
+written only when everything succeeded; otherwise it stays byte-for-byte as it was.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from kmssign._internal.authenticode.build import (
+    add_nested,
+    add_timestamp,
+    build_signed_data,
+    signature_value,
+)
+from kmssign._internal.authenticode.tlv import encoded
+from kmssign._internal.authenticode.verify import intact_signatures
+from kmssign._internal.engine.atomic import AtomicFile, check_running
+from kmssign._internal.engine.locking import TargetLock, lock_target
+from kmssign._internal.engine.report import FileResult
+from kmssign._internal.pe.image import PEImage, align8, parse_pe
+from kmssign._internal.pe.signedcopy import SignedCopy, begin_signed_copy, finish_signed_copy
+from kmssign._internal.pki.certs import (
+    SigningCertificates,
+    leaf_warnings,
+    select_signing_certificates,
+    subject_of,
+)
+from kmssign.config import Settings
+from kmssign.errors import (
+    ConfigError,
+    KmsSignError,
+    TimestampError,
+    TimestampUnavailableError,
+    VerificationError,
+)
+from kmssign.signers import DIGESTS, DigestName, Signer
+
+if TYPE_CHECKING:  # the client (and the HTTP stack) is imported only by runs that timestamp
+    from kmssign._internal.timestamp.client import TimestampClient
+
+Log = Callable[[str], None]
+
+
+def nolog(_message: str) -> None:
+    pass
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class SigningSession:
+    """Everything resolved once per run: key, certificates, digest, timestamp client."""
+
+    signer: Signer
+    certificates: SigningCertificates
+    digest: DigestName
+    timestamper: TimestampClient | None
+    timestamp_policy: str
+    description: str | None
+    url: str | None
+    log: Log = nolog
+
+    @functools.cached_property
+    def signer_subject(self) -> str:
+        return subject_of(self.certificates.leaf)
+
+
+def create_signer(settings: Settings, log: Log = nolog) -> Signer:
+    """The signer the settings name: a KMS key (key-id) or a key file (key-file)."""
+    if settings.key_id:
+        from kmssign._internal.signers.aws_kms import KmsSigner
+
+        return KmsSigner.create(
+            settings.key_id,
+            region=settings.region,
+            profile=settings.profile,
+            endpoint_url=settings.endpoint_url,
+            max_connections=settings.jobs,
+            timeout=settings.kms_timeout,
+        )
+    if settings.key_file:
+        from kmssign._internal.signers.local import KeyFileSigner
+
+        return KeyFileSigner.from_file(
+            settings.key_file, warn=lambda message: log(f"warning: {message}")
+        )
+    raise ConfigError("no signing key: set key-id (an AWS KMS key) or key-file")
+
+
+def open_session(
+    settings: Settings,
+    *,
+    signer: Signer | None = None,
+    timestamper: TimestampClient | None = None,
+    log: Log = nolog,
+) -> SigningSession:
+    """Resolve the key and certificates once; fail before any file is touched."""
+    problems = []
+    if not settings.key_id and not settings.key_file and signer is None:
+        problems.append("no signing key: set key-id (an AWS KMS key) or key-file")
+    if settings.certificate is None:
+        problems.append("no certificate: set certificate (PEM, DER or .p7b)")
+    if settings.digest not in DIGESTS:
+        problems.append(f"digest must be one of {', '.join(DIGESTS)}")
+    if problems:
+        raise ConfigError(problems)
+    assert settings.certificate is not None
+    signer = signer or create_signer(settings, log)
+    certificates = select_signing_certificates(
+        settings.certificate, settings.chain, signer.public_key_der(), signer.name
+    )
+    for warning in leaf_warnings(certificates.leaf):
+        log(f"warning: {warning}")
+    requested: DigestName = settings.digest  # type: ignore[assignment]
+    digest = signer.digest_for(requested)
+    if digest != requested:
+        log(f"note: {signer.name} is an EC key bound to {digest}; using {digest}, not {requested}")
+    if settings.timestamp == "off":
+        timestamper = None
+    elif timestamper is None:
+        from kmssign._internal.timestamp.client import TimestampClient
+
+        timestamper = TimestampClient(
+            settings.timestamp_urls, timeout=settings.timestamp_timeout, log=log
+        )
+    return SigningSession(
+        signer=signer,
+        certificates=certificates,
+        digest=digest,
+        timestamper=timestamper,
+        timestamp_policy=settings.timestamp,
+        description=settings.description,
+        url=settings.url,
+        log=log,
+    )
+
+
+def plan_file(path: Path, skip_signed: bool, append: bool = False) -> FileResult:
+    """What signing would do to ``path``, decided as signing decides it, touching nothing:
+    ``would-sign``, ``skipped`` (intact signatures), or ``failed`` with the reason."""
+    if skip_signed and not append:
+        return already_signed(path) or FileResult(path, "would-sign")
+    try:
+        with open(path, "rb") as f:
+            parse_pe(f)
+    except Exception as exc:  # anything: one file never ends a batch
+        return FileResult(path, "failed").fail(exc)
+    return FileResult(path, "would-sign")
+
+
+@dataclass
+class Prepared:
+    """A file hashed and copied (without its old signature) into a temporary file."""
+
+    result: FileResult
+    output: AtomicFile
+    state: SignedCopy
+    file_digest: bytes
+    existing: bytes | None  # the primary signature to nest under (--append), as found
+    record_hashes: bool
+    lock: TargetLock | None = None  # held until the signed file is in place
+
+
+ALREADY_SIGNED = "already signed"
+
+
+def check_signed(f: BinaryIO, image: PEImage) -> None:
+    """What skip-signed decides for a file with a certificate table: keep it only when
+    every signature in it matches the file and verifies against its own signed
+    attributes; otherwise raise, naming the problem and the way out."""
+    try:
+        intact_signatures(f, image)
+    except KmsSignError as exc:
+        raise VerificationError(
+            f"its existing signature is broken ({exc}); --no-skip-signed replaces it"
+        ) from exc
+
+
+def _kept_as_signed(f: BinaryIO, image: PEImage, result: FileResult) -> FileResult | None:
+    """The skip-signed decision on an open file: None to sign it (no certificate table),
+    ``result`` marked skipped when its signatures are intact; raises when one is not."""
+    if not image.has_certificate_table:
+        return None
+    check_signed(f, image)
+    result.status = "skipped"
+    result.reason = ALREADY_SIGNED
+    return result
+
+
+def already_signed(path: Path) -> FileResult | None:
+    """The skip-signed decision for ``path`` alone (build plugins ask before copying):
+    None to sign it, ``skipped`` for a file whose signatures are intact, ``failed`` with
+    the reason for a signature that no longer matches or a table holding none."""
+    result = FileResult(path, "failed")
+    try:
+        with open(path, "rb") as f:
+            return _kept_as_signed(f, parse_pe(f), result)
+    except Exception as exc:  # anything: one file never ends a batch
+        return result.fail(exc)
+
+
+def known_digest(image: PEImage, digest: str, copy_digest: bytes) -> dict[str, bytes]:
+    """The signed copy's digest as the file's Authenticode digest for ``digest``, where
+    they are the same (the copy pads to 8 what the signature did not cover)."""
+    return {digest: copy_digest} if align8(image.image_end) == image.image_end else {}
+
+
+def _nest_target(f: BinaryIO, image: PEImage, digest: str, copy_digest: bytes) -> bytes:
+    """The primary signature ``--append`` nests under, once it is found intact."""
+    try:
+        return intact_signatures(f, image, known_digest(image, digest, copy_digest))[0].der
+    except KmsSignError as exc:
+        raise VerificationError(
+            f"cannot nest under its signature ({exc}); sign without --append to replace it"
+        ) from exc
+
+
+def prepare_file(
+    path: Path,
+    session: SigningSession,
+    *,
+    append: bool = False,
+    skip_signed: bool = True,
+    output: Path | None = None,
+    record_hashes: bool = False,
+) -> Prepared | FileResult:
+    """Local work for one file; returns a finished FileResult when there is nothing to sign.
+
+    From before the file is read until :func:`complete_file` has replaced it, no other
+    kmssign run works on it: one that does is waited for, and then this run reads what
+    it wrote (and, by default, skips it as signed).
+    """
+    try:
+        lock = lock_target(path, check=check_running, log=session.log)
+    except Exception as exc:  # anything: one file never ends a batch
+        return FileResult(path, "failed").fail(exc)
+    try:
+        prepared = _prepare_locked(
+            path, session, append=append, skip_signed=skip_signed, output=output,
+            record_hashes=record_hashes,
+        )
+    except BaseException:
+        lock.release()
+        raise
+    if isinstance(prepared, Prepared):
+        prepared.lock = lock
+    else:
+        lock.release()
+    return prepared
+
+
+def _prepare_locked(
+    path: Path,
+    session: SigningSession,
+    *,
+    append: bool,
+    skip_signed: bool,
+    output: Path | None,
+    record_hashes: bool,
+) -> Prepared | FileResult:
+    result = FileResult(path, "failed")
+    try:
+        if record_hashes:
+            result.sha256_before = file_sha256(path)
+        with open(path, "rb") as f:
+            image = parse_pe(f)
+            existing = None
+            # Only an intact signature counts as "signed": a table of garbage, or a
+            # signature the file no longer matches, is reported, not kept.
+            if skip_signed and not append and _kept_as_signed(f, image, result):
+                return result
+            # Through a symbolic link, sign the file it points to and keep the link.
+            target = output or (path.resolve() if path.is_symlink() else path)
+            atomic = AtomicFile(target, mode_from=path)
+            try:
+                file_digest, state = begin_signed_copy(
+                    f, image, session.digest, atomic.handle
+                )
+                if append and image.has_certificate_table:
+                    existing = _nest_target(f, image, session.digest, file_digest)
+            except BaseException:
+                atomic.abort()
+                raise
+        return Prepared(result, atomic, state, file_digest, existing, record_hashes)
+    except Exception as exc:  # anything: one file never ends a batch
+        return result.fail(exc)
+
+
+def _timestamp(session: SigningSession, content_info: bytes, result: FileResult) -> bytes:
+    if session.timestamper is None:
+        return content_info
+    signature = signature_value(content_info)
+    try:
+        token, info = session.timestamper.stamp(signature, session.digest)
+    except TimestampError as exc:
+        if session.timestamp_policy == "required":
+            raise
+        message = f"{result.path}: signed without a timestamp ({exc})"
+        result.warnings.append(message)
+        if not isinstance(exc, TimestampUnavailableError):  # said once, when they failed
+            later = "" if session.timestamper.available else (
+                "; the remaining files are signed without one too"
+            )
+            session.log(f"warning: {message}{later}")
+        return content_info
+    result.timestamp = info.gen_time
+    return add_timestamp(content_info, encoded(token))
+
+
+def complete_file(prepared: Prepared, session: SigningSession) -> FileResult:
+    """Network work for one prepared file (sign, self-check, timestamp), then the write."""
+    try:
+        return _complete_locked(prepared, session)
+    finally:
+        if prepared.lock is not None:
+            prepared.lock.release()
+
+
+def _complete_locked(prepared: Prepared, session: SigningSession) -> FileResult:
+    result = prepared.result
+    try:
+        if session.timestamper is not None and session.timestamp_policy == "required":
+            # no KMS Sign for a signature that cannot get the timestamp it needs
+            session.timestamper.check_available()
+        content_info = build_signed_data(
+            file_digest=prepared.file_digest,
+            digest=session.digest,
+            signer=session.signer,
+            leaf=session.certificates.leaf,
+            chain=session.certificates.chain,
+            description=session.description,
+            url=session.url,
+        )
+        content_info = _timestamp(session, content_info, result)
+        if prepared.existing is not None:
+            content_info = add_nested(prepared.existing, content_info)
+        finish_signed_copy(prepared.output.handle, prepared.state, content_info)
+        if prepared.record_hashes:  # of the bytes renamed into place, as nobody can change them
+            prepared.output.handle.flush()
+            result.sha256_after = file_sha256(prepared.output.path)
+        prepared.output.commit()
+    except Exception as exc:  # anything: one file never ends a batch
+        prepared.output.abort()
+        return result.fail(exc)
+    except BaseException:
+        prepared.output.abort()
+        raise
+    result.status = "signed"
+    result.output = prepared.output.target
+    result.signer = session.signer_subject
+    result.digest = session.digest
+    return result
+
+
+def sign_file(
+    path: Path,
+    session: SigningSession,
+    *,
+    append: bool = False,
+    skip_signed: bool = True,
+    output: Path | None = None,
+    record_hashes: bool = False,
+) -> FileResult:
+    """Sign one file (atomically); never raises for problems with this file."""
+    prepared = prepare_file(
+        path, session, append=append, skip_signed=skip_signed, output=output,
+        record_hashes=record_hashes,
+    )
+    if isinstance(prepared, FileResult):
+        return prepared
+    return complete_file(prepared, session)

@@ -1,0 +1,1 @@
+"""The signers kmssign ships (key file, AWS KMS); the protocol is :mod:`kmssign.signers`."""
