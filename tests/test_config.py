@@ -298,10 +298,10 @@ description = ""
         "tool.kmssign.colour is not a known setting",
         "tool.kmssign.jobs must be an integer >= 1, not 'x'",
         "tool.kmssign.digest must be one of sha256, sha384, sha512, not 'md5'",
-        "tool.kmssign._internal.timestamp must be one of required, optional, off, not 'maybe'",
+        "tool.kmssign.timestamp must be one of required, optional, off, not 'maybe'",
         "tool.kmssign.skip-signed must be true or false, not 'yes'",
         "tool.kmssign.chain must be a path or a list of paths, not 5",
-        "tool.kmssign._internal.timestamp-urls must contain http:// or https:// URLs, not 'ftp://tsa.example'",
+        "tool.kmssign.timestamp-urls must contain http:// or https:// URLs, not 'ftp://tsa.example'",
         "tool.kmssign.endpoint-url must be an http:// or https:// URL, not 'localhost:4566'",
         "tool.kmssign.region must be a string, not 3",
         "tool.kmssign.description must not be empty",
@@ -343,7 +343,7 @@ def test_timeouts_in_seconds(tmp_path: Path) -> None:
     project(tmp_path, "[tool.kmssign]\ntimestamp-timeout = 0\nkms-timeout = true\n")
     env = {"KMSSIGN_TIMESTAMP_TIMEOUT": "nan", "KMSSIGN_KMS_TIMEOUT": "soon"}
     assert problems(cwd=tmp_path, env=env, overrides={"kms_timeout": -1.0}) == [
-        "tool.kmssign._internal.timestamp-timeout must be a number of seconds > 0, not 0",
+        "tool.kmssign.timestamp-timeout must be a number of seconds > 0, not 0",
         "tool.kmssign.kms-timeout must be a number of seconds > 0, not True",
         "KMSSIGN_TIMESTAMP_TIMEOUT must be a number of seconds > 0, not 'nan'",
         "KMSSIGN_KMS_TIMEOUT must be a number of seconds > 0, not 'soon'",

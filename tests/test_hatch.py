@@ -373,7 +373,7 @@ def test_settings_errors_name_the_hook_table_keys(
         {"timestamp": "sometimes", "colour": "red"},
     )
     line = one_error_line(run_build(project.root, tmp_path / "dist", build_env))
-    assert "tool.hatch.build.targets.wheel.hooks.kmssign._internal.timestamp must be one of" in line
+    assert "tool.hatch.build.targets.wheel.hooks.kmssign.timestamp must be one of" in line
     assert "tool.hatch.build.targets.wheel.hooks.kmssign.colour is not a known setting" in line
 
 
