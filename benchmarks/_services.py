@@ -24,8 +24,8 @@ sys.path.insert(0, str(REPO))
 
 import subprocess  # noqa: E402
 
-from tests.pki import TestPKI  # noqa: E402
-from tests.tsa_server import LoopbackTSA  # noqa: E402
+from tests.support.pki import TestPKI  # noqa: E402
+from tests.support.tsa_server import LoopbackTSA  # noqa: E402
 
 MOTO_SCRIPT = """
 import io, json, logging, sys, threading, time

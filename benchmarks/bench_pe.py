@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def make_pe(path: Path, size: int) -> None:
     sys.path.insert(0, str(ROOT))
-    from tests.peutil import LAUNCHERS
+    from tests.support.peutil import LAUNCHERS
 
     block = os.urandom(1 << 20)
     with open(path, "wb") as out:

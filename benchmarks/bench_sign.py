@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FLOOR = Path(__file__).resolve().parent / "_floor.py"
 sys.path.insert(0, str(ROOT))
 
-from tests.peutil import LAUNCHERS  # noqa: E402
-from tests.pki import TestPKI  # noqa: E402
+from tests.support.peutil import LAUNCHERS  # noqa: E402
+from tests.support.pki import TestPKI  # noqa: E402
 
 
 def make_pe(path: Path, size: int) -> None:

@@ -46,9 +46,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_sign import compile_kmssign, measure  # noqa: E402
-from tests.peutil import LAUNCHERS  # noqa: E402
-from tests.pki import TestPKI  # noqa: E402
-from tests.wheelutil import record_of  # noqa: E402
+from tests.support.peutil import LAUNCHERS  # noqa: E402
+from tests.support.pki import TestPKI  # noqa: E402
+from tests.support.wheelutil import record_of  # noqa: E402
 
 MIB = 1 << 20
 PE_COUNT, PE_SIZE = 5, 10 * MIB

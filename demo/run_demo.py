@@ -43,13 +43,13 @@ sys.dont_write_bytecode = True
 
 REPO = Path(__file__).resolve().parent.parent
 # The local stand-ins for KMS, the CA and the timestamp server are the test suite's own
-# (tests/kms_server.py, tests/pki.py, tests/tsa_server.py; none of them needs pytest).
+# (tests/support/: kms_server.py, pki.py, tsa_server.py; none of them needs pytest).
 sys.path.insert(0, str(REPO))
 
 from cryptography import x509  # noqa: E402
-from tests.kms_server import KmsServer  # noqa: E402
-from tests.pki import CODE_SIGNING, TestPKI, write_pem  # noqa: E402
-from tests.tsa_server import LoopbackTSA  # noqa: E402
+from tests.support.kms_server import KmsServer  # noqa: E402
+from tests.support.pki import CODE_SIGNING, TestPKI, write_pem  # noqa: E402
+from tests.support.tsa_server import LoopbackTSA  # noqa: E402
 
 from kmssign._internal.pe.image import looks_like_pe  # noqa: E402
 

@@ -92,9 +92,9 @@ def local_services(workdir: Path) -> Iterator[tuple[dict[str, str], Path]]:
     sys.path.insert(0, str(REPO))
     from cryptography.hazmat.primitives import serialization
     from moto.server import ThreadedMotoServer
-    from tests.fixtures_kms import create_kms_key, kms_client
-    from tests.pki import TestPKI
-    from tests.tsa_server import LoopbackTSA
+    from tests.support.fixtures_kms import create_kms_key, kms_client
+    from tests.support.pki import TestPKI
+    from tests.support.tsa_server import LoopbackTSA
 
     pki = TestPKI.create(workdir / "pki")
     tsa = LoopbackTSA(pki).start()

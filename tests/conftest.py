@@ -4,12 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from tests import peutil
-from tests.pki import TestPKI
+from tests.support import peutil
+from tests.support.pki import TestPKI
 
 # Fixture modules owned by the parts that need them (KMS server, TSA server, ...).
-pytest_plugins = ["tests.fixtures_kms", "tests.fixtures_tsa", "tests.fixtures_pyinstaller",
-                  "tests.fixtures_build", "tests.plugincheck", "tests.fixtures_pypi"]
+pytest_plugins = [f"tests.support.{name}" for name in (
+    "fixtures_kms", "fixtures_tsa", "fixtures_pyinstaller", "fixtures_build", "plugincheck",
+    "fixtures_pypi")]
 
 # The Debian tools some tests run, by their marker: (where found here, the command, the
 # package). This table is the one place their presence is checked; .ci/run installs all.

@@ -18,10 +18,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests import peutil
-from tests.fixtures_kms import DUMMY_KEY, DUMMY_SECRET, KmsServer, kms_client
-from tests.kms_proxy import KmsProxy
-from tests.pki import CODE_SIGNING, TestPKI, write_pem
+from tests.support import peutil
+from tests.support.fixtures_kms import DUMMY_KEY, DUMMY_SECRET, KmsServer, kms_client
+from tests.support.kms_proxy import KmsProxy
+from tests.support.pki import CODE_SIGNING, TestPKI, write_pem
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNBOOK = (ROOT / "docs" / "aws.md").read_text(encoding="utf-8")

@@ -12,10 +12,10 @@ import pytest
 
 from kmssign._internal.engine.report import FileResult, Report
 from kmssign.frontends.cli.output import Printer
-from tests import peutil
-from tests.helpers import run_cli
-from tests.kms_proxy import KmsProxy, fail
-from tests.pki import TestPKI
+from tests.support import peutil
+from tests.support.helpers import run_cli
+from tests.support.kms_proxy import KmsProxy, fail
+from tests.support.pki import TestPKI
 
 
 def make_distinct(src: Path, directory: Path, count: int) -> list[Path]:
@@ -82,7 +82,7 @@ def test_throttling_on_every_fifth_sign_still_signs_everything(
 
 
 def test_one_malformed_file_fails_alone(capsys, pki: TestPKI, tmp_path) -> None:
-    from tests.helpers import sign_args
+    from tests.support.helpers import sign_args
 
     files = make_distinct(peutil.LAUNCHERS["t64.exe"], tmp_path / "many", 10)
     broken = files[4]
@@ -101,7 +101,7 @@ def test_one_malformed_file_fails_alone(capsys, pki: TestPKI, tmp_path) -> None:
 
 
 def test_json_report_matches_the_files(capsys, pki: TestPKI, tmp_path) -> None:
-    from tests.helpers import sign_args
+    from tests.support.helpers import sign_args
 
     files = make_distinct(peutil.LAUNCHERS["t64.exe"], tmp_path / "many", 6)
     before = {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
@@ -129,7 +129,7 @@ def test_json_report_matches_the_files(capsys, pki: TestPKI, tmp_path) -> None:
 
 
 def test_no_progress_noise_without_a_terminal(capsys, pki: TestPKI, tmp_path) -> None:
-    from tests.helpers import sign_args
+    from tests.support.helpers import sign_args
 
     files = make_distinct(peutil.LAUNCHERS["t64.exe"], tmp_path / "many", 5)
     code, out, err = run_cli(capsys, "sign", *map(str, files), *sign_args(pki.identity("rsa2048")))

@@ -19,9 +19,9 @@ import pytest
 import yaml
 from cryptography import x509
 
-from tests import peutil
-from tests.helpers import run_cli, sign_args
-from tests.pki import TestPKI
+from tests.support import peutil
+from tests.support.helpers import run_cli, sign_args
+from tests.support.pki import TestPKI
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / ".github" / "scripts"

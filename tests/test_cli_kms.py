@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests import peutil
-from tests.helpers import run_cli
-from tests.pki import TestPKI
+from tests.support import peutil
+from tests.support.helpers import run_cli
+from tests.support.pki import TestPKI
 
 
 def _kms_args(identity, endpoint: str, *extra: str) -> list[str]:
@@ -113,7 +113,7 @@ def test_key_not_found(capsys, aws_env, kms_server, kms_identity, samples) -> No
 
 @pytest.fixture
 def kms_proxy(kms_server):
-    from tests.kms_proxy import KmsProxy
+    from tests.support.kms_proxy import KmsProxy
 
     proxy = KmsProxy(kms_server.endpoint_url).start()
     yield proxy
@@ -138,7 +138,7 @@ def test_service_errors_over_http(
     capsys, aws_env, kms_identity, kms_proxy, samples, operation, code, aws_message, expected
 ) -> None:
     """Errors that moto does not produce, answered over real HTTP by a proxy in front of it."""
-    from tests.kms_proxy import fail
+    from tests.support.kms_proxy import fail
 
     identity = kms_identity("RSA_2048")
     kms_proxy.rules.append(fail(operation, 400, code, aws_message.format(key=identity.key_id)))
@@ -160,7 +160,7 @@ def test_service_errors_over_http(
 def test_throttled_sign_is_retried(
     capsys, aws_env, kms_identity, kms_proxy, pki: TestPKI, samples
 ) -> None:
-    from tests.kms_proxy import fail
+    from tests.support.kms_proxy import fail
 
     identity = kms_identity("RSA_2048")
     kms_proxy.rules.append(fail("Sign", 400, "ThrottlingException", "Rate exceeded", every=2))

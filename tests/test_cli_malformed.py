@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import malformed, peutil
-from tests.helpers import run_cli
-from tests.pki import TestPKI
+from tests.support import malformed, peutil
+from tests.support.helpers import run_cli
+from tests.support.pki import TestPKI
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_certificate_warnings(capsys, pki: TestPKI, samples, tmp_path) -> None:
     """An expired leaf or one without codeSigning signs, with a warning naming the problem."""
     import datetime as dt
 
-    from tests.pki import make_key, write_key, write_pem
+    from tests.support.pki import make_key, write_key, write_pem
 
     key = make_key("rsa2048")
     now = dt.datetime.now(dt.timezone.utc)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from kmssign._internal.engine.report import printable
-from tests import peutil
-from tests.helpers import run_cli, sign_args
-from tests.pki import TestPKI
+from tests.support import peutil
+from tests.support.helpers import run_cli, sign_args
+from tests.support.pki import TestPKI
 
 
 @pytest.mark.posix  # Windows allows no control characters in names

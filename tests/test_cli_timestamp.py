@@ -9,9 +9,9 @@ import pytest
 from kmssign._internal.pe.certtable import read_certificates
 from kmssign._internal.pe.image import parse_pe
 from kmssign._internal.pe.signedcopy import begin_signed_copy, finish_signed_copy
-from tests import peutil
-from tests.helpers import primary_signature, run_cli, sign_args, signature_states
-from tests.pki import TestPKI
+from tests.support import peutil
+from tests.support.helpers import primary_signature, run_cli, sign_args, signature_states
+from tests.support.pki import TestPKI
 
 
 def _ts_args(identity, *urls: str, policy: str | None = None) -> list[str]:
@@ -143,7 +143,7 @@ def test_timestamp_command_refuses_unsigned_and_stale_signatures(
 
 
 def test_verify_checks_tsa_roots(capsys, pki: TestPKI, samples, tsa, tmp_path: Path) -> None:
-    from tests.pki import make_root, write_pem
+    from tests.support.pki import make_root, write_pem
 
     path = samples["t64.exe"]
     code, _, _ = run_cli(

@@ -21,8 +21,8 @@ from kmssign._internal.pki.csr import build_csr, parse_subject, public_key_pem
 from kmssign._internal.signers.aws_kms import KmsSigner
 from kmssign.errors import ConfigError, SigningError
 from kmssign.signers import DigestName
-from tests.fixtures_kms import KmsServer, create_kms_key, kms_client
-from tests.helpers import DelegatingSigner
+from tests.support.fixtures_kms import KmsServer, create_kms_key, kms_client
+from tests.support.helpers import DelegatingSigner
 
 SUBJECT = "CN=Example Code Signing,O=Example\\, Inc.,OU=Release,L=Berlin,ST=Berlin,C=DE"
 

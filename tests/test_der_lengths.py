@@ -10,17 +10,14 @@ the nested-signature attribute and the unsigned attributes around it are steered
 (through the description and URL, or osslsigncode's ``-n``) onto each of those low
 bytes, and sign, verify, the skip-signed decision, ``--append`` and ``timestamp`` must
 each finish within a generous budget, without kmssign dumping any value it parsed
-(:mod:`tests.reencode`; a last test covers the remaining paths and other tools' files).
+(:mod:`tests.support.reencode`; a last test covers the remaining paths and other tools' files).
 """
 
 from __future__ import annotations
 
 import shutil
-import signal
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import pytest
@@ -29,30 +26,13 @@ from kmssign._internal.authenticode import tlv
 from kmssign._internal.authenticode.asn1 import der
 from kmssign._internal.pe.certtable import read_certificates
 from kmssign._internal.pe.image import parse_pe
-from tests import peutil
-from tests.helpers import run_cli, sign_args
-from tests.pki import TestPKI
-from tests.reencode import parsed_dumps
+from tests.support import peutil
+from tests.support.helpers import budget, run_cli, sign_args
+from tests.support.pki import TestPKI
+from tests.support.reencode import parsed_dumps
 
-BUDGET = 10.0  # seconds per CLI call; each takes well under 0.5 s, and took minutes
 LOW_BYTES = (0x7F, 0x80, 0x81)
 NESTED_OID = der(0x06, bytes.fromhex("2b060104018237020401"))  # 1.3.6.1.4.1.311.2.4.1
-
-
-@contextmanager
-def budget(what: str, seconds: float = BUDGET) -> Iterator[None]:
-    """Fail (at once, not after minutes) when the block runs longer than ``seconds``."""
-
-    def expire(_signum: int, _frame: FrameType | None) -> None:
-        raise AssertionError(f"{what} took longer than {seconds:.0f} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _length(element: bytes) -> int:
@@ -112,7 +92,7 @@ class Tools:
 
     def __init__(self, capsys: Any, pki: TestPKI, tmp_path: Path, dumps: list[str]) -> None:
         self.capsys, self.root, self.tmp_path = capsys, str(pki.root_pem), tmp_path
-        self.dumps = dumps  # what kmssign re-encoded (tests.reencode): stays empty
+        self.dumps = dumps  # what kmssign re-encoded (tests.support.reencode): stays empty
         self.count = 0
 
     def fresh(self, source: Path) -> Path:

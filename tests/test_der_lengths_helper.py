@@ -1,4 +1,4 @@
-"""tests/der_lengths.py itself: the outline of a signature, files with chosen lengths, and
+"""tests/support/der_lengths.py itself: the outline of a signature, files with chosen lengths, and
 the layout of ``--append``. No timestamps here: without a token in the tree asn1crypto's
 re-encoding of a 0x80 header is quick, so these stay fast on code that still has it."""
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import der_lengths, peutil
-from tests.helpers import sign_args
-from tests.pki import TestPKI
+from tests.support import der_lengths, peutil
+from tests.support.helpers import sign_args
+from tests.support.pki import TestPKI
 
 
 def _kmssign(*args: str) -> subprocess.CompletedProcess[str]:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from kmssign._internal.engine.discovery import discover
-from tests import peutil
-from tests.helpers import run_cli, sign_args
-from tests.pki import TestPKI
+from tests.support import peutil
+from tests.support.helpers import run_cli, sign_args
+from tests.support.pki import TestPKI
 
 _PR_CAPBSET_DROP = 24
 _CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2

@@ -17,9 +17,9 @@ from kmssign._internal.pe.certtable import read_certificates
 from kmssign._internal.pe.checksum import pe_checksum
 from kmssign._internal.pe.digest import authenticode_digest
 from kmssign._internal.pe.image import parse_pe, stored_checksum
-from tests import peutil
-from tests.helpers import run_cli, sign_args
-from tests.pki import TestPKI
+from tests.support import peutil
+from tests.support.helpers import run_cli, sign_args
+from tests.support.pki import TestPKI
 
 KEY_KINDS = ["rsa2048", "rsa3072", "rsa4096", "p256", "p384", "p521"]
 
@@ -172,7 +172,7 @@ def test_tampered_files_are_rejected(capsys, pki: TestPKI, samples, tmp_path) ->
 
     # a root that did not issue the chain
     other = tmp_path / "other-root.pem"
-    from tests.pki import make_root, write_pem
+    from tests.support.pki import make_root, write_pem
 
     write_pem(other, make_root("Some Other Root").cert)
     code, _, err = _kmssign_verify(capsys, path, other)
@@ -240,7 +240,7 @@ def test_corrupt_private_key_is_caught_by_the_self_check(
     produce a written signature: the sign-then-check catches it."""
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from tests.pki import write_key
+    from tests.support.pki import write_key
 
     identity = pki.identity("rsa2048")
     good = identity.key.private_numbers()
@@ -294,7 +294,7 @@ def test_bundle_and_p7b_certificates(capsys, pki: TestPKI, samples, tmp_path) ->
 @pytest.mark.osslsigncode
 @pytest.mark.parametrize("fmt", ["pkcs8-der", "traditional-pem", "traditional-der"])
 def test_key_file_formats(capsys, pki: TestPKI, samples, tmp_path, fmt: str) -> None:
-    from tests.pki import write_key
+    from tests.support.pki import write_key
 
     identity = pki.identity("p256")
     key = write_key(tmp_path / f"key-{fmt}", identity.key, fmt=fmt)

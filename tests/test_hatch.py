@@ -22,8 +22,8 @@ from kmssign._internal.pe.image import looks_like_pe
 from kmssign.errors import ConfigError
 from kmssign.frontends import buildhooks
 from kmssign.frontends.hatch import work as hatch_files
-from tests import peutil
-from tests.fixtures_build import (
+from tests.support import peutil
+from tests.support.fixtures_build import (
     SAMPLE_APP,
     assert_record_matches,
     extract,
@@ -31,10 +31,10 @@ from tests.fixtures_build import (
     run_build,
     tree_digest,
 )
-from tests.fixtures_kms import KmsIdentity
-from tests.helpers import run_cli
-from tests.pki import SigningIdentity, TestPKI
-from tests.plugincheck import (
+from tests.support.fixtures_kms import KmsIdentity
+from tests.support.helpers import run_cli
+from tests.support.pki import SigningIdentity, TestPKI
+from tests.support.plugincheck import (
     Built,
     assert_installs,
     assert_signed_lines,
@@ -42,7 +42,7 @@ from tests.plugincheck import (
     one_error_line,
     toml_table,
 )
-from tests.tsa_server import LoopbackTSA
+from tests.support.tsa_server import LoopbackTSA
 
 KMS_SUBJECT = "CN=kmssign Test KMS Signer RSA_2048"
 SHARED_DATA = "throwaway-1.0.data/data/share/throwaway/tool.exe"

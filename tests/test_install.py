@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import peutil
-from tests.fixtures_build import extract
-from tests.pki import TestPKI
+from tests.support import peutil
+from tests.support.fixtures_build import extract
+from tests.support.pki import TestPKI
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]  # kmssign's dependencies, hatchling
 

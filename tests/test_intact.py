@@ -16,9 +16,9 @@ from kmssign._internal.pe import digest as pe_digest
 from kmssign.config import Settings
 from kmssign.errors import SigningError
 from kmssign.frontends import buildhooks
-from tests import peutil, wheelutil
-from tests.helpers import break_signature, run_cli, sign_args
-from tests.pki import TestPKI
+from tests.support import peutil, wheelutil
+from tests.support.helpers import break_signature, run_cli, sign_args
+from tests.support.pki import TestPKI
 
 HOW = ["signature", "content", "nested"]
 REASONS = {

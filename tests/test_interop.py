@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from asn1crypto import cms
 
-from tests import peutil
-from tests.helpers import primary_signature, run_cli, sign_args, signature_states
-from tests.pki import TestPKI
+from tests.support import peutil
+from tests.support.helpers import primary_signature, run_cli, sign_args, signature_states
+from tests.support.pki import TestPKI
 
 pytestmark = pytest.mark.osslsigncode
 
@@ -95,7 +95,7 @@ def test_a_legacy_authenticode_timestamp_is_verified(
 ) -> None:
     """The timestamp before RFC 3161 (a PKCS#9 countersignature, `signtool /t`), which
     older vendor files carry: its time counts, its signature and TSA chain are checked."""
-    from tests.pki import make_root, write_pem
+    from tests.support.pki import make_root, write_pem
 
     path = samples["t64.exe"]
     _ossl_sign(path, pki, "-t", tsa.url("legacy"))

@@ -19,9 +19,9 @@ import pytest
 from kmssign._internal.engine import atomic
 from kmssign._internal.engine.locking import lock_target
 from kmssign._internal.pki.certs import subject_of
-from tests import peutil
-from tests.helpers import primary_signature, run_cli, sign_args
-from tests.pki import TestPKI
+from tests.support import peutil
+from tests.support.helpers import primary_signature, run_cli, sign_args
+from tests.support.pki import TestPKI
 
 BUDGET = 60.0  # seconds: only against hangs
 

@@ -22,8 +22,8 @@ from moto import mock_aws
 from kmssign._internal.signers.aws_kms import KmsSigner, resolve_digest_note
 from kmssign.errors import SigningError
 from kmssign.signers import DIGESTS, Signer
-from tests.fixtures_kms import KmsIdentity, KmsServer, create_kms_key, kms_client
-from tests.pki import TestPKI
+from tests.support.fixtures_kms import KmsIdentity, KmsServer, create_kms_key, kms_client
+from tests.support.pki import TestPKI
 
 REGION = "eu-west-1"
 ARN = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"

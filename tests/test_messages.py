@@ -21,9 +21,9 @@ from kmssign._internal.authenticode import build, tlv
 from kmssign._internal.authenticode.asn1 import der
 from kmssign._internal.signers.local import KeyFileSigner
 from kmssign.signers import DigestName
-from tests import peutil
-from tests.helpers import DelegatingSigner, run_cli, sign_args
-from tests.pki import NOW, SigningIdentity, TestPKI, make_key, write_key, write_pem
+from tests.support import peutil
+from tests.support.helpers import DelegatingSigner, run_cli, sign_args
+from tests.support.pki import NOW, SigningIdentity, TestPKI, make_key, write_key, write_pem
 
 MESSAGE_DIGEST = der(0x06, bytes.fromhex("2a864886f70d010904"))
 CONTENT_TYPE = der(0x06, bytes.fromhex("2a864886f70d010903"))

@@ -18,10 +18,10 @@ from kmssign._internal.net.breaker import CircuitBreaker
 from kmssign._internal.net.deadline import Deadline, DeadlinePassed, call_within, stop_if_passed
 from kmssign._internal.timestamp.client import TimestampClient
 from kmssign.errors import TimestampError, TimestampUnavailableError
-from tests import peutil
-from tests.helpers import run_cli, sign_args, snapshot
-from tests.kms_proxy import KmsProxy
-from tests.pki import TestPKI
+from tests.support import peutil
+from tests.support.helpers import run_cli, sign_args, snapshot
+from tests.support.kms_proxy import KmsProxy
+from tests.support.pki import TestPKI
 
 BOUND = 15.0  # seconds: a hang would take minutes; the work itself takes a few seconds
 

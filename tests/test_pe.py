@@ -23,8 +23,8 @@ from kmssign._internal.pe.digest import authenticode_digest
 from kmssign._internal.pe.image import CHUNK, PEImage, looks_like_pe, parse_pe, stored_checksum
 from kmssign._internal.pe.signedcopy import begin_signed_copy, finish_signed_copy, strip_copy
 from kmssign.errors import ConfigError
-from tests import peutil
-from tests.pki import TestPKI
+from tests.support import peutil
+from tests.support.pki import TestPKI
 
 EXPECTED = {  # name: (pe32_plus, machine)
     "t64.exe": (True, 0x8664),

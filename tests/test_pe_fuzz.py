@@ -14,7 +14,7 @@ from kmssign._internal.pe.digest import authenticode_digest
 from kmssign._internal.pe.image import parse_pe, stored_checksum
 from kmssign._internal.pe.signedcopy import begin_signed_copy, finish_signed_copy
 from kmssign.errors import PEFormatError
-from tests import malformed, peutil
+from tests.support import malformed, peutil
 
 BASES = {name: path.read_bytes() for name, path in peutil.LAUNCHERS.items()}
 EDGE_INTS = st.sampled_from(

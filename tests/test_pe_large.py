@@ -18,9 +18,9 @@ from kmssign._internal.pe.checksum import pe_checksum
 from kmssign._internal.pe.digest import authenticode_digest
 from kmssign._internal.pe.image import parse_pe, stored_checksum
 from kmssign._internal.pe.signedcopy import begin_signed_copy
-from tests import peutil
-from tests.helpers import run_cli, sign_args
-from tests.pki import TestPKI
+from tests.support import peutil
+from tests.support.helpers import run_cli, sign_args
+from tests.support.pki import TestPKI
 
 
 def _large_pe(path: Path, mib: int = 9, seed: int | None = None) -> Path:

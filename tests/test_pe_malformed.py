@@ -17,7 +17,7 @@ from kmssign._internal.pe.checksum import pe_checksum
 from kmssign._internal.pe.digest import authenticode_digest
 from kmssign._internal.pe.image import looks_like_pe, parse_pe
 from kmssign.errors import PEFormatError
-from tests import malformed
+from tests.support import malformed
 
 # The reason each case must be refused for (a substring of the message).
 REASONS = {

@@ -24,8 +24,8 @@ from kmssign._internal.signers.local import KeyFileSigner
 from kmssign.frontends.cli.main import build_parser, main
 from kmssign.pyinstaller import CACHE_DIR, sign_bundled, sign_outputs
 from kmssign.signers import DigestName
-from tests import peutil
-from tests.fixtures_pyinstaller import (
+from tests.support import peutil
+from tests.support.fixtures_pyinstaller import (
     OK,
     TRUST_E_BAD_DIGEST,
     Check,
@@ -33,9 +33,9 @@ from tests.fixtures_pyinstaller import (
     run_kmssign,
     run_pyinstaller,
 )
-from tests.helpers import DelegatingSigner, break_signature
-from tests.kms_proxy import KmsProxy
-from tests.pki import SigningIdentity, TestPKI
+from tests.support.helpers import DelegatingSigner, break_signature
+from tests.support.kms_proxy import KmsProxy
+from tests.support.pki import SigningIdentity, TestPKI
 
 APP = """\
 import hashlib, os, sys

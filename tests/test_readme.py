@@ -10,33 +10,13 @@ import pytest
 
 from kmssign import config
 from kmssign.frontends.cli import main as cli
+from tests.support.markdown import code_blocks, section
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 QUICK_START = ["python3 -m pip install nox && nox -s demo", "nox -s tests"]
 # An option token in text: -o or --long-name, not part of a longer word.
 OPTION = re.compile(r"(?<![\w-])(--?[a-z][a-z0-9-]*)")
-
-
-def section(text: str, heading: str) -> str:
-    """The body under ``heading`` (a whole heading line) up to the next heading of its level."""
-    level = heading.split(" ", 1)[0]
-    lines = text.splitlines()
-    try:
-        start = lines.index(heading)
-    except ValueError:
-        pytest.fail(f"README.md has no heading {heading!r}")
-    body = []
-    for line in lines[start + 1 :]:
-        hashes = line.split(" ", 1)[0]
-        if set(hashes) == {"#"} and len(hashes) <= len(level):
-            break
-        body.append(line)
-    return "\n".join(body)
-
-
-def code_blocks(text: str) -> list[str]:
-    return re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.M | re.S)
 
 
 def table_rows(text: str) -> list[list[str]]:

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from tests import peutil, wheelutil
-from tests.fixtures_build import SAMPLE_APP, extract, run_build
-from tests.helpers import run_cli
-from tests.pki import TestPKI
-from tests.plugincheck import KmsBuild, check_kms_signed_wheel, toml_table
-from tests.test_readme import README, code_blocks, section
+from tests.support import peutil, wheelutil
+from tests.support.fixtures_build import SAMPLE_APP, extract, run_build
+from tests.support.helpers import run_cli
+from tests.support.markdown import code_blocks, section
+from tests.support.pki import TestPKI
+from tests.support.plugincheck import KmsBuild, check_kms_signed_wheel, toml_table
+from tests.test_readme import README
 
 BIN = Path(sys.executable).parent  # kmssign, delvewheel and python of the test environment
 

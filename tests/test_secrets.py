@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from kmssign.errors import redact
-from tests.helpers import run_cli, sign_args
-from tests.kms_proxy import KmsProxy
-from tests.pki import TestPKI
+from tests.support.helpers import run_cli, sign_args
+from tests.support.kms_proxy import KmsProxy
+from tests.support.pki import TestPKI
 
 SECRET = "s3cr3t-Pa55"
 

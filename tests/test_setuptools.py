@@ -19,10 +19,10 @@ import pytest
 
 from kmssign.config import load_settings
 from kmssign.errors import ConfigError
-from tests import peutil
-from tests.fixtures_build import members, run_build, tree_digest
-from tests.pki import TestPKI
-from tests.plugincheck import (
+from tests.support import peutil
+from tests.support.fixtures_build import members, run_build, tree_digest
+from tests.support.pki import TestPKI
+from tests.support.plugincheck import (
     Built,
     KmsBuild,
     assert_installs,

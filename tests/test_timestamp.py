@@ -1,4 +1,4 @@
-"""RFC 3161 client and token checks against the real loopback TSA (tests/tsa_server.py)."""
+"""RFC 3161 client and token checks against the real loopback TSA (tests/support/tsa_server.py)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from kmssign._internal.timestamp.client import (
     parse_response,
 )
 from kmssign.errors import ConfigError, KmsSignError, TimestampError, VerificationError
-from tests.pki import NOW, TIME_STAMPING, make_root
-from tests.tsa_server import LoopbackTSA, make_tst_info, sign_tst_info
+from tests.support.pki import NOW, TIME_STAMPING, make_root
+from tests.support.tsa_server import LoopbackTSA, make_tst_info, sign_tst_info
 
 SIGNATURE = os.urandom(256)  # stands in for a SignerInfo signature value
 TIMEOUT = 0.5

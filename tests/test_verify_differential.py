@@ -31,9 +31,9 @@ from kmssign._internal.pe.certtable import win_certificate
 from kmssign._internal.pe.image import parse_pe
 from kmssign.errors import KmsSignError
 from kmssign.frontends.cli.main import main
-from tests import peutil
-from tests.helpers import sign_args
-from tests.pki import TestPKI
+from tests.support import peutil
+from tests.support.helpers import sign_args
+from tests.support.pki import TestPKI
 
 pytestmark = pytest.mark.osslsigncode
 
@@ -282,7 +282,7 @@ def test_verify_names_the_structural_problems_windows_refuses(
     two PKCS#7 entries side by side (not a nested signature), and digestAlgorithms that
     do not hold the SignerInfo's algorithm. One line each, in a directory run that goes
     on to the end."""
-    from tests.helpers import run_cli
+    from tests.support.helpers import run_cli
 
     base = bases[0]
     _, inner = tlv.content_info(base.signature)

@@ -17,13 +17,13 @@ import pytest
 from kmssign._internal.signers.local import KeyFileSigner
 from kmssign.api import sign_wheels, verify_wheels
 from kmssign.config import Settings
-from tests import fixtures_build, peutil, wheelutil
-from tests.fixtures_kms import KmsIdentity, KmsServer
-from tests.helpers import DelegatingSigner, primary_signature, run_cli, sign_args
-from tests.kms_proxy import KmsProxy
-from tests.pki import TestPKI
-from tests.tsa_server import LoopbackTSA
-from tests.wheelutil import PE_MEMBERS, RECORD, VENDOR_MEMBER
+from tests.support import fixtures_build, peutil, wheelutil
+from tests.support.fixtures_kms import KmsIdentity, KmsServer
+from tests.support.helpers import DelegatingSigner, primary_signature, run_cli, sign_args
+from tests.support.kms_proxy import KmsProxy
+from tests.support.pki import TestPKI
+from tests.support.tsa_server import LoopbackTSA
+from tests.support.wheelutil import PE_MEMBERS, RECORD, VENDOR_MEMBER
 
 pytestmark = [pytest.mark.mingw, pytest.mark.osslsigncode]
 

@@ -16,10 +16,10 @@ from kmssign._internal.wheel.rewrite import pack_bytes, write_archive
 from kmssign._internal.wheel.streams import Packed, read_member
 from kmssign._internal.wheel.zipdir import FLAG_DESCRIPTOR, read_archive
 from kmssign.errors import WheelFormatError
-from tests import peutil, wheelutil
-from tests.helpers import run_cli, sign_args
-from tests.pki import TestPKI
-from tests.wheelutil import DIST, RECORD
+from tests.support import peutil, wheelutil
+from tests.support.helpers import run_cli, sign_args
+from tests.support.pki import TestPKI
+from tests.support.wheelutil import DIST, RECORD
 
 LAUNCHER = f"{DIST}-1.0.data/scripts/tool.exe"
 

@@ -13,11 +13,11 @@ import pytest
 from kmssign._internal.signers.local import KeyFileSigner
 from kmssign.api import sign_wheels
 from kmssign.config import Settings
-from tests import peutil, wheelutil
-from tests.helpers import DelegatingSigner, run_cli, sign_args
-from tests.pki import TestPKI
-from tests.tsa_server import LoopbackTSA
-from tests.wheelutil import DIST, DIST_INFO
+from tests.support import peutil, wheelutil
+from tests.support.helpers import DelegatingSigner, run_cli, sign_args
+from tests.support.pki import TestPKI
+from tests.support.tsa_server import LoopbackTSA
+from tests.support.wheelutil import DIST, DIST_INFO
 
 PYD = f"{DIST}/_ext.cp312-win_amd64.pyd"
 NOTES = f"{DIST}/notes.txt"

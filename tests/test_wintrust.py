@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests import peutil
-from tests.fixtures_pyinstaller import OK, TRUST_E_BAD_DIGEST, TRUST_E_NOSIGNATURE, Check
-from tests.helpers import run_cli, sign_args
-from tests.pki import TestPKI
+from tests.support import peutil
+from tests.support.fixtures_pyinstaller import OK, TRUST_E_BAD_DIGEST, TRUST_E_NOSIGNATURE, Check
+from tests.support.helpers import run_cli, sign_args
+from tests.support.pki import TestPKI
 
 pytestmark = [pytest.mark.slow, pytest.mark.osslsigncode, pytest.mark.wine, pytest.mark.mingw]
 

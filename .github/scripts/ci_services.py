@@ -4,8 +4,8 @@
     python .github/scripts/ci_services.py wait DIR    # wait for DIR/ready; copy env to $GITHUB_ENV
     python .github/scripts/ci_services.py stop DIR    # ask the server to stop, wait until it has
 
-``serve`` reuses the test suite's parts (tests/kms_server.py, tests/tsa_server.py,
-tests/pki.py): moto's KMS server and the loopback TSA on 127.0.0.1, an RSA_4096
+``serve`` reuses the test suite's parts (tests/support/kms_server.py, tests/support/tsa_server.py,
+tests/support/pki.py): moto's KMS server and the loopback TSA on 127.0.0.1, an RSA_4096
 SIGN_VERIFY key under the alias ``alias/kmssign-ci``, and a code-signing certificate for
 that key issued by a fresh test root through an intermediate. It writes into DIR:
 
@@ -38,9 +38,9 @@ POLL = 0.2
 def serve(directory: Path) -> int:
     sys.path.insert(0, str(REPO))
     from cryptography.hazmat.primitives import serialization
-    from tests.kms_server import KmsServer
-    from tests.pki import TestPKI, write_pem
-    from tests.tsa_server import LoopbackTSA
+    from tests.support.kms_server import KmsServer
+    from tests.support.pki import TestPKI, write_pem
+    from tests.support.tsa_server import LoopbackTSA
 
     directory.mkdir(parents=True, exist_ok=True)
     for stale in ("ready", "stop"):

@@ -1,4 +1,4 @@
-"""KMS fixtures: ``kms_server`` (moto over HTTP on loopback, see tests/kms_server.py),
+"""KMS fixtures: ``kms_server`` (moto over HTTP on loopback, see tests/support/kms_server.py),
 ``aws_env`` and ``kms_identity``."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import NamedTuple
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.kms_server import (  # re-exported for the tests that import them from here
+from tests.support.kms_server import (  # re-exported for the tests that import them from here
     DUMMY_KEY,
     DUMMY_SECRET,
     REGION,
@@ -19,7 +19,7 @@ from tests.kms_server import (  # re-exported for the tests that import them fro
     create_kms_key,
     kms_client,
 )
-from tests.pki import TestPKI
+from tests.support.pki import TestPKI
 
 __all__ = ["DUMMY_KEY", "DUMMY_SECRET", "REGION", "KmsServer", "create_kms_key", "kms_client"]
 

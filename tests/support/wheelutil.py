@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from tests import peutil
-from tests.fixtures_build import assert_record_matches
+from tests.support import peutil
+from tests.support.fixtures_build import assert_record_matches
 
 DIST = "demo_pkg"
 VERSION = "1.0"

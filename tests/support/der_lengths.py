@@ -371,7 +371,7 @@ def kmssign_command() -> list[str]:
 
 def kmssign_signer(sign_args: Sequence[str], *, append: bool = False) -> SignFn:
     """A SignFn running ``kmssign sign`` in a subprocess with ``sign_args`` (key, certs,
-    ``--no-timestamp`` or a TSA; see tests.helpers.sign_args), ``--append`` if asked."""
+    ``--no-timestamp`` or a TSA; see tests.support.helpers.sign_args), ``--append`` if asked."""
 
     def sign(source: Path, destination: Path, url: str) -> None:
         cmd = [*kmssign_command(), "sign", str(source), "-o", str(destination),

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from kmssign._internal.authenticode.parse import ParsedSignature
 from kmssign._internal.authenticode.verify import read_signatures, verify_file
 from kmssign._internal.pe.image import parse_pe
 from kmssign.frontends.cli.main import main
 from kmssign.signers import DigestName, KeyType, Signer
-from tests.pki import SigningIdentity, TestPKI
+from tests.support.pki import SigningIdentity, TestPKI
 
 
 def sign_args(identity: SigningIdentity, *extra: str) -> list[str]:
@@ -89,3 +93,22 @@ def break_signature(path: Path, how: str) -> bytes:
     data[at] ^= 0x01
     path.write_bytes(data)
     return bytes(data)
+
+
+BUDGET = 10.0  # seconds per CLI call; each takes well under 0.5 s, and took minutes
+
+
+@contextmanager
+def budget(what: str, seconds: float = BUDGET) -> Iterator[None]:
+    """Fail (at once, not after minutes) when the block runs longer than ``seconds``."""
+
+    def expire(_signum: int, _frame: FrameType | None) -> None:
+        raise AssertionError(f"{what} took longer than {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

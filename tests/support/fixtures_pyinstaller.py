@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import peutil
-from tests.fixtures_kms import KmsServer
-from tests.kms_proxy import KmsProxy
+from tests.support import peutil
+from tests.support.fixtures_kms import KmsServer
+from tests.support.kms_proxy import KmsProxy
 
 BOOTLOADER = "PyInstaller/bootloader/Windows-64bit-intel/run.exe"
 

@@ -15,12 +15,12 @@ from typing import Generic, TypeVar
 import pytest
 
 from kmssign._internal.pe.image import looks_like_pe
-from tests import peutil
-from tests.fixtures_build import Build, assert_record_matches, extract, members, tree_digest
-from tests.fixtures_kms import KmsIdentity
-from tests.helpers import run_cli
-from tests.pki import TestPKI
-from tests.tsa_server import LoopbackTSA
+from tests.support import peutil
+from tests.support.fixtures_build import Build, assert_record_matches, extract, members, tree_digest
+from tests.support.fixtures_kms import KmsIdentity
+from tests.support.helpers import run_cli
+from tests.support.pki import TestPKI
+from tests.support.tsa_server import LoopbackTSA
 
 KMS_SUBJECT = "kmssign Test KMS Signer RSA_2048"
 P = TypeVar("P")

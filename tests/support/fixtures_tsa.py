@@ -6,14 +6,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.pki import TestPKI
-from tests.tsa_server import LoopbackTSA
+from tests.support.pki import TestPKI
+from tests.support.tsa_server import LoopbackTSA
 
 
 @pytest.fixture(scope="session")
 def tsa(pki: TestPKI) -> Iterator[LoopbackTSA]:
     """The loopback TSA: ``tsa.url(mode)``, ``tsa.count(mode)``, ``tsa.reset()``,
-    ``tsa.refused_url()``; modes are listed in :mod:`tests.tsa_server`."""
+    ``tsa.refused_url()``; modes are listed in :mod:`tests.support.tsa_server`."""
     server = LoopbackTSA(pki).start()
     try:
         yield server

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_kms import DUMMY_KEY, DUMMY_SECRET, KmsServer
+from tests.support.fixtures_kms import DUMMY_KEY, DUMMY_SECRET, KmsServer
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE_APP = REPO / "sample_app"
 
 

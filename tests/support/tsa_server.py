@@ -53,7 +53,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from kmssign._internal.authenticode.asn1 import der, der_integer
-from tests.pki import TIME_STAMPING, Issued, TestPKI
+from tests.support.pki import TIME_STAMPING, Issued, TestPKI
 
 SLOW_SECONDS = 2.0
 TRICKLE_INTERVAL = 0.25
