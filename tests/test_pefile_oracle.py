@@ -1,0 +1,266 @@
+"""pefile judges kmssign's PE parsing: on every PE file the tests have, signed and not.
+
+For each file kmssign and pefile (through tests/support/pe_oracle.py, which does not
+import kmssign) must agree on the CheckSum field's offset, the security directory
+entry's offset and value, the certificate table's entries, the computed checksum (pefile's
+``generate_checksum``), and the bytes Authenticode hashes. Where one accepts a file the
+other refuses, the case is named below with the reason (kmssign may be stricter than
+pefile, an analysis tool that parses what it can and warns; never laxer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import pefile
+import pytest
+
+from kmssign._internal.pe.certtable import read_certificates
+from kmssign._internal.pe.checksum import pe_checksum
+from kmssign._internal.pe.digest import authenticode_digest
+from kmssign._internal.pe.image import parse_pe, stored_checksum
+from kmssign.errors import PEFormatError
+from kmssign.frontends.cli.main import main
+from tests.support import malformed, pe_oracle
+from tests.support.fixtures_pypi import SIGNED, VENDOR_FILES
+from tests.support.helpers import sign_args
+from tests.support.pki import TestPKI
+
+
+def assert_agree(data: bytes, label: str) -> pe_oracle.PefileView:
+    """kmssign and pefile read ``data`` the same way (both must accept it)."""
+    view = pe_oracle.pefile_view(data)
+    f = io.BytesIO(data)
+    image = parse_pe(f)
+    mine = read_certificates(f, image)
+    ours = {
+        "pe32_plus": image.pe32_plus,
+        "machine": image.machine,
+        "checksum_offset": image.checksum_offset,
+        "stored_checksum": stored_checksum(f, image),
+        "checksum": pe_checksum(f, image),
+        "security_entry": image.security_entry_offset,
+        "cert_table": (image.cert_table_offset, image.cert_table_size),
+        "section_table_end": image.headers_end,
+        "sections": image.number_of_sections,
+    }
+    theirs = {
+        "pe32_plus": view.pe32_plus,
+        "machine": view.machine,
+        "checksum_offset": view.checksum_offset,
+        "stored_checksum": view.stored_checksum,
+        "checksum": view.checksum,
+        "security_entry": view.security_entry,
+        "cert_table": view.cert_table,
+        "section_table_end": view.section_table[1],
+        "sections": len(view.sections),
+    }
+    assert ours == theirs, label
+
+    # The certificate table's entries: pefile locates the table, the spec splits it.
+    oracle = pe_oracle.spec_entries(data, *view.cert_table) if view.cert_table[1] else []
+    assert [(e.revision, e.cert_type) for e in oracle] == [
+        (c.revision, c.cert_type) for c in mine
+    ], label
+    for entry, cert in zip(oracle, mine, strict=True):
+        # kmssign drops the zero padding some signers count in dwLength, nothing else
+        assert entry.content.startswith(cert.data), label
+        assert not entry.content[len(cert.data) :].strip(b"\0"), label
+
+    # The bytes kmssign hashes: every section pefile lists lies in the hashed image, and
+    # the digest is the one computed from pefile's offsets.
+    for section in view.sections:
+        if section.raw_size:
+            assert section.raw_pointer + section.raw_size <= image.image_end, (label, section)
+    for algorithm in ("sha256", "sha1"):
+        digest = authenticode_digest(f, image, algorithm)
+        assert digest == pe_oracle.linear_digest(data, view, algorithm), (label, algorithm)
+    if pe_oracle.contiguous(view) and (view.cert_table[1] or len(data) % 8 == 0):
+        assert authenticode_digest(f, image, "sha256") == pe_oracle.spec_digest(data, view), label
+    return view
+
+
+def kmssign_sign(path: Path, *args: str) -> None:
+    """``kmssign sign`` in-process; fails the test on a non-zero exit."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["sign", str(path), "-q", *args])
+    assert code == 0, err.getvalue()
+
+
+def test_real_samples_agree(sample_sources: dict[str, Path]) -> None:
+    """pip's launchers (PE32, PE32+ x64 and ARM64) and, with mingw-w64, hello.exe/lib.dll."""
+    assert {"t64.exe", "w32.exe", "t64-arm.exe"} <= sample_sources.keys()
+    for name, path in sample_sources.items():
+        view = assert_agree(path.read_bytes(), name)
+        assert view.cert_table == (0, 0), name
+
+
+@pytest.mark.mingw
+def test_mingw_builds_agree(mingw_binaries: dict[str, Path]) -> None:
+    for name, path in mingw_binaries.items():
+        assert_agree(path.read_bytes(), name)
+
+
+def test_signed_output_agrees(samples: dict[str, Path], pki: TestPKI) -> None:
+    """What kmssign writes: its checksum is the one pefile computes, its table the one
+    pefile finds; then a nested signature (--append), then a re-signing (replace)."""
+    rsa, p256 = pki.identity("rsa2048"), pki.identity("p256")
+    for name, path in samples.items():
+        original = path.read_bytes()
+        for step, args in (
+            ("signed", sign_args(rsa)),
+            ("appended", ["--append", *sign_args(p256)]),
+            ("re-signed", ["--no-skip-signed", *sign_args(p256, "--digest", "sha384")]),
+        ):
+            kmssign_sign(path, *args)
+            data = path.read_bytes()
+            view = assert_agree(data, f"{name} {step}")
+            assert view.stored_checksum == view.checksum != 0, (name, step)
+            offset, size = view.cert_table
+            assert offset == len(original) + (-len(original) % 8), (name, step)
+            assert offset + size == len(data), (name, step)
+            entries = pe_oracle.spec_entries(data, offset, size)
+            assert [(e.revision, e.cert_type) for e in entries] == [(0x0200, 2)], (name, step)
+            assert entries[0].length == size, (name, step)
+
+
+def test_vendor_files_agree(vendor_pe: dict[str, Path]) -> None:
+    """The pinned vendors' binaries: Microsoft-signed (nested signatures, timestamps),
+    unsigned mingw and MSVC builds, a 20 MB OpenBLAS DLL."""
+    for name, path in vendor_pe.items():
+        view = assert_agree(path.read_bytes(), name)
+        assert bool(view.cert_table[1]) == VENDOR_FILES[name].signed, name
+
+
+def test_vendor_files_resigned_agree(
+    vendor_copy: Callable[[str], Path], pki: TestPKI
+) -> None:
+    """A vendor's signed file re-signed by kmssign (its table replaced) and one appended to."""
+    for name in ("attach_x86.dll", "conpty.dll"):
+        assert name in SIGNED
+        path = vendor_copy(name)
+        kmssign_sign(path, "--no-skip-signed", *sign_args(pki.identity("rsa2048")))
+        assert_agree(path.read_bytes(), f"{name} re-signed")
+        kmssign_sign(path, "--append", *sign_args(pki.identity("p256")))
+        assert_agree(path.read_bytes(), f"{name} appended")
+
+
+# Files pefile parses and kmssign refuses, from tests/support/malformed.py's corpus, with
+# why kmssign refuses. pefile is an analysis tool: it parses what it can and records a
+# warning, and for the security directory it reads only the entry (not the table). None
+# of these is a file kmssign could sign or verify soundly.
+STRICTER = {
+    "truncated_data_directories": "the optional header runs past the end of the file; pefile "
+    "reads the missing directories as zeros",
+    "size_of_optional_header_huge": "SizeOfOptionalHeader points past the end of the file",
+    "optional_magic_unknown": "neither PE32 nor PE32+: the CheckSum and security entry "
+    "offsets are undefined (pefile warns and lists no data directory)",
+    "optional_magic_zero": "as optional_magic_unknown",
+    "number_of_sections_huge": "the section table would run past the end of the file; pefile "
+    "reads the sections that fit",
+    "size_of_optional_header_zero": "the section table would sit inside the optional header",
+    "size_of_optional_header_lies": "the data directories overlap the section table",
+    "rva_count_zero": "no security directory entry: there is nowhere to put a signature",
+    "rva_count_four": "as rva_count_zero",
+    "rva_count_huge": "NumberOfRvaAndSizes over 16; pefile reads 16 and warns, kmssign "
+    "refuses rather than guess",
+    "section_raw_data_past_eof": "a section's raw data is not in the file, so it cannot be "
+    "hashed (pefile warns)",
+    "section_pointer_huge": "as section_raw_data_past_eof",
+    "cert_table_outside_file": "the certificate table is not in the file",
+    "cert_table_past_end": "the certificate table runs past the end of the file",
+    "cert_table_wraps_32bit": "the certificate table's offset + size wraps 32 bits",
+    "cert_table_size_zero": "a certificate table offset with size 0",
+    "cert_table_offset_zero": "a certificate table of non-zero size at offset 0",
+    "cert_table_unaligned": "the PE/COFF specification requires the table 8-aligned",
+    "cert_table_overlaps_headers": "the table would hide the headers from the digest",
+    "cert_table_overlaps_sections": "the table would hide section data from the digest",
+    "cert_table_too_small": "a table smaller than one WIN_CERTIFICATE header",
+    "win_cert_length_zero": "a WIN_CERTIFICATE shorter than its own header",
+    "win_cert_length_too_small": "as win_cert_length_zero",
+    "win_cert_length_too_big": "a WIN_CERTIFICATE runs past the table",
+    "win_cert_truncated_header": "bytes after the last entry too few for a header",
+    "data_in_cert_entry": "bytes hidden after the SignedData inside its entry "
+    "(CVE-2013-3900)",
+    "data_after_cert_table": "data after the certificate table, which must be last "
+    "(CVE-2013-3900)",
+}
+# Files kmssign's PE layer accepts and pefile refuses: none may exist (pefile reads the
+# headers only, and kmssign's checks include pefile's).
+LAXER: dict[str, str] = {}
+
+
+@pytest.mark.parametrize("base", ["t64.exe", "w32.exe"])
+def test_malformed_corpus_disagreements_are_named(
+    base: str, sample_sources: dict[str, Path], tmp_path: Path
+) -> None:
+    corpus = malformed.build_corpus(sample_sources[base], tmp_path)
+    stricter, laxer = {}, {}
+    for name, path in corpus.items():
+        data = path.read_bytes()
+        theirs = pe_oracle.pefile_accepts(data)
+        f = io.BytesIO(data)
+        try:
+            image = parse_pe(f)
+            read_certificates(f, image)
+            ours = True
+        except PEFormatError as exc:
+            ours, why = False, str(exc)
+        if theirs and not ours:
+            stricter[name] = why
+        elif ours and not theirs:
+            laxer[name] = "pefile refuses"
+        elif ours and theirs:
+            assert_agree(data, name)
+    assert set(stricter) == set(STRICTER), stricter
+    assert set(laxer) == set(LAXER), laxer
+
+
+def test_misaligned_nt_headers_checksum_is_where_the_spec_says(
+    sample_sources: dict[str, Path],
+) -> None:
+    """e_lfanew not a multiple of 4 puts the CheckSum field off a 4-byte boundary.
+
+    pefile's generate_checksum leaves out the aligned dword that contains the field's
+    first byte, not the field; kmssign leaves out the field's own four bytes (the PE
+    checksum definition: the file summed as 16-bit words, the field counted as zero).
+    The case is named here: kmssign and pefile agree on the offset, and the checksum
+    kmssign writes is the definition's, checked with a word-by-word sum."""
+    data = sample_sources["t64.exe"].read_bytes()
+    lay = malformed.Layout.of(data)
+    # move the NT headers 2 bytes later: the DOS stub has room, the section table too
+    shifted = bytearray(data)
+    start, end = lay.e_lfanew, lay.sections_at + 40 * lay.n_sections
+    shifted[start + 2 : end + 2] = data[start:end]
+    struct.pack_into("<I", shifted, 0x3C, start + 2)
+    view = pe_oracle.pefile_view(bytes(shifted))
+    f = io.BytesIO(bytes(shifted))
+    image = parse_pe(f)
+    assert image.checksum_offset == view.checksum_offset
+    assert view.checksum_offset % 4 == 2
+    ours = pe_checksum(f, image)
+    words = bytearray(shifted)
+    words[view.checksum_offset : view.checksum_offset + 4] = bytes(4)
+    total = 0
+    for (word,) in struct.iter_unpack("<H", bytes(words) + bytes(len(words) % 2)):
+        total += word
+        total = (total & 0xFFFF) + (total >> 16)
+    assert ours == total + len(shifted)
+    assert view.checksum != ours  # pefile's known deviation, named here
+
+
+def test_oracle_notices_a_wrong_offset(sample_sources: dict[str, Path]) -> None:
+    """The oracle can fail: a security entry read 8 bytes off disagrees."""
+    data = sample_sources["t64.exe"].read_bytes()
+    view = pe_oracle.pefile_view(data)
+    assert view.security_entry is not None
+    wrong = pe_oracle.PefileView(**{**view.__dict__, "security_entry": view.security_entry + 8})
+    f = io.BytesIO(data)
+    assert authenticode_digest(f, parse_pe(f), "sha256") != pe_oracle.linear_digest(data, wrong)
+    with pytest.raises(pefile.PEFormatError):
+        pe_oracle.pefile_view(b"MZ" + bytes(100))
