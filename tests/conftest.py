@@ -10,7 +10,7 @@ from tests.support.pki import TestPKI
 # Fixture modules owned by the parts that need them (KMS server, TSA server, ...).
 pytest_plugins = [f"tests.support.{name}" for name in (
     "fixtures_kms", "fixtures_tsa", "fixtures_pyinstaller", "fixtures_build", "plugincheck",
-    "fixtures_pypi")]
+    "fixtures_pypi", "fixtures_plugins")]
 
 # The Debian tools some tests run, by their marker: (where found here, the command, the
 # package). This table is the one place their presence is checked; .ci/run installs all.

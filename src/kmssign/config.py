@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,14 @@ class Settings:
     jobs: int = DEFAULT_JOBS
     timestamp_timeout: float = DEFAULT_TIMESTAMP_TIMEOUT
     kms_timeout: float = DEFAULT_KMS_TIMEOUT
+    signer: str | None = None
+    """The signer by name (``aws-kms``, ``key-file``, ``pkcs11`` or one a package provides
+    through the ``kmssign.signers`` entry points); by default the key setting decides."""
+    pkcs11_module: Path | None = None
+    pkcs11_token: str | None = None
+    pkcs11_key: str | None = None
+    """Key label, ``id:HEX``, or a ``pkcs11:`` URI (RFC 7512) naming token and key."""
+    pkcs11_pin_file: Path | None = None
     source: Path | None = field(default=None, compare=False)
     """The pyproject.toml the file-level settings came from, if any."""
 
@@ -79,10 +88,18 @@ _KINDS: dict[str, str] = {
     "jobs": "jobs",
     "timestamp-timeout": "seconds",
     "kms-timeout": "seconds",
+    "signer": "signer",
+    "pkcs11-module": "path",
+    "pkcs11-token": "str",
+    "pkcs11-key": "str",
+    "pkcs11-pin-file": "path",
 }
+# Settings that each choose where the key is; one source sets at most one of them.
+KEY_SOURCES: tuple[str, ...] = ("key-id", "key-file", "pkcs11-key")
 KEYS: tuple[str, ...] = tuple(_KINDS)
 # Tables inside [tool.kmssign] that belong to a front end (its overrides), not settings.
 FRONTEND_TABLES: tuple[str, ...] = ("setuptools",)
+SIGNER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
@@ -127,14 +144,15 @@ class _Layer:
             self.values[_field(key)] = converted
 
     def check_exclusive(self) -> None:
-        if "key_id" in self.values and "key_file" in self.values:
-            if self.naming == "env":
-                message = "KMSSIGN_KEY_ID and KMSSIGN_KEY_FILE are mutually exclusive"
-            elif self.naming == "cli":
-                message = "--key-id and --key-file are mutually exclusive"
-            else:
-                message = f"{self.where()}: key-id and key-file are mutually exclusive"
-            self.problems.append(message)
+        given = [key for key in KEY_SOURCES if _field(key) in self.values]
+        if len(given) < 2:
+            return
+        if self.naming in ("env", "cli"):
+            names = " and ".join(self.name(key) for key in given)
+            message = f"{names} are mutually exclusive"
+        else:
+            message = f"{self.where()}: {' and '.join(given)} are mutually exclusive"
+        self.problems.append(message)
 
 
 _INVALID = object()
@@ -169,7 +187,7 @@ def _convert(
     """Convert one raw value; on failure record a problem and return ``_INVALID``."""
     if isinstance(value, os.PathLike) and kind in ("path", "str"):
         value = os.fspath(value)
-    if kind in ("str", "url", "path", "digest", "timestamp"):
+    if kind in ("str", "url", "path", "digest", "timestamp", "signer"):
         if not isinstance(value, str):
             problems.append(f"{name} must be a string, not {value!r}")
             return _INVALID
@@ -178,6 +196,13 @@ def _convert(
             problems.append(f"{name} must not be empty")
             return _INVALID
     if kind == "str":
+        return value
+    if kind == "signer":
+        if not SIGNER_NAME.fullmatch(str(value)):
+            problems.append(
+                f"{name} must be a signer name (letters, digits, '-', '_', '.'), not {value!r}"
+            )
+            return _INVALID
         return value
     if kind == "path":
         return _path(str(value), base)
@@ -337,12 +362,13 @@ def load_settings(
         layers.append(_override_layer(overrides, cwd, problems))
 
     merged: dict[str, object] = {}
+    sources = [_field(key) for key in KEY_SOURCES]
     for layer in layers:
-        # key-id and key-file exclude each other: a higher source choosing one drops the other.
-        if "key_id" in layer.values:
-            merged.pop("key_file", None)
-        if "key_file" in layer.values:
-            merged.pop("key_id", None)
+        # key-id, key-file and pkcs11-key exclude each other: a higher source choosing
+        # one drops the others.
+        if any(name in layer.values for name in sources):
+            for name in sources:
+                merged.pop(name, None)
         merged.update(layer.values)
 
     if merged.get("timestamp", "required") == "required" and merged.get("timestamp_urls") == ():

@@ -3,6 +3,20 @@
 A signer receives the DER encoding of the Authenticode signed attributes and returns
 the raw signature value (PKCS#1 v1.5 for RSA, DER ``ECDSA-Sig-Value`` for EC keys).
 CMS assembly lives in :mod:`kmssign._internal.authenticode.build`, whatever holds the key.
+
+Signers from other packages: register a factory in the entry point group
+``kmssign.signers``, under the name users put in the ``signer`` setting::
+
+    [project.entry-points."kmssign.signers"]
+    vault = "acme_vault_signer:make_signer"
+
+    def make_signer(settings: kmssign.config.Settings, log: Callable[[str], None]) -> Signer:
+        ...
+
+The factory is called once per run, should make no network call (fetch the public key
+lazily, cache it), and raises :class:`kmssign.errors.ConfigError` or
+:class:`kmssign.errors.SigningError` with a one-line message for what is missing.
+``sign`` is called from several threads at once.
 """
 
 from __future__ import annotations

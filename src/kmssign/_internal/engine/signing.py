@@ -80,25 +80,11 @@ class SigningSession:
 
 
 def create_signer(settings: Settings, log: Log = nolog) -> Signer:
-    """The signer the settings name: a KMS key (key-id) or a key file (key-file)."""
-    if settings.key_id:
-        from kmssign._internal.signers.aws_kms import KmsSigner
+    """The signer the settings name (``signer``, or the key setting given), made by its
+    factory in the ``kmssign.signers`` entry point group."""
+    from kmssign._internal.engine import signerchoice
 
-        return KmsSigner.create(
-            settings.key_id,
-            region=settings.region,
-            profile=settings.profile,
-            endpoint_url=settings.endpoint_url,
-            max_connections=settings.jobs,
-            timeout=settings.kms_timeout,
-        )
-    if settings.key_file:
-        from kmssign._internal.signers.local import KeyFileSigner
-
-        return KeyFileSigner.from_file(
-            settings.key_file, warn=lambda message: log(f"warning: {message}")
-        )
-    raise ConfigError("no signing key: set key-id (an AWS KMS key) or key-file")
+    return signerchoice.create_signer(settings, log)
 
 
 def open_session(
@@ -110,8 +96,11 @@ def open_session(
 ) -> SigningSession:
     """Resolve the key and certificates once; fail before any file is touched."""
     problems = []
-    if not settings.key_id and not settings.key_file and signer is None:
-        problems.append("no signing key: set key-id (an AWS KMS key) or key-file")
+    if signer is None:
+        from kmssign._internal.engine.signerchoice import NO_KEY, signer_name
+
+        if signer_name(settings) is None:
+            problems.append(NO_KEY)
     if settings.certificate is None:
         problems.append("no certificate: set certificate (PEM, DER or .p7b)")
     if settings.digest not in DIGESTS:

@@ -52,6 +52,7 @@ def _sign_settings(args: argparse.Namespace) -> Settings:
     return _settings(
         args,
         key_file=args.key_file,
+        signer=args.signer,
         certificate=args.cert,
         chain=tuple(args.chain) if args.chain else None,
         digest=args.digest,

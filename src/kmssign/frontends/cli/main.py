@@ -95,6 +95,12 @@ def _add_key(p: argparse.ArgumentParser) -> None:
         help="intermediate certificates (repeatable)",
     )
     k.add_argument("--digest", choices=("sha256", "sha384", "sha512"), help="default sha256")
+    k.add_argument(
+        "--signer",
+        metavar="NAME",
+        help="signer by name: aws-kms, key-file, pkcs11 or one a package provides "
+        "(default: the one the key setting names)",
+    )
     _add_kms(p)
 
 
