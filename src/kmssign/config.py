@@ -104,6 +104,24 @@ _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
 
+# Flag names that are not setting names (short aliases): a key spelled as one is a
+# mistake worth a suggestion.
+_FLAG_ALIASES = {"cert": "certificate", "timestamp-url": "timestamp-urls"}
+
+
+def did_you_mean(key: str) -> str:
+    """`` (did you mean certificate?)`` for an unknown key close to a setting's name: a
+    flag's name (``cert``, ``--key-id``), snake_case, or a misspelling; else ``""``."""
+    import difflib
+
+    plain = key.strip().lstrip("-").replace("_", "-").lower()
+    guess = plain if plain in _KINDS else _FLAG_ALIASES.get(plain)
+    if guess is None:
+        close = difflib.get_close_matches(plain, KEYS, n=1, cutoff=0.6)
+        guess = close[0] if close else None
+    return f" (did you mean {guess}?)" if guess else ""
+
+
 def _field(key: str) -> str:
     return key.replace("-", "_")
 
@@ -115,17 +133,21 @@ def _env_name(key: str) -> str:
 class _Layer:
     """Values from one source, converted to Settings field types, with its problems."""
 
-    def __init__(self, naming: str, base: Path, problems: list[str]) -> None:
+    def __init__(
+        self, naming: str, base: Path, problems: list[str],
+        names: Mapping[str, str] | None = None,
+    ) -> None:
         self.naming = naming  # "toml:<table>", "env" or "cli"
         self.base = base
         self.problems = problems
+        self.names = names or {}  # Settings field -> the flag typed for it
         self.values: dict[str, object] = {}
 
     def name(self, key: str) -> str:
         if self.naming == "env":
             return _env_name(key)
         if self.naming == "cli":
-            return "--" + key
+            return self.names.get(_field(key), "--" + key)
         return f"{self.naming[5:]}.{key}"
 
     def where(self) -> str:
@@ -280,7 +302,7 @@ def _table_layer(
     layer = _Layer("toml:" + table_name, base, problems)
     for key, value in table.items():
         if key not in _KINDS:
-            problems.append(f"{table_name}.{key} is not a known setting")
+            problems.append(f"{table_name}.{key} is not a known setting{did_you_mean(key)}")
             continue
         layer.add(key, value)
     layer.check_exclusive()
@@ -297,8 +319,11 @@ def _env_layer(env: Mapping[str, str], cwd: Path, problems: list[str]) -> _Layer
     return layer
 
 
-def _override_layer(overrides: Mapping[str, object], cwd: Path, problems: list[str]) -> _Layer:
-    layer = _Layer("cli", cwd, problems)
+def _override_layer(
+    overrides: Mapping[str, object], cwd: Path, problems: list[str],
+    names: Mapping[str, str] | None,
+) -> _Layer:
+    layer = _Layer("cli", cwd, problems, names)
     known = {_field(k): k for k in _KINDS}
     for name, value in overrides.items():
         if value is None:
@@ -320,6 +345,7 @@ def load_settings(
     overrides: Mapping[str, object] | None = None,
     table: Mapping[str, object] | None = None,
     table_name: str = "tool.kmssign",
+    override_names: Mapping[str, str] | None = None,
 ) -> Settings:
     """Merge every source into one :class:`Settings`, or raise one ``ConfigError``.
 
@@ -328,7 +354,9 @@ def load_settings(
     front end (same kebab-case keys, paths relative to the same pyproject); its keys are
     named ``table_name.<key>`` in messages. ``overrides`` uses Settings field names;
     ``None`` values mean "not given". Paths from the environment and overrides are
-    relative to ``cwd``. A missing key-id/key-file is not checked here.
+    relative to ``cwd``. ``override_names`` maps a Settings field to the name its
+    override is given in messages (the flag as typed; ``--<key>`` otherwise). A missing
+    key-id/key-file is not checked here.
     """
     cwd = (cwd or Path.cwd()).absolute()
     env = os.environ if env is None else env
@@ -359,7 +387,7 @@ def load_settings(
         layers.append(_table_layer(table, table_name, base, problems))
     layers.append(_env_layer(env, cwd, problems))
     if overrides:
-        layers.append(_override_layer(overrides, cwd, problems))
+        layers.append(_override_layer(overrides, cwd, problems, override_names))
 
     merged: dict[str, object] = {}
     sources = [_field(key) for key in KEY_SOURCES]

@@ -18,7 +18,15 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     given = {k: v for k, v in overrides.items() if v is not None}
-    return load_settings(config=getattr(args, "config", None), overrides=given)
+    return load_settings(config=getattr(args, "config", None), overrides=given,
+                         override_names=getattr(args, "flags_given", None))
+
+
+def _urls(values: list[str] | None) -> tuple[str, ...] | None:
+    """Repeated flags, each possibly a comma-separated list (as the setting's text is)."""
+    if not values:
+        return None
+    return tuple(u.strip() for v in values for u in v.split(",") if u.strip())
 
 
 def _kms_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -53,7 +61,7 @@ def _sign_settings(args: argparse.Namespace) -> Settings:
         args,
         key_file=args.key_file,
         signer=args.signer,
-        certificate=args.cert,
+        certificate=args.certificate,
         chain=tuple(args.chain) if args.chain else None,
         digest=args.digest,
         description=args.description,
@@ -61,7 +69,7 @@ def _sign_settings(args: argparse.Namespace) -> Settings:
         skip_signed=args.skip_signed,
         include=tuple(args.include) if args.include else None,
         exclude=tuple(args.exclude) if args.exclude else None,
-        timestamp_urls=tuple(args.timestamp_url) if args.timestamp_url else None,
+        timestamp_urls=_urls(args.timestamp_urls),
         timestamp=timestamp,
         timestamp_timeout=args.timestamp_timeout,
         jobs=args.jobs,
@@ -120,7 +128,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_timestamp(args: argparse.Namespace) -> int:
     settings = _settings(
         args,
-        timestamp_urls=tuple(args.timestamp_url) if args.timestamp_url else None,
+        timestamp_urls=_urls(args.timestamp_urls),
         timestamp_timeout=args.timestamp_timeout,
         jobs=args.jobs,
     )

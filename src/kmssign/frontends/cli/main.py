@@ -14,19 +14,82 @@ from types import FrameType
 from typing import Any
 
 from kmssign import __version__
-from kmssign.config import DEFAULT_KMS_TIMEOUT, DEFAULT_TIMESTAMP_TIMEOUT
-from kmssign.errors import ConfigError, KmsSignError
+
+# Nothing heavy is imported above: main() catches Ctrl-C from its first line on, and
+# everything else (settings, the engine, cryptography) is imported inside it.
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+FLAGS_GIVEN = "flags_given"
+"""Namespace attribute: Settings field -> the flag the user typed for it (``--cert`` or
+``--certificate``), so that a message about the value names the flag as typed."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse's usage errors exit 2, like ours
         self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"kmssign: error: {message}\n")
+        self.exit(EXIT_USAGE, f"kmssign: error: {message}{self._suggestion(message)}\n")
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        """As argparse's, but a subcommand's unknown argument is reported with that
+        subcommand's usage (argparse reports it with the top-level one)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            where: argparse.ArgumentParser = self
+            for action in self._actions:
+                if isinstance(action, argparse._SubParsersAction):
+                    where = action.choices.get(str(getattr(parsed, action.dest, "")), self)
+            where.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def _suggestion(self, message: str) -> str:
+        """``(did you mean --certificate?)`` for an unknown flag close to one of ours."""
+        prefix = "unrecognized arguments: "
+        if not message.startswith(prefix):
+            return ""
+        import difflib
+
+        known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        for word in message[len(prefix):].split():
+            flag = word.split("=", 1)[0]
+            if flag.startswith("-"):
+                close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+                if close:
+                    return f" (did you mean {close[0]}?)"
+        return ""
+
+
+def _record(namespace: argparse.Namespace, dest: str, option_string: str | None) -> None:
+    if option_string is not None:
+        given = getattr(namespace, FLAGS_GIVEN, None) or {}
+        given[dest] = option_string
+        setattr(namespace, FLAGS_GIVEN, given)
+
+
+class _Store(argparse._StoreAction):
+    """``store``, remembering which of the flag's names was used."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        _record(namespace, self.dest, option_string)
+
+
+class _Append(argparse._AppendAction):
+    """``append``, remembering which of the flag's names was used."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        _record(namespace, self.dest, option_string)
 
 
 def _add_kms(p: argparse.ArgumentParser) -> None:
+    from kmssign.config import DEFAULT_KMS_TIMEOUT
+
     g = p.add_argument_group("AWS KMS")
     g.add_argument("--key-id", metavar="ID", help="KMS key id, ARN or alias/NAME")
     g.add_argument("--region", metavar="R", help="AWS region of the key")
@@ -69,6 +132,8 @@ def _add_output(p: argparse.ArgumentParser, jobs_default: int = 16) -> None:
 
 
 def _add_timestamp_timeout(g: argparse._ActionsContainer) -> None:
+    from kmssign.config import DEFAULT_TIMESTAMP_TIMEOUT
+
     g.add_argument(
         "--timestamp-timeout",
         type=float,
@@ -82,7 +147,10 @@ def _add_key(p: argparse.ArgumentParser) -> None:
     k = p.add_argument_group("key and certificate")
     k.add_argument("--key-file", type=Path, metavar="KEY", help="private key file (PEM/DER)")
     k.add_argument(
+        "--certificate",
         "--cert",
+        dest="certificate",
+        action=_Store,
         type=Path,
         metavar="CERT",
         help="signing certificate: PEM, DER, PEM bundle (leaf first) or PKCS#7 .p7b",
@@ -135,14 +203,20 @@ def _add_signature(p: argparse.ArgumentParser, *, append: bool) -> None:
     )
 
 
+def _add_timestamp_urls(g: argparse._ActionsContainer) -> None:
+    g.add_argument(
+        "--timestamp-urls",
+        "--timestamp-url",
+        dest="timestamp_urls",
+        action=_Append,
+        metavar="URL",
+        help="RFC 3161 server, tried in order (repeatable; a comma-separated list too)",
+    )
+
+
 def _add_timestamp(p: argparse.ArgumentParser) -> None:
     t = p.add_argument_group("timestamp")
-    t.add_argument(
-        "--timestamp-url",
-        action="append",
-        metavar="URL",
-        help="RFC 3161 server, tried in order (repeatable)",
-    )
+    _add_timestamp_urls(t)
     t.add_argument(
         "--timestamp",
         choices=("required", "optional", "off"),
@@ -236,12 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     stamp = sub.add_parser("timestamp", help="add a timestamp to signatures that have none")
     stamp.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
-    stamp.add_argument(
-        "--timestamp-url",
-        action="append",
-        metavar="URL",
-        help="RFC 3161 server, tried in order (repeatable)",
-    )
+    _add_timestamp_urls(stamp)
     stamp.add_argument(
         "--config",
         metavar="PYPROJECT",
@@ -335,11 +404,13 @@ def _signals_held() -> Iterator[None]:
 
 def _interrupted(exc: KeyboardInterrupt) -> int:
     """Remove every temporary file still there, say so in one line; exit 128 + signal."""
-    from kmssign._internal.engine.atomic import abort_all
-
     signum = exc.signum if isinstance(exc, Terminated) else int(signal.SIGINT)
     with _signals_held():
-        abort_all()
+        # A run interrupted while still importing has made no temporary file yet.
+        atomic = sys.modules.get("kmssign._internal.engine.atomic")
+        abort_all = getattr(atomic, "abort_all", None)
+        if abort_all is not None:
+            abort_all()
         name = signal.Signals(signum).name
         print(f"kmssign: interrupted ({name}); files not finished are left as they were",
               file=sys.stderr)
@@ -356,10 +427,20 @@ def _escaping_output() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``kmssign`` command; Ctrl-C at any point, the imports included, ends in
+    one line and exit 130."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     _one_blas_thread(args.command)
     _escaping_output()
     from kmssign._internal.engine.report import printable
+    from kmssign.errors import ConfigError, KmsSignError
     from kmssign.frontends.cli import commands
 
     with _signals_interrupt():
@@ -372,5 +453,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KmsSignError as exc:
             print(f"kmssign: error: {printable(str(exc))}", file=sys.stderr)
             return EXIT_FAILED
-        except KeyboardInterrupt as exc:
+        except KeyboardInterrupt as exc:  # cleaned up while SIGTERM still interrupts
             return _interrupted(exc)

@@ -38,17 +38,38 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+_MISSING = "PyInstaller is not installed here: pip install pyinstaller (in this environment)"
+
+
+def _pyinstaller_missing() -> bool:
+    """Whether importing PyInstaller fails because it is not installed (and only that)."""
+    try:
+        import PyInstaller  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] == "PyInstaller":
+            return True
+        raise
+    return False
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the build; print a one-line error and return non-zero when it fails."""
-    from kmssign.pyinstaller import run_pyinstaller
-
     argv = list(args.pyinstaller_args)
     if argv and argv[0] == "--":
         argv = argv[1:]
     own = argv[: argv.index("--")] if "--" in argv else argv
-    if not own or "-h" in own or "--help" in own:
+    wants_help = not own or "-h" in own or "--help" in own
+    if wants_help:
         sys.stdout.write(_HELP + "\n")
         sys.stdout.flush()
+    if _pyinstaller_missing():
+        if wants_help:  # our own help is all there is to show
+            print(f"kmssign: {_MISSING}")
+            return EXIT_OK
+        print(f"kmssign: error: {_MISSING}", file=sys.stderr)
+        return EXIT_FAILED
+    from kmssign.pyinstaller import run_pyinstaller
+
     # Like PyInstaller's own console script: the scripts folder is no import root.
     if sys.path and os.path.basename(sys.path[0]) in ("bin", "Scripts"):
         sys.path.pop(0)
