@@ -8,6 +8,7 @@ import pytest
 
 from kmssign._internal.pe.certtable import read_certificates
 from kmssign._internal.pe.image import parse_pe
+from kmssign._internal.pe.signable import PEFile
 from kmssign._internal.pe.signedcopy import begin_signed_copy, finish_signed_copy
 from tests.support import peutil
 from tests.support.helpers import primary_signature, run_cli, sign_args, signature_states
@@ -240,7 +241,7 @@ def test_timestamp_command_refuses_a_nested_signature_of_another_file(
     foreign = primary_signature(other).der
     with open(path, "rb") as f:
         image = parse_pe(f)
-        own = read_signatures(f, image)[0].der
+        own = read_signatures(PEFile(f, image))[0].der
         with atomic_output(path) as out:
             _, state = begin_signed_copy(f, image, "sha256", out)
             finish_signed_copy(out, state, authenticode.add_nested(own, foreign))
@@ -281,7 +282,7 @@ def test_a_timestamped_signature_is_never_re_encoded(
     with open(path, "rb") as f:
         image = parse_pe(f)
         found = read_certificates(f, image)[0].data
-        outer = read_signatures(f, image)[0]
+        outer = read_signatures(PEFile(f, image))[0]
     assert outer.timestamp_token is not None
     assert found == outer.der
     nested = authenticode.add_nested(outer.der, inner)

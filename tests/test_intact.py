@@ -95,8 +95,6 @@ def test_one_digest_pass_per_algorithm(
 ) -> None:
     """A dual-signed file (SHA-256, SHA-1 nested) costs the skip-signed decision two
     passes; --append and timestamp reuse their copy's pass for the primary's algorithm."""
-    from kmssign._internal.authenticode import verify
-
     passes: list[str] = []
     original = pe_digest.authenticode_digest
 
@@ -104,7 +102,7 @@ def test_one_digest_pass_per_algorithm(
         passes.append(digest)
         return original(f, image, digest)
 
-    monkeypatch.setattr(verify, "authenticode_digest", counting)
+    monkeypatch.setattr(pe_digest, "authenticode_digest", counting)
     path = samples["t64.exe"]
     for extra in (("-h", "sha256"), ("-nest", "-h", "sha1")):
         out = path.with_name("ossl.exe")

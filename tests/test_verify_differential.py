@@ -26,7 +26,7 @@ import pytest
 
 from kmssign._internal.authenticode import tlv
 from kmssign._internal.authenticode.asn1 import der
-from kmssign._internal.authenticode.verify import verify_file
+from kmssign._internal.engine.verifying import verify_file
 from kmssign._internal.pe.certtable import win_certificate
 from kmssign._internal.pe.image import parse_pe
 from kmssign.errors import KmsSignError

@@ -9,7 +9,9 @@ from pathlib import Path
 from types import FrameType
 
 from kmssign._internal.authenticode.parse import ParsedSignature
-from kmssign._internal.authenticode.verify import read_signatures, verify_file
+from kmssign._internal.authenticode.verify import read_signatures
+from kmssign._internal.engine.formats import open_signable
+from kmssign._internal.engine.verifying import verify_file
 from kmssign._internal.pe.image import parse_pe
 from kmssign.frontends.cli.main import main
 from kmssign.signers import DigestName, KeyType, Signer
@@ -66,7 +68,7 @@ class DelegatingSigner:
 def primary_signature(path: Path) -> ParsedSignature:
     """The file's primary Authenticode signature, parsed (its nested ones in ``.nested``)."""
     with open(path, "rb") as f:
-        return read_signatures(f, parse_pe(f))[0]
+        return read_signatures(open_signable(f))[0]
 
 
 def signature_states(path: Path, pki: TestPKI) -> list[tuple[str, bool]]:

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from kmssign._internal.authenticode import asn1, tlv
-from kmssign._internal.authenticode.asn1 import der
+from kmssign._internal.authenticode.asn1 import der, der_integer
 from kmssign._internal.pki.certs import spki_der
 from kmssign.errors import SigningError
 from kmssign.signers import DigestName, Signer
@@ -62,10 +62,29 @@ def _pe_image_data_der() -> bytes:
     return bytes(value.dump())
 
 
-def indirect_data_der(digest: str, file_digest: bytes) -> bytes:
-    """DER SpcIndirectDataContent for a PE image digest (SpcPeImageData, obsolete link)."""
+def pe_image_data_der() -> bytes:
+    """The SpcIndirectDataContent ``data`` of a PE image: SpcPeImageData, obsolete link."""
+    return _pe_image_data_der()
+
+
+@functools.lru_cache(maxsize=4)
+def sip_info_der(sip_guid: bytes) -> bytes:
+    """The SpcIndirectDataContent ``data`` of a file a SIP hashes (an MSI package):
+    SpcSipInfo { version 1, the SIP's GUID as stored (16 bytes), five zero integers }."""
+    zero = der_integer(0)
+    sip_info = der(0x30, der_integer(1) + der(0x04, sip_guid) + zero * 5)
+    return der(0x30, _oid_der(asn1.OID_SPC_SIP_INFO) + sip_info)
+
+
+def _oid_der(dotted: str) -> bytes:
+    return bytes(core.ObjectIdentifier(dotted).dump())
+
+
+def indirect_data_der(digest: str, file_digest: bytes, data: bytes | None = None) -> bytes:
+    """DER SpcIndirectDataContent for a file digest; ``data`` is the format's
+    SpcAttributeTypeAndOptionalValue (DER), a PE image's when None."""
     digest_info = der(0x30, _algorithm_der(digest) + der(0x04, file_digest))
-    return der(0x30, _pe_image_data_der() + digest_info)
+    return der(0x30, (data if data is not None else _pe_image_data_der()) + digest_info)
 
 
 @functools.lru_cache(maxsize=16)
@@ -170,15 +189,17 @@ def build_signed_data(
     description: str | None = None,
     url: str | None = None,
     signing_time: dt.datetime | None = None,
+    content_data: bytes | None = None,
 ) -> bytes:
     """Sign a file digest: DER ContentInfo { SignedData } with the leaf and chain,
     self-checked before return.
 
     Raises SigningError when the signature the signer produced does not verify with the
     leaf certificate's public key, so nothing is written and no timestamp is requested
-    for it.
+    for it. ``content_data`` is the file format's SpcIndirectDataContent ``data`` (DER;
+    a PE image's when None).
     """
-    content = indirect_data_der(digest, file_digest)
+    content = indirect_data_der(digest, file_digest, content_data)
     to_sign = signed_attributes_der(
         content, digest, description=description, url=url, signing_time=signing_time
     )

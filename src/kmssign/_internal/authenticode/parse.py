@@ -47,6 +47,7 @@ class ParsedSignature:
     digest_algorithms: tuple[str, ...]  # the SignedData's digestAlgorithms
     signed_attrs: bytes | None  # the SignerInfo's [0] IMPLICIT signedAttrs element
     content: bytes  # SpcIndirectDataContent without tag and length: what messageDigest covers
+    data_type: str = asn1.OID_SPC_PE_IMAGE_DATA  # the SpcIndirectDataContent data's type
     timestamp_token: bytes | None = None  # an RFC 3161 token (ContentInfo)
     nested: tuple[ParsedSignature, ...] = field(default=())
     # a pre-RFC 3161 Authenticode timestamp (PKCS#9 countersignature SignerInfo), as older
@@ -99,8 +100,8 @@ def _parse(content_info: bytes, depth: int) -> ParsedSignature:
     if _name(cms.ContentType, encap_type) != "spc_indirect_data" or content is None:
         raise VerificationError("signature does not hold SpcIndirectDataContent")
     indirect = asn1.SpcIndirectDataContent.load(content)
-    if indirect["data"]["type"].native != "spc_pe_image_data":
-        raise VerificationError("signature is not for a PE image (no SpcPeImageData)")
+    # which kind of file it is for (SpcPeImageData, SpcSipInfo): the file's format checks it
+    data_type = str(indirect["data"]["type"].dotted)
     digest_info = tlv.children(tlv.children(content)[1])  # DigestInfo { algorithm, digest }
     if len(digest_info) != 2 or digest_info[1][0] != 0x04:
         raise VerificationError("malformed DigestInfo in SpcIndirectDataContent")
@@ -145,6 +146,7 @@ def _parse(content_info: bytes, depth: int) -> ParsedSignature:
         ),
         signed_attrs=signer_info.get("signed_attrs"),
         content=tlv.contents(content),
+        data_type=data_type,
         timestamp_token=token,
         nested=tuple(nested),
         countersignature=countersignature,

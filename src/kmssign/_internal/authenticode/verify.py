@@ -1,12 +1,12 @@
-"""Verify the Authenticode signatures of one PE file: digest, signature, chain, timestamp."""
+"""Verify the Authenticode signatures of one signed file (any format): digest, signature,
+chain, timestamp."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -17,9 +17,6 @@ from kmssign._internal.authenticode.parse import (
     check_signature,
     parse_signature,
 )
-from kmssign._internal.pe.certtable import read_signature_entry
-from kmssign._internal.pe.digest import authenticode_digest
-from kmssign._internal.pe.image import PEImage, parse_pe
 from kmssign._internal.pki.certs import extension, subject_of, validate_chain
 from kmssign._internal.timestamp.tokens import check_countersignature, check_token
 from kmssign.errors import VerificationError, plain_reason
@@ -42,14 +39,37 @@ class VerifiedFile:
         return self.signatures[0]
 
 
-def read_signatures(f: BinaryIO, image: PEImage) -> list[ParsedSignature]:
+class SignedFile(Protocol):
+    """A file of a signable format, open, as verification needs it (PE images and MSI
+    packages implement it in their own packages)."""
+
+    @property
+    def data_type(self) -> str:
+        """The SpcIndirectDataContent data type this format's signatures carry (OID)."""
+
+    @property
+    def kind(self) -> str:
+        """What the file is, in words: ``a PE image``, ``an MSI package``."""
+
+    def signature(self) -> bytes:
+        """The primary signature (DER ContentInfo) as stored; a KmsSignError without one."""
+
+    def digest(self, algorithm: str) -> bytes:
+        """The file's Authenticode digest (one pass over the file)."""
+
+
+def read_signatures(signed: SignedFile) -> list[ParsedSignature]:
     """The file's Authenticode signatures, parsed (not checked): the primary one, then the
     ones nested in it."""
-    parsed = parse_signature(read_signature_entry(f, image))
+    parsed = parse_signature(signed.signature())
     return [parsed, *parsed.nested]
 
 
-def _check_intact(parsed: ParsedSignature, file_digest: bytes) -> None:
+def _check_intact(parsed: ParsedSignature, signed: SignedFile, file_digest: bytes) -> None:
+    if parsed.data_type != signed.data_type:
+        raise VerificationError(
+            f"the signature is not one for {signed.kind} (its content is {parsed.data_type})"
+        )
     if parsed.file_digest != file_digest:
         raise VerificationError(
             "the file's digest does not match its signature (the file was changed after signing)"
@@ -58,7 +78,7 @@ def _check_intact(parsed: ParsedSignature, file_digest: bytes) -> None:
 
 
 def intact_signatures(
-    f: BinaryIO, image: PEImage, known: Mapping[str, bytes] | None = None
+    signed: SignedFile, known: Mapping[str, bytes] | None = None
 ) -> list[ParsedSignature]:
     """The file's signatures, each checked against the file's digest and against its own
     signed attributes (not the chain, not the timestamps): what a signature needs to be
@@ -67,24 +87,23 @@ def intact_signatures(
 
     Raises a KmsSignError subclass naming the signature and what is wrong with it.
     """
-    signatures = read_signatures(f, image)
-    check_intact(f, image, signatures, known)
+    signatures = read_signatures(signed)
+    check_intact(signed, signatures, known)
     return signatures
 
 
 def check_intact(
-    f: BinaryIO,
-    image: PEImage,
+    signed: SignedFile,
     signatures: Sequence[ParsedSignature],
     known: Mapping[str, bytes] | None = None,
 ) -> None:
     """:func:`intact_signatures` for the file's signatures read already."""
     digests = dict(known or {})
     for index, parsed in enumerate(signatures):
-        if parsed.digest not in digests:
-            digests[parsed.digest] = authenticode_digest(f, image, parsed.digest)
+        if parsed.digest not in digests and parsed.data_type == signed.data_type:
+            digests[parsed.digest] = signed.digest(parsed.digest)
         try:
-            _check_intact(parsed, digests[parsed.digest])
+            _check_intact(parsed, signed, digests.get(parsed.digest, b""))
         except VerificationError as exc:
             if index:
                 raise VerificationError(f"nested signature {index}: {exc}") from exc
@@ -133,20 +152,17 @@ def verify_signature(
     )
 
 
-def verify_file(
-    path: Path,
+def verify_signed(
+    signed: SignedFile,
     *,
     roots: Sequence[x509.Certificate] = (),
     tsa_roots: Sequence[x509.Certificate] = (),
     require_timestamp: bool = False,
 ) -> VerifiedFile:
-    """Verify every signature of ``path``; raise a KmsSignError subclass with the reason."""
+    """Verify every signature of a signed file; raise a KmsSignError subclass with the
+    reason."""
     try:
-        with open(path, "rb") as f:
-            image = parse_pe(f)
-            if not image.has_certificate_table:
-                raise VerificationError("not signed")
-            signatures = intact_signatures(f, image)
+        signatures = intact_signatures(signed)
         results = []
         for index, parsed in enumerate(signatures):
             try:

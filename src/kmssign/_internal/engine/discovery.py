@@ -1,4 +1,5 @@
-"""Find the PE files to work on: by content (MZ + PE header), not by extension."""
+"""Find the files to work on: by content (a PE header, an MSI package's compound file),
+not by extension."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from kmssign._internal.engine.atomic import NAME_ROOM, is_temporary
-from kmssign._internal.pe.image import has_pe_header
+from kmssign._internal.engine.formats import sniff
 
 NOT_PE = "not a PE file (no MZ/PE header)"
 _KINDS = (
@@ -147,11 +148,11 @@ def discover(
         seen.add(key)
         try:
             with open(path, "rb", opener=_no_wait) as f:
-                pe = has_pe_header(f)
+                signable = sniff(f) is not None
         except OSError as exc:
             problems.append((path, f"cannot read it: {reason_of(exc)}"))
             return
-        if pe:
+        if signable:
             files.append(path)
         elif explicit:
             problems.append((path, NOT_PE))

@@ -30,6 +30,7 @@ class FileResult:
     sha256_after: str | None = None
     warnings: list[str] = field(default_factory=list)
     output: Path | None = None  # the file written (``path``, or where -o put it)
+    format: str | None = None  # the file's format ("pe", "msi"), once it was opened
 
     def fail(self, exc: Exception) -> FileResult:
         """Mark this file failed with the one-line reason ``exc`` gives; an exception

@@ -23,10 +23,9 @@ from kmssign._internal.authenticode.build import (
 from kmssign._internal.authenticode.tlv import encoded
 from kmssign._internal.authenticode.verify import intact_signatures
 from kmssign._internal.engine.atomic import AtomicFile, check_running
+from kmssign._internal.engine.formats import Signable, format_named, open_signable
 from kmssign._internal.engine.locking import TargetLock, lock_target
 from kmssign._internal.engine.report import FileResult
-from kmssign._internal.pe.image import PEImage, align8, parse_pe
-from kmssign._internal.pe.signedcopy import SignedCopy, begin_signed_copy, finish_signed_copy
 from kmssign._internal.pki.certs import (
     SigningCertificates,
     leaf_warnings,
@@ -142,49 +141,58 @@ def plan_file(path: Path, skip_signed: bool, append: bool = False) -> FileResult
     """What signing would do to ``path``, decided as signing decides it, touching nothing:
     ``would-sign``, ``skipped`` (intact signatures), or ``failed`` with the reason."""
     if skip_signed and not append:
-        return already_signed(path) or FileResult(path, "would-sign")
+        kept = already_signed(path)
+        if kept is not None:
+            return kept
+    result = FileResult(path, "failed")
     try:
         with open(path, "rb") as f:
-            parse_pe(f)
+            result.format = open_signable(f).format
     except Exception as exc:  # anything: one file never ends a batch
-        return FileResult(path, "failed").fail(exc)
-    return FileResult(path, "would-sign")
+        return result.fail(exc)
+    result.status = "would-sign"
+    return result
 
 
 @dataclass
 class Prepared:
-    """A file hashed and copied (without its old signature) into a temporary file."""
+    """A file hashed and copied (without its old signature) into a temporary file.
+
+    ``source`` stays open until the signed file is written: a format whose signature
+    lives inside the file (an MSI package's stream) copies the rest of it then."""
 
     result: FileResult
     output: AtomicFile
-    state: SignedCopy
+    source: BinaryIO
+    signable: Signable
+    state: object
     file_digest: bytes
     existing: bytes | None  # the primary signature to nest under (--append), as found
     record_hashes: bool
     lock: TargetLock | None = None  # held until the signed file is in place
 
+    def close(self) -> None:
+        self.source.close()
+        if self.lock is not None:
+            self.lock.release()
+
 
 ALREADY_SIGNED = "already signed"
 
 
-def check_signed(f: BinaryIO, image: PEImage) -> None:
-    """What skip-signed decides for a file with a certificate table: keep it only when
-    every signature in it matches the file and verifies against its own signed
-    attributes; otherwise raise, naming the problem and the way out."""
+def _kept_as_signed(signable: Signable, result: FileResult) -> FileResult | None:
+    """The skip-signed decision on an open file: None to sign it (no signature),
+    ``result`` marked skipped when every signature in it matches the file and verifies
+    against its own signed attributes; otherwise raise, naming the problem and the way
+    out."""
+    if not signable.signed:
+        return None
     try:
-        intact_signatures(f, image)
+        intact_signatures(signable)
     except KmsSignError as exc:
         raise VerificationError(
             f"its existing signature is broken ({exc}); --no-skip-signed replaces it"
         ) from exc
-
-
-def _kept_as_signed(f: BinaryIO, image: PEImage, result: FileResult) -> FileResult | None:
-    """The skip-signed decision on an open file: None to sign it (no certificate table),
-    ``result`` marked skipped when its signatures are intact; raises when one is not."""
-    if not image.has_certificate_table:
-        return None
-    check_signed(f, image)
     result.status = "skipped"
     result.reason = ALREADY_SIGNED
     return result
@@ -197,21 +205,18 @@ def already_signed(path: Path) -> FileResult | None:
     result = FileResult(path, "failed")
     try:
         with open(path, "rb") as f:
-            return _kept_as_signed(f, parse_pe(f), result)
+            signable = open_signable(f)
+            result.format = signable.format
+            return _kept_as_signed(signable, result)
     except Exception as exc:  # anything: one file never ends a batch
         return result.fail(exc)
 
 
-def known_digest(image: PEImage, digest: str, copy_digest: bytes) -> dict[str, bytes]:
-    """The signed copy's digest as the file's Authenticode digest for ``digest``, where
-    they are the same (the copy pads to 8 what the signature did not cover)."""
-    return {digest: copy_digest} if align8(image.image_end) == image.image_end else {}
-
-
-def _nest_target(f: BinaryIO, image: PEImage, digest: str, copy_digest: bytes) -> bytes:
+def _nest_target(signable: Signable, digest: str, copy_digest: bytes) -> bytes:
     """The primary signature ``--append`` nests under, once it is found intact."""
+    known = signable.known_digest(digest, copy_digest, nesting=True)
     try:
-        return intact_signatures(f, image, known_digest(image, digest, copy_digest))[0].der
+        return intact_signatures(signable, known)[0].der
     except KmsSignError as exc:
         raise VerificationError(
             f"cannot nest under its signature ({exc}); sign without --append to replace it"
@@ -265,28 +270,38 @@ def _prepare_locked(
     try:
         if record_hashes:
             result.sha256_before = file_sha256(path)
-        with open(path, "rb") as f:
-            image = parse_pe(f)
-            existing = None
-            # Only an intact signature counts as "signed": a table of garbage, or a
-            # signature the file no longer matches, is reported, not kept.
-            if skip_signed and not append and _kept_as_signed(f, image, result):
-                return result
-            # Through a symbolic link, sign the file it points to and keep the link.
-            target = output or (path.resolve() if path.is_symlink() else path)
-            atomic = AtomicFile(target, mode_from=path)
-            try:
-                file_digest, state = begin_signed_copy(
-                    f, image, session.digest, atomic.handle
-                )
-                if append and image.has_certificate_table:
-                    existing = _nest_target(f, image, session.digest, file_digest)
-            except BaseException:
-                atomic.abort()
-                raise
-        return Prepared(result, atomic, state, file_digest, existing, record_hashes)
+        f = open(path, "rb")  # noqa: SIM115 (open until complete_file wrote the file)
     except Exception as exc:  # anything: one file never ends a batch
         return result.fail(exc)
+    try:
+        signable = open_signable(f)
+        result.format = signable.format
+        existing = None
+        # Only an intact signature counts as "signed": a table of garbage, or a
+        # signature the file no longer matches, is reported, not kept.
+        if skip_signed and not append and _kept_as_signed(signable, result):
+            f.close()
+            return result
+        # Through a symbolic link, sign the file it points to and keep the link.
+        target = output or (path.resolve() if path.is_symlink() else path)
+        atomic = AtomicFile(target, mode_from=path)
+        nesting = append and signable.signed
+        try:
+            file_digest, state = signable.begin_copy(
+                session.digest, atomic.handle, nesting=nesting
+            )
+            if nesting:
+                existing = _nest_target(signable, session.digest, file_digest)
+        except BaseException:
+            atomic.abort()
+            raise
+        return Prepared(result, atomic, f, signable, state, file_digest, existing, record_hashes)
+    except Exception as exc:  # anything: one file never ends a batch
+        f.close()
+        return result.fail(exc)
+    except BaseException:
+        f.close()
+        raise
 
 
 def _timestamp(session: SigningSession, content_info: bytes, result: FileResult) -> bytes:
@@ -315,8 +330,7 @@ def complete_file(prepared: Prepared, session: SigningSession) -> FileResult:
     try:
         return _complete_locked(prepared, session)
     finally:
-        if prepared.lock is not None:
-            prepared.lock.release()
+        prepared.close()
 
 
 def _complete_locked(prepared: Prepared, session: SigningSession) -> FileResult:
@@ -333,11 +347,12 @@ def _complete_locked(prepared: Prepared, session: SigningSession) -> FileResult:
             chain=session.certificates.chain,
             description=session.description,
             url=session.url,
+            content_data=format_named(prepared.signable.format).content_data(),
         )
         content_info = _timestamp(session, content_info, result)
         if prepared.existing is not None:
             content_info = add_nested(prepared.existing, content_info)
-        finish_signed_copy(prepared.output.handle, prepared.state, content_info)
+        prepared.signable.finish_copy(prepared.output.handle, prepared.state, content_info)
         if prepared.record_hashes:  # of the bytes renamed into place, as nobody can change them
             prepared.output.handle.flush()
             result.sha256_after = file_sha256(prepared.output.path)

@@ -10,11 +10,9 @@ from kmssign._internal.authenticode.build import add_timestamp, replace_nested
 from kmssign._internal.authenticode.tlv import encoded
 from kmssign._internal.authenticode.verify import check_intact, read_signatures
 from kmssign._internal.engine.atomic import atomic_output, check_running
+from kmssign._internal.engine.formats import open_signable
 from kmssign._internal.engine.locking import lock_target
 from kmssign._internal.engine.report import FileResult
-from kmssign._internal.engine.signing import known_digest
-from kmssign._internal.pe.image import parse_pe
-from kmssign._internal.pe.signedcopy import begin_signed_copy, finish_signed_copy
 from kmssign._internal.pki.certs import subject_of
 from kmssign.errors import KmsSignError, VerificationError
 
@@ -45,10 +43,11 @@ def _timestamp_locked(path: Path, timestamper: TimestampClient) -> FileResult:
     result = FileResult(path, "failed")
     try:
         with open(path, "rb") as f:
-            image = parse_pe(f)
-            if not image.has_certificate_table:
+            signable = open_signable(f)
+            result.format = signable.format
+            if not signable.signed:
                 raise VerificationError("not signed")
-            signatures = read_signatures(f, image)
+            signatures = read_signatures(signable)
             primary = signatures[0]
             unstamped = [s for s in signatures if not s.timestamped]
             # the signer(s) this run stamps, not whoever signed first
@@ -60,11 +59,10 @@ def _timestamp_locked(path: Path, timestamper: TimestampClient) -> FileResult:
                 result.reason = "already timestamped"
                 return result
             with atomic_output(path.resolve() if path.is_symlink() else path) as out:
-                file_digest, state = begin_signed_copy(f, image, primary.digest, out)
+                file_digest, state = signable.begin_copy(primary.digest, out, nesting=True)
+                known = signable.known_digest(primary.digest, file_digest, nesting=True)
                 try:
-                    check_intact(
-                        f, image, signatures, known_digest(image, primary.digest, file_digest)
-                    )
+                    check_intact(signable, signatures, known)
                 except KmsSignError as exc:
                     raise VerificationError(f"{exc}; re-sign it instead") from exc
                 content_info = _stamped(primary, timestamper, result)
@@ -72,7 +70,7 @@ def _timestamp_locked(path: Path, timestamper: TimestampClient) -> FileResult:
                     content_info = replace_nested(
                         content_info, [_stamped(n, timestamper, result) for n in primary.nested]
                     )
-                finish_signed_copy(out, state, content_info)
+                signable.finish_copy(out, state, content_info)
         result.status = "timestamped"
     except Exception as exc:  # anything: one file never ends a batch
         result.fail(exc)

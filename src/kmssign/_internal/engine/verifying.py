@@ -7,14 +7,40 @@ from pathlib import Path
 
 from cryptography import x509
 
-from kmssign._internal.authenticode.verify import VerifiedSignature, verify_file
+from kmssign._internal.authenticode.verify import VerifiedFile, VerifiedSignature, verify_signed
+from kmssign._internal.engine.formats import open_signable
 from kmssign._internal.engine.report import FileResult
+from kmssign.errors import VerificationError
 
 
 def _nested_note(signature: VerifiedSignature) -> str:
     when = signature.timestamp
     stamp = f"timestamp {when:%Y-%m-%dT%H:%M:%SZ}" if when is not None else "no timestamp"
     return f"nested signature: {signature.signer}, {signature.digest}, {stamp}"
+
+
+def verify_file(
+    path: Path,
+    *,
+    roots: Sequence[x509.Certificate] = (),
+    tsa_roots: Sequence[x509.Certificate] = (),
+    require_timestamp: bool = False,
+    found: FileResult | None = None,
+) -> VerifiedFile:
+    """Verify every signature of ``path`` (any format kmssign signs); raise a
+    KmsSignError subclass with the reason. ``found`` learns the file's format."""
+    try:
+        with open(path, "rb") as f:
+            signable = open_signable(f)
+            if found is not None:
+                found.format = signable.format
+            if not signable.signed:
+                raise VerificationError("not signed")
+            return verify_signed(
+                signable, roots=roots, tsa_roots=tsa_roots, require_timestamp=require_timestamp
+            )
+    except OSError as exc:
+        raise VerificationError(f"cannot read file: {exc.strerror or exc}") from exc
 
 
 def verify_one(
@@ -25,17 +51,19 @@ def verify_one(
     require_timestamp: bool = False,
 ) -> FileResult:
     """``verified`` with the signer, digest, timestamp and notes, or ``failed`` with why."""
+    found = FileResult(path, "failed")
     try:
         verified = verify_file(
-            path, roots=roots, tsa_roots=tsa_roots, require_timestamp=require_timestamp
+            path, roots=roots, tsa_roots=tsa_roots, require_timestamp=require_timestamp,
+            found=found,
         )
     except Exception as exc:  # anything: one file never ends a batch
-        return FileResult(path, "failed").fail(exc)
+        return found.fail(exc)
     primary = verified.primary
     notes = [_nested_note(s) for s in verified.signatures[1:]]
     if not primary.chain_checked:
         notes.append("chain not checked (no --ca given)")
     return FileResult(
         path, "verified", reason="; ".join(notes) or None, signer=primary.signer,
-        digest=primary.digest, timestamp=primary.timestamp,
+        digest=primary.digest, timestamp=primary.timestamp, format=found.format,
     )

@@ -54,6 +54,7 @@ def as_json(report: Report, error: str | None = None) -> dict[str, Any]:
                 "path": str(r.path),
                 "output": str(r.output) if r.output is not None else None,
                 "status": r.status,
+                "format": r.format,
                 "reason": r.reason,
                 "signer": r.signer,
                 "digest": r.digest,
