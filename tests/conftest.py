@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import peutil
+from tests.support import peutil, wixlbuild
 from tests.support.pki import TestPKI
 
 # Fixture modules owned by the parts that need them (KMS server, TSA server, ...).
@@ -18,6 +18,8 @@ TOOLS = {
     "osslsigncode": (peutil.OSSLSIGNCODE, "osslsigncode", "osslsigncode"),
     "wine": (peutil.WINE, "wine64", "wine64"),
     "mingw": (peutil.MINGW_GCC, "x86_64-w64-mingw32-gcc", "gcc-mingw-w64-x86-64"),
+    "wixl": (wixlbuild.WIXL, "wixl", "wixl"),
+    "msitools": (wixlbuild.MSIINFO, "msiinfo", "msitools"),
 }
 
 

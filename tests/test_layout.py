@@ -22,14 +22,17 @@ ALLOWED: dict[str, set[str]] = {
     "pe": set(),
     "net": set(),
     "wheel": set(),
+    "cfb": set(),
     "signers": {"net"},
     "pki": {"signers"},
     "authenticode": {"pe", "pki", "signers", "timestamp"},
     "timestamp": {"authenticode", "pki", "net"},
-    "engine": {"pe", "wheel", "pki", "signers", "authenticode", "timestamp", "config", "pyproject"},
+    "engine": {"pe", "wheel", "cfb", "pki", "signers", "authenticode", "timestamp", "config",
+               "pyproject"},
     "pyproject": set(),
     "config": {"pyproject"},
-    "api": {"pe", "wheel", "pki", "signers", "authenticode", "timestamp", "engine", "config"},
+    "api": {"pe", "wheel", "cfb", "pki", "signers", "authenticode", "timestamp", "engine",
+            "config"},
 }
 
 

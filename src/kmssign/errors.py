@@ -33,6 +33,16 @@ class WheelFormatError(KmsSignError):
     RECORD that is missing or does not match the members."""
 
 
+class MalformedFileError(KmsSignError):
+    """A file's structure is broken: truncated, inconsistent, or holding bytes that belong
+    to nothing. The message is one line naming the file and the reason."""
+
+
+class CompoundFileError(MalformedFileError):
+    """The file is not a compound file ([MS-CFB]: MSI, MSM, MSP) kmssign can read or
+    rewrite, or its sectors, chains or directory are broken."""
+
+
 class CertificateError(KmsSignError):
     """A certificate or chain cannot be loaded or does not fit the signing key."""
 
