@@ -5,17 +5,44 @@ from __future__ import annotations
 
 import hashlib
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from kmssign._internal.pe.checksum import Checksum
+from kmssign._internal.pe.checksum import Checksum, holds_gil
 from kmssign._internal.pe.image import CHUNK
 from kmssign._internal.pe.reading import Data, chunks, read_into
 
 THREAD_MIN = 4 * CHUNK  # below this, hashing in worker threads does not pay
 _QUEUE_DEPTH = 8  # chunks in flight to each worker thread (bounded memory)
 _MAPPED_DEPTH = 1  # mapped windows queued for each worker thread
+
+
+# While the pure-Python checksum runs on one worker thread, it holds the GIL almost all the
+# time. hashlib drops the GIL while it hashes a window, but each time the hashing thread
+# wants it back it waits for the running thread's time slice to end: 5 ms by default,
+# longer than hashing the window took. With slices of 0.2 ms the hashing thread no longer
+# waits behind the checksum. The interval is the process's: the first pass that needs it
+# shortens it, the last one puts the old value back.
+_SHORT_SLICE = 0.0002
+_slices_lock = threading.Lock()
+_slices_users = 0
+_slices_saved = 0.0
+
+
+def _short_slices(enter: bool) -> None:
+    global _slices_users, _slices_saved
+    with _slices_lock:
+        if enter:
+            _slices_users += 1
+            if _slices_users == 1:
+                _slices_saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(_slices_saved, _SHORT_SLICE))
+        else:
+            _slices_users -= 1
+            if _slices_users == 0:
+                sys.setswitchinterval(_slices_saved)
 
 
 class _Lease:
@@ -60,6 +87,9 @@ class Summer:
         self._queues: list[queue.Queue[_Item | None]] = []
         self._threads: list[threading.Thread] = []
         self._pool: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._short_slices = threaded and checksum and holds_gil()
+        if self._short_slices:
+            _short_slices(True)
         if threaded:
             depth = _QUEUE_DEPTH
             if mapped:  # the pieces are mapped windows (reading.mapped_windows): no buffers
@@ -137,6 +167,9 @@ class Summer:
         for thread in self._threads:
             thread.join()
         self._queues, self._threads = [], []
+        if self._short_slices:
+            self._short_slices = False
+            _short_slices(False)
 
 
 _Item = tuple[int, "Data", list[memoryview], _Lease | None]
