@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from kmssign._internal.engine.atomic import NAME_ROOM, is_temporary
-from kmssign._internal.engine.formats import sniff
+from kmssign._internal.engine.formats import refusal, sniff
 
 NOT_PE = "not a PE file (no MZ/PE header)"
 _KINDS = (
@@ -149,13 +149,14 @@ def discover(
         try:
             with open(path, "rb", opener=_no_wait) as f:
                 signable = sniff(f) is not None
+                why = None if signable or not explicit else refusal(f)
         except OSError as exc:
             problems.append((path, f"cannot read it: {reason_of(exc)}"))
             return
         if signable:
             files.append(path)
         elif explicit:
-            problems.append((path, NOT_PE))
+            problems.append((path, why or NOT_PE))
 
     for path, mode in _given(paths, problems):
         if stat.S_ISDIR(mode):

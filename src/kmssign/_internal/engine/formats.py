@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-from kmssign._internal.authenticode.build import pe_image_data_der
+from kmssign._internal.authenticode.build import pe_image_data_der, sip_info_der
 from kmssign._internal.authenticode.verify import SignedFile
+from kmssign._internal.msi import package as msi
 from kmssign._internal.pe.image import has_pe_header
 from kmssign._internal.pe.signable import PEFile
 
@@ -58,12 +59,20 @@ class Format:
 
 
 PE = Format("pe", has_pe_header, PEFile, pe_image_data_der)
+MSI = Format(
+    "msi", msi.is_package, msi.MsiPackage, functools.partial(sip_info_der, msi.MSI_SIP_GUID)
+)
 
 
-@functools.lru_cache(maxsize=1)
 def formats() -> tuple[Format, ...]:
     """Every format kmssign signs, in the order they are tried."""
-    return (PE,)
+    return (PE, MSI)
+
+
+def refusal(f: BinaryIO) -> str | None:
+    """Why a file that no format took is left alone, when it is worth saying (a compound
+    file that is not a Windows Installer package); None otherwise."""
+    return msi.refusal(f)
 
 
 def sniff(f: BinaryIO) -> Format | None:

@@ -234,6 +234,15 @@ def _add_dry_run(p: argparse.ArgumentParser) -> None:
     )
 
 
+MSI_NOTE = (
+    "Files are found by content: PE files (.exe, .dll, .pyd, ...) and Windows Installer "
+    "packages (.msi, .msm, .msp; not .mst transforms). A package's signature is its "
+    "\\x05DigitalSignature stream. kmssign never writes \\x05MsiDigitalSignatureEx: a new "
+    "signature that replaces the old one removes it; --append and `kmssign timestamp` keep "
+    "it, and the signatures it serves stay valid."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="kmssign",
@@ -244,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    sign = sub.add_parser("sign", help="sign PE files (directories: every PE file below them)")
+    sign = sub.add_parser(
+        "sign", help="sign PE files (directories: every PE file below them)", epilog=MSI_NOTE
+    )
     sign.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
     _add_key(sign)
     _add_signature(sign, append=True)
