@@ -23,15 +23,16 @@ ALLOWED: dict[str, set[str]] = {
     "net": set(),
     "wheel": set(),
     "cfb": set(),
+    "msi": {"cfb"},
     "signers": {"net"},
     "pki": {"signers"},
     "authenticode": {"pe", "pki", "signers", "timestamp"},
     "timestamp": {"authenticode", "pki", "net"},
-    "engine": {"pe", "wheel", "cfb", "pki", "signers", "authenticode", "timestamp", "config",
+    "engine": {"pe", "wheel", "cfb", "msi", "pki", "signers", "authenticode", "timestamp", "config",
                "pyproject"},
     "pyproject": set(),
     "config": {"pyproject"},
-    "api": {"pe", "wheel", "cfb", "pki", "signers", "authenticode", "timestamp", "engine",
+    "api": {"pe", "wheel", "cfb", "msi", "pki", "signers", "authenticode", "timestamp", "engine",
             "config"},
 }
 

@@ -1,18 +1,16 @@
-"""Real MSI packages for tests, built by wixl (Debian ``wixl``), and what reads them:
-``msiinfo`` (Debian ``msitools``) and osslsigncode."""
+"""MSI packages of files on disk (large ones, PE files kmssign signed), built by wixl;
+their tables read back by ``msiinfo`` (:mod:`tests.support.wixlbuild` finds both)."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-WIXL = shutil.which("wixl")
-MSIINFO = shutil.which("msiinfo")
+from tests.support.wixlbuild import WIXL, tables_and_rows
 
 _WXS = """<?xml version="1.0" encoding="utf-8"?>
 <Wix xmlns="http://schemas.microsoft.com/wix/2006/wi">
@@ -68,24 +66,7 @@ def build_msi(out: Path, files: Mapping[str, Path], name: str = "Demo") -> Path:
 
 
 def tables(path: Path) -> dict[str, str]:
-    """Every table of the package exported by ``msiinfo`` (name -> its text); asserts
-    that msiinfo lists and exports each."""
-    assert MSIINFO, "msiinfo is required (apt-get install msitools)"
-    listed = subprocess.run(
-        [MSIINFO, "tables", str(path)], check=True, capture_output=True, text=True
-    ).stdout.split()
-    assert listed, f"msiinfo lists no tables in {path}"
-    return {
-        table: subprocess.run(
-            [MSIINFO, "export", str(path), table], check=True, capture_output=True, text=True
-        ).stdout
-        for table in listed
-    }
-
-
-def streams(path: Path) -> list[str]:
-    assert MSIINFO
-    return subprocess.run(
-        [MSIINFO, "streams", str(path)], check=True, capture_output=True, text=True
-    ).stdout.split("\n")
-
+    """Every table of the package as ``msiinfo export`` prints it (there are some)."""
+    found = tables_and_rows(path)
+    assert found, f"msiinfo lists no tables in {path}"
+    return found

@@ -22,7 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from kmssign._internal.cfb.reader import CompoundFile, Entry
+from kmssign._internal.cfb.directory import Entry
+from kmssign._internal.cfb.reader import CompoundFile
 from kmssign._internal.cfb.writer import rewrite
 from kmssign.errors import VerificationError
 
