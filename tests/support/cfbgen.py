@@ -122,6 +122,7 @@ def generate(children: list[Stream | Storage], *, version: int = 3,
     put("minifat", struct.pack(f"<{len(minifat)}I", *minifat))
     n_entries = _ceil(len(entries) * 128, ss) * ss // 128
     put("directory", bytes(n_entries * 128))  # filled in below, once sectors are known
+    free_from = len(contents)
     for _ in range(free):
         contents.append(rng.randbytes(ss))
     n_fat = n_difat = 0
@@ -137,6 +138,9 @@ def generate(children: list[Stream | Storage], *, version: int = 3,
     place = list(range(total))
     if seed is not None:
         rng.shuffle(place)
+        last = place.index(total - 1)  # the last sector holds something (free ones: trailing)
+        if free_from <= last < free_from + free:
+            place[last], place[0] = place[0], place[last]
     chains = {label: [place[s] for s in chain] for label, chain in chains.items()}
     fat = [FREE] * (n_fat * per)
     for chain in chains.values():

@@ -130,6 +130,10 @@ class CompoundFile:
             free += 1
             unowned = self._owner.find(0, unowned + 1)
         self.free_sectors = free
+        last = self._owner.rfind(1)
+        if last != self._nsec - 1:
+            raise _Refused(f"{self._nsec - 1 - last} free sectors at the end of the file "
+                           "(bytes that do not belong)")
 
     def _claim(self, sector: int, what: str) -> None:
         if sector >= self._nsec:
@@ -194,8 +198,15 @@ class CompoundFile:
             found.append(sector)
             sector = self._fat[sector]
         if sector != ENDOFCHAIN:
-            raise _Refused(f"the chain of {what} is longer than its size")
+            raise _Refused(self._beyond(sector, self._owner, f"the chain of {what}"))
         return found
+
+    @staticmethod
+    def _beyond(sector: int, owner: bytearray, chain: str) -> str:
+        """Why a chain that should end at ``sector`` is wrong."""
+        if sector < len(owner) and owner[sector]:
+            return f"{chain} loops or crosses another chain (at sector {sector})"
+        return f"{chain} is longer than its size"
 
     def _load_directory(self, header: Header) -> None:
         chain = self._chain(header.first_dir, "the directory", None)
@@ -307,7 +318,7 @@ class CompoundFile:
                 mini_owner[sector] = 1
                 sector = minifat[sector]
             if sector != ENDOFCHAIN:
-                raise _Refused(f"the mini chain of {what} is longer than its size")
+                raise _Refused(self._beyond(sector, mini_owner, f"the mini chain of {what}"))
         unowned = mini_owner.find(0)
         while unowned != -1:
             if minifat[unowned] != FREESECT:
