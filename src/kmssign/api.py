@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kmssign._internal.engine import wheelsign, wheelverify
 from kmssign._internal.engine.atomic import clear_leftover, resume
 from kmssign._internal.engine.discovery import NOT_PE, discover, find_wheels, is_wheel_name
 from kmssign._internal.engine.pipeline import Pipeline, run_simple
@@ -250,6 +249,8 @@ def sign_wheels(
             Path(dest_dir).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"cannot create {dest_dir}: {exc.strerror or exc}") from exc
+    from kmssign._internal.engine import wheelsign  # the wheel and zip stack: wheels only
+
     session = None
     if wheels and not dry_run:  # no key, certificate or KMS call for nothing
         session = open_session(settings, signer=signer, timestamper=timestamper, log=log)
@@ -279,6 +280,8 @@ def verify_wheels(
     """Verify wheels: RECORD against every member's bytes, and each PE member as
     :func:`verify_files` verifies a loose file (results named ``wheel!member``). An
     unsigned member is reported ``unsigned``, or ``failed`` with ``require_signed``."""
+    from kmssign._internal.engine import wheelverify  # the wheel and zip stack: wheels only
+
     root_certs = load_roots(roots)
     tsa_certs = load_roots(tsa_roots)
     wheels, problems = find_wheels([Path(p) for p in paths])

@@ -11,13 +11,15 @@ until it is asked to sign or for its public key, where it can.
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kmssign.config import Settings
 from kmssign.errors import ConfigError, SigningError, one_line
 from kmssign.signers import Signer
+
+if TYPE_CHECKING:
+    import importlib.metadata
 
 GROUP = "kmssign.signers"
 NO_KEY = "no signing key: set key-id (an AWS KMS key) or key-file"
@@ -77,6 +79,8 @@ def signer_name(settings: Settings) -> str | None:
 
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
     """The registered factories by name; kmssign's own registration wins a name clash."""
+    import importlib.metadata  # reads every installed distribution's metadata
+
     found: dict[str, importlib.metadata.EntryPoint] = {}
     for ep in importlib.metadata.entry_points(group=GROUP):
         dist = getattr(ep, "dist", None)
@@ -92,7 +96,15 @@ def available() -> list[str]:
 
 
 def factory(name: str) -> Factory:
-    """The factory registered as ``name``; ConfigError naming the known ones otherwise."""
+    """The factory registered as ``name``; ConfigError naming the known ones otherwise.
+
+    kmssign's own names are kmssign's factories without a look at the entry points:
+    its own registration wins a clash anyway, and reading every installed distribution's
+    metadata (and importing the zip and e-mail stack to do it) would cost a short run
+    more than its signature.
+    """
+    if name in BUILT_IN:
+        return BUILT_IN[name]
     ep = _entry_points().get(name)
     if ep is None:
         if name in BUILT_IN:

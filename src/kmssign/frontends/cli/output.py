@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -116,6 +115,8 @@ class Printer:
         with self._lock:
             self._clear_progress()
         if self.json_mode:
+            import json  # --json only
+
             json.dump(as_json(report, error), self.out, indent=2)
             self.out.write("\n")
         elif error is None and not self.quiet:

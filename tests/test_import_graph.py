@@ -1,0 +1,89 @@
+"""Each command imports what it uses and nothing else: the modules a fresh interpreter
+holds after running one command (not how long it took; the start-up benchmark is
+benchmarks/bench_startup.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.helpers import sign_args
+from tests.support.pki import TestPKI
+from tests.support.wheelutil import DIST, VERSION, write_wheel
+
+SCRIPT = """
+import json, sys
+from kmssign.frontends.cli.main import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:  # --version and --help exit through argparse
+    code = exc.code
+print(json.dumps([code, sorted(sys.modules)]))
+"""
+
+KMS = ("boto3", "botocore", "kmssign._internal.signers.aws_kms")
+CRYPTO = ("cryptography", "asn1crypto")
+HTTP = ("kmssign._internal.timestamp.client", "kmssign._internal.timestamp.transport",
+        "http.client", "urllib.request")
+WHEELS = ("kmssign._internal.wheel", "kmssign._internal.engine.wheelscan",
+          "kmssign._internal.engine.wheelsign", "kmssign._internal.engine.wheelverify",
+          "zipfile", "csv", "importlib.metadata")
+
+
+def modules_after(*argv: str, cwd: Path) -> set[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *argv], capture_output=True, text=True, check=False,
+        cwd=cwd,
+    )
+    last = proc.stdout.strip().splitlines()[-1]
+    code, modules = json.loads(last)
+    assert code == 0, proc.stderr
+    return set(modules)
+
+
+def loaded(modules: set[str], packages: tuple[str, ...]) -> list[str]:
+    """The modules of ``modules`` that are one of ``packages`` or inside one."""
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in packages))
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_version_and_help_import_no_crypto_and_no_kms(flag: str, tmp_path: Path) -> None:
+    modules = modules_after(flag, cwd=tmp_path)
+    assert "argparse" in modules
+    assert loaded(modules, KMS + CRYPTO + HTTP + WHEELS) == []
+
+
+def test_sign_and_verify_of_loose_files_import_no_wheel_kms_or_http_stack(
+    pki: TestPKI, samples: dict[str, Path], tmp_path: Path
+) -> None:
+    target = tmp_path / "t64.exe"
+    shutil.copyfile(samples["t64.exe"], target)
+    signed = modules_after(
+        "sign", str(target), *sign_args(pki.identity("rsa2048")), "--quiet", cwd=tmp_path
+    )
+    assert "kmssign._internal.authenticode.build" in signed
+    assert loaded(signed, KMS + HTTP + WHEELS) == []
+
+    verified = modules_after("verify", str(target), "--quiet", cwd=tmp_path)
+    assert "kmssign._internal.authenticode.verify" in verified
+    assert loaded(verified, KMS + HTTP + WHEELS) == []
+
+
+def test_wheel_imports_the_wheel_stack_and_no_kms_or_http_stack(
+    pki: TestPKI, samples: dict[str, Path], tmp_path: Path
+) -> None:
+    wheel = write_wheel(
+        tmp_path / f"{DIST}-{VERSION}-cp312-cp312-win_amd64.whl",
+        {f"{DIST}/_ext.cp312-win_amd64.pyd": samples["lib.dll"].read_bytes(),
+         f"{DIST}/__init__.py": b"\n"},
+    )
+    modules = modules_after(
+        "wheel", str(wheel), *sign_args(pki.identity("rsa2048")), "--quiet", cwd=tmp_path
+    )
+    assert "kmssign._internal.engine.wheelsign" in modules
+    assert loaded(modules, KMS + HTTP + ("importlib.metadata",)) == []
