@@ -10,7 +10,7 @@ from tests.support.pki import TestPKI
 # Fixture modules owned by the parts that need them (KMS server, TSA server, ...).
 pytest_plugins = [f"tests.support.{name}" for name in (
     "fixtures_kms", "fixtures_tsa", "fixtures_pyinstaller", "fixtures_build", "plugincheck",
-    "fixtures_pypi", "fixtures_plugins")]
+    "fixtures_pypi", "fixtures_plugins", "fixtures_pkcs11")]
 
 # The Debian tools some tests run, by their marker: (where found here, the command, the
 # package). This table is the one place their presence is checked; .ci/run installs all.
@@ -20,6 +20,7 @@ TOOLS = {
     "mingw": (peutil.MINGW_GCC, "x86_64-w64-mingw32-gcc", "gcc-mingw-w64-x86-64"),
     "wixl": (wixlbuild.WIXL, "wixl", "wixl"),
     "msitools": (wixlbuild.MSIINFO, "msiinfo", "msitools"),
+    "softhsm": (peutil.SOFTHSM, "softhsm2-util and pkcs11-tool", "softhsm2 opensc"),
 }
 
 

@@ -150,12 +150,14 @@ def test_imports_flow_one_way(path: Path) -> None:
 
 
 def test_third_party_boundaries() -> None:
-    """boto3 only in the KMS signer, hatchling only in the hook, setuptools only in its
-    plugin's command, PyInstaller only in its front end, isal only in the wheel codec."""
+    """boto3 only in the KMS signer, python-pkcs11 only in the PKCS#11 signer, hatchling
+    only in the hook, setuptools only in its plugin's command, PyInstaller only in its
+    front end, isal only in the wheel codec."""
     owners = {"boto3": "_internal/signers/aws_kms.py", "botocore": "_internal/signers/aws_kms.py",
               "hatchling": "frontends/hatch/hook.py", "PyInstaller": "frontends/pyinstaller.py",
               "setuptools": "frontends/setuptools/command.py",
-              "distutils": "frontends/setuptools/command.py", "isal": "_internal/wheel/codec.py"}
+              "distutils": "frontends/setuptools/command.py", "isal": "_internal/wheel/codec.py",
+              "pkcs11": "_internal/signers/pkcs11.py"}
     for path in modules():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):

@@ -24,9 +24,7 @@ def _subcommand(name: str) -> argparse.ArgumentParser:
 def test_every_setting_has_a_flag_of_the_same_name(command: str) -> None:
     flags = {s for a in _subcommand(command)._actions for s in a.option_strings}
     missing = [key for key in config.KEYS if f"--{key}" not in flags]
-    # The PKCS#11 settings' flags are being added with them (#22); drop this when they are.
-    pending = {key for key in config.KEYS if key.startswith("pkcs11-")}
-    assert set(missing) <= pending, missing
+    assert missing == []
     assert "certificate" in config.KEYS and "timestamp-urls" in config.KEYS
     assert {"--cert", "--timestamp-url"} <= flags  # the short aliases stay
 

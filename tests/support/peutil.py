@@ -20,6 +20,9 @@ LAUNCHERS = {
 # The tools, found once (tests/conftest.py skips a test marked with one missing here)
 MINGW_GCC = shutil.which("x86_64-w64-mingw32-gcc")
 OSSLSIGNCODE = shutil.which("osslsigncode")
+# SoftHSM2's module and tool, and OpenSC's pkcs11-tool (tests/support/fixtures_pkcs11.py)
+SOFTHSM = (shutil.which("softhsm2-util") if os.path.isfile("/usr/lib/softhsm/libsofthsm2.so")
+           and shutil.which("pkcs11-tool") else None)
 WINE_CANDIDATES = ("wine64", "/usr/lib/wine/wine64", "/usr/lib64/wine/wine64", "wine")
 
 

@@ -59,9 +59,29 @@ def key_file(settings: Settings, log: Log = _nolog) -> Signer:
     )
 
 
+def pkcs11(settings: Settings, log: Log = _nolog) -> Signer:
+    """The PKCS#11 signer of ``pkcs11-module``, ``pkcs11-token`` and ``pkcs11-key`` (or a
+    ``pkcs11:`` URI); python-pkcs11, the ``kmssign[pkcs11]`` extra, is imported here."""
+    from kmssign._internal.signers.pkcs11uri import Pkcs11Target
+
+    target = Pkcs11Target.from_settings(
+        module=settings.pkcs11_module,
+        token=settings.pkcs11_token,
+        key=settings.pkcs11_key,
+        pin_file=settings.pkcs11_pin_file,
+    )
+    try:
+        from kmssign._internal.signers.pkcs11 import Pkcs11Signer
+    except ImportError as exc:
+        raise ConfigError(
+            f"signer pkcs11 needs python-pkcs11: pip install 'kmssign[pkcs11]' ({exc})"
+        ) from exc
+    return Pkcs11Signer(target)
+
+
 # kmssign's own signers, as its pyproject.toml registers them; used as they are when the
 # distribution's metadata is not installed (a source checkout on sys.path).
-BUILT_IN: dict[str, Factory] = {"aws-kms": aws_kms, "key-file": key_file}
+BUILT_IN: dict[str, Factory] = {"aws-kms": aws_kms, "key-file": key_file, "pkcs11": pkcs11}
 
 
 def signer_name(settings: Settings) -> str | None:

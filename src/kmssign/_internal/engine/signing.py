@@ -95,21 +95,27 @@ def open_session(
 ) -> SigningSession:
     """Resolve the key and certificates once; fail before any file is touched."""
     problems = []
+    named = signer is not None
     if signer is None:
         from kmssign._internal.engine.signerchoice import NO_KEY, signer_name
 
-        if signer_name(settings) is None:
+        named = signer_name(settings) is not None
+        if not named:
             problems.append(NO_KEY)
-    if settings.certificate is None:
+    if settings.certificate is None and named:
+        # a signer that stores certificates beside its key (a token) may supply it
+        signer = signer or create_signer(settings, log)
+    stored = getattr(signer, "token_certificates", None)
+    if settings.certificate is None and not callable(stored):
         problems.append("no certificate: set certificate (PEM, DER or .p7b)")
     if settings.digest not in DIGESTS:
         problems.append(f"digest must be one of {', '.join(DIGESTS)}")
     if problems:
         raise ConfigError(problems)
-    assert settings.certificate is not None
     signer = signer or create_signer(settings, log)
     certificates = select_signing_certificates(
-        settings.certificate, settings.chain, signer.public_key_der(), signer.name
+        settings.certificate if settings.certificate is not None else stored(),  # type: ignore[misc]
+        settings.chain, signer.public_key_der(), signer.name,
     )
     for warning in leaf_warnings(certificates.leaf):
         log(f"warning: {warning}")

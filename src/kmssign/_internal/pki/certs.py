@@ -106,20 +106,33 @@ def _dedupe(certs: Iterable[x509.Certificate]) -> list[x509.Certificate]:
 
 
 def select_signing_certificates(
-    certificate: Path, chain: Sequence[Path], public_key_der: bytes, key_name: str
+    certificate: Path | Sequence[x509.Certificate],
+    chain: Sequence[Path],
+    public_key_der: bytes,
+    key_name: str,
 ) -> SigningCertificates:
     """Load ``certificate`` (+ ``chain`` files) and pick the leaf whose key is the signer's.
+    ``certificate`` may be the certificates themselves (read from a token beside the key).
 
     Raises CertificateError "certificate <subject> does not belong to <key>" when no
     certificate carries the signing key.
     """
-    primary = load_certificates(certificate)
+    if isinstance(certificate, Path):
+        primary = load_certificates(certificate)
+        where = str(certificate)
+    else:
+        primary = list(certificate)
+        where = "stored beside the key"
+        if not primary:
+            raise CertificateError(
+                f"no certificate is stored beside {key_name}: set certificate"
+            )
     extra = [c for path in chain for c in load_certificates(path)]
     every = _dedupe([*primary, *extra])
     leaves = [c for c in every if spki_der(c) == public_key_der]
     if not leaves:
         raise CertificateError(
-            f"certificate {subject_of(primary[0])} ({certificate}) does not belong to {key_name}"
+            f"certificate {subject_of(primary[0])} ({where}) does not belong to {key_name}"
         )
     leaf = leaves[0]
     others = [c for c in every if c is not leaf]
