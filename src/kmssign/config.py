@@ -52,13 +52,10 @@ class Settings:
     jobs: int = DEFAULT_JOBS
     timestamp_timeout: float = DEFAULT_TIMESTAMP_TIMEOUT
     kms_timeout: float = DEFAULT_KMS_TIMEOUT
-    signer: str | None = None
-    """The signer by name (``aws-kms``, ``key-file``, ``pkcs11`` or one a package provides
-    through the ``kmssign.signers`` entry points); by default the key setting decides."""
+    signer: str | None = None  # by name (engine/signerchoice); default: the key setting's
     pkcs11_module: Path | None = None
     pkcs11_token: str | None = None
-    pkcs11_key: str | None = None
-    """Key label, ``id:HEX``, or a ``pkcs11:`` URI (RFC 7512) naming token and key."""
+    pkcs11_key: str | None = None  # key label, id:HEX, or a pkcs11: URI (RFC 7512)
     pkcs11_pin_file: Path | None = None
     source: Path | None = field(default=None, compare=False)
     """The pyproject.toml the file-level settings came from, if any."""
@@ -220,12 +217,11 @@ def _convert(
     if kind == "str":
         return value
     if kind == "signer":
-        if not SIGNER_NAME.fullmatch(str(value)):
-            problems.append(
-                f"{name} must be a signer name (letters, digits, '-', '_', '.'), not {value!r}"
-            )
-            return _INVALID
-        return value
+        if SIGNER_NAME.fullmatch(str(value)):
+            return value
+        problems.append(f"{name} must be a signer name (letters, digits, '-', '_', '.'), "
+                        f"not {value!r}")
+        return _INVALID
     if kind == "path":
         return _path(str(value), base)
     if kind == "url":
@@ -391,12 +387,9 @@ def load_settings(
 
     merged: dict[str, object] = {}
     sources = [_field(key) for key in KEY_SOURCES]
-    for layer in layers:
-        # key-id, key-file and pkcs11-key exclude each other: a higher source choosing
-        # one drops the others.
+    for layer in layers:  # a higher source choosing a key source drops the others'
         if any(name in layer.values for name in sources):
-            for name in sources:
-                merged.pop(name, None)
+            merged = {k: v for k, v in merged.items() if k not in sources}
         merged.update(layer.values)
 
     if merged.get("timestamp", "required") == "required" and merged.get("timestamp_urls") == ():

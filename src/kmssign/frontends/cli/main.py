@@ -163,22 +163,14 @@ def _add_key(p: argparse.ArgumentParser) -> None:
         help="intermediate certificates (repeatable)",
     )
     k.add_argument("--digest", choices=("sha256", "sha384", "sha512"), help="default sha256")
-    k.add_argument(
-        "--signer",
-        metavar="NAME",
-        help="signer by name: aws-kms, key-file, pkcs11 or one a package provides "
-        "(default: the one the key setting names)",
-    )
+    k.add_argument("--signer", metavar="NAME", help="aws-kms, key-file, pkcs11 or one a "
+                   "package provides (default: the one the key setting names)")
     _add_kms(p)
     h = p.add_argument_group("PKCS#11 token or HSM (the PIN: KMSSIGN_PKCS11_PIN or a PIN file)")
     h.add_argument("--pkcs11-module", type=Path, metavar="LIB", help="the token's PKCS#11 library")
     h.add_argument("--pkcs11-token", metavar="LABEL", help="token label")
-    h.add_argument(
-        "--pkcs11-key", metavar="KEY", help="key label, id:HEX, or a pkcs11: URI (RFC 7512)"
-    )
-    h.add_argument(
-        "--pkcs11-pin-file", type=Path, metavar="FILE", help="file holding the user PIN"
-    )
+    h.add_argument("--pkcs11-key", metavar="KEY", help="label, id:HEX or pkcs11: URI (RFC 7512)")
+    h.add_argument("--pkcs11-pin-file", type=Path, metavar="FILE", help="file with the user PIN")
 
 
 def _add_signature(p: argparse.ArgumentParser, *, append: bool) -> None:
