@@ -95,14 +95,15 @@ def open_session(
 ) -> SigningSession:
     """Resolve the key and certificates once; fail before any file is touched."""
     problems = []
-    named = signer is not None
+    stores = signer is not None  # may the signer keep certificates beside its key?
     if signer is None:
         from kmssign._internal.engine.signerchoice import NO_KEY, signer_name
 
-        named = signer_name(settings) is not None
-        if not named:
+        name = signer_name(settings)
+        stores = name not in (None, "aws-kms", "key-file")
+        if name is None:
             problems.append(NO_KEY)
-    if settings.certificate is None and named:
+    if settings.certificate is None and stores:
         # a signer that stores certificates beside its key (a token) may supply it
         signer = signer or create_signer(settings, log)
     stored = getattr(signer, "token_certificates", None)

@@ -105,7 +105,7 @@ class Pkcs11Signer:
             raise SigningError(f"PKCS#11 module {module}: cannot list tokens: {_reason(exc)}"
                                ) from exc
         if not tokens:
-            present = ", ".join(repr(t.label) for t in lib.get_tokens()) or "none"
+            present = ", ".join(repr(t.label) for t in lib.get_tokens() if t.label) or "none"
             raise SigningError(
                 f"no {self._target.token_name} in PKCS#11 module {module} (tokens: {present})"
             )
