@@ -1,4 +1,5 @@
-"""Developer sessions: ``nox -s tests`` (default), ``demo``, ``sample``, ``lint``, ``bench``."""
+"""Developer sessions: ``nox -s tests`` (default), ``demo``, ``sample``, ``lint``, ``bench``,
+``fuzz``."""
 
 from __future__ import annotations
 
@@ -19,6 +20,17 @@ def tests(session: nox.Session) -> None:
     """The test suite (all of it with osslsigncode, mingw-w64 and wine64)."""
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The property tests (every Hypothesis test) under the long ``fuzz`` profile
+    (tests/support/profiles.py: twenty times the examples of ``nox -s tests``). A failing
+    case of tests/test_pe_properties.py is written to tests/regressions/pe/ to commit."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "hypothesis", "--hypothesis-profile=fuzz",
+                "--hypothesis-show-statistics", *session.posargs,
+                env={"KMSSIGN_SAVE_REGRESSIONS": "tests/regressions/pe"})
 
 
 @nox.session

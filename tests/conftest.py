@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import peutil, wixlbuild
+from tests.support import profiles as _profiles  # noqa: F401  (Hypothesis' fast and fuzz)
 from tests.support.pki import TestPKI
 
 # Fixture modules owned by the parts that need them (KMS server, TSA server, ...).

@@ -15,13 +15,15 @@ from kmssign._internal.pe.image import parse_pe, stored_checksum
 from kmssign._internal.pe.signedcopy import begin_signed_copy, finish_signed_copy
 from kmssign.errors import PEFormatError
 from tests.support import malformed, peutil
+from tests.support.profiles import examples
 
 BASES = {name: path.read_bytes() for name, path in peutil.LAUNCHERS.items()}
 EDGE_INTS = st.sampled_from(
     [0, 1, 4, 5, 7, 8, 16, 17, 0x40, 0x7FFF, 0xFFFF, 0x10000, 0x7FFFFFFF, 0xFFFFFFF8, 0xFFFFFFFF]
 )
 U32 = st.one_of(EDGE_INTS, st.integers(0, 0xFFFFFFFF), st.integers(0, 0x30000))
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=examples(300), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 
 def fields(data: bytes) -> dict[str, tuple[int, str]]:
@@ -115,7 +117,7 @@ def test_random_bytes_raise_only_pe_format_error(prefix: str, tail: bytes) -> No
     exercise(prefix.encode() + tail)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.sampled_from(sorted(BASES)), st.data())
 def test_truncation_anywhere(name: str, data: st.DataObject) -> None:
     base = BASES[name]
