@@ -42,8 +42,11 @@ __all__ = [
     "Report",
     "SigningSession",
     "Status",
+    "attach_signatures",
     "create_signer",
+    "digest_files",
     "open_session",
+    "sign_digests",
     "sign_file",
     "sign_files",
     "sign_wheels",
@@ -139,6 +142,85 @@ def sign_files(
         )
         report.results.extend(pipeline.run(len(files)))
     return report
+
+
+def digest_files(
+    paths: Iterable[Path | str],
+    settings: Settings,
+    *,
+    output: Path,
+    on_start: OnStart | None = None,
+    on_result: OnResult | None = None,
+    log: Log = nolog,
+) -> Report:
+    """Two-step signing, step one: write to ``output`` (atomically) what signing each file
+    among ``paths`` needs signed. Needs the certificate, not the key."""
+    from kmssign._internal.engine.atomic import atomic_output
+    from kmssign._internal.engine.twosteprun import digest_run
+
+    report = Report()
+    files = _discovered(paths, settings.include, settings.exclude, report, on_result, on_start,
+                        log=log)
+    with certificate_notes(log):
+        requests, results = digest_run(files, settings, on_result=on_result)
+    report.results.extend(results)
+    with atomic_output(Path(output)) as out:
+        out.write(requests.dumps().encode())
+    return report
+
+
+def sign_digests(
+    requests_file: Path, settings: Settings, *, output: Path, signer: Signer | None = None,
+    log: Log = nolog,
+) -> int:
+    """Two-step signing, step two: sign every request with the settings' signer (or
+    ``signer``) and write the signatures to ``output``; returns how many."""
+    from kmssign._internal.engine.atomic import atomic_output
+    from kmssign._internal.engine.twostep import dump_signatures, load_requests
+    from kmssign._internal.engine.twosteprun import sign_run
+
+    requests = load_requests(Path(requests_file))
+    signatures = sign_run(requests, signer or create_signer(settings, log), jobs=settings.jobs)
+    with atomic_output(Path(output)) as out:
+        out.write(dump_signatures(requests, signatures).encode())
+    return len(requests.requests)
+
+
+def attach_signatures(
+    requests_file: Path,
+    signatures_file: Path,
+    settings: Settings,
+    *,
+    timestamper: TimestampClient | None = None,
+    on_start: OnStart | None = None,
+    on_result: OnResult | None = None,
+    log: Log = nolog,
+) -> Report:
+    """Two-step signing, step three: check every file and signature (raising before any
+    file is written), then embed and timestamp each signature, each file atomically."""
+    from kmssign._internal.engine.twostep import (
+        check_attachable,
+        load_requests,
+        load_signatures,
+    )
+    from kmssign._internal.engine.twosteprun import attach_session
+
+    requests = load_requests(Path(requests_file))
+    signatures = load_signatures(Path(signatures_file))
+    check_attachable(requests, signatures)
+    session = attach_session(requests, signatures, settings, timestamper, log)
+    files = [r.path for r in requests.requests]
+    if on_start:
+        on_start(len(files))
+
+    def prepare(index: int) -> Prepared | FileResult:
+        return prepare_file(files[index], session, skip_signed=False)
+
+    pipeline: Pipeline[Prepared] = Pipeline(
+        prepare, lambda p: complete_file(p, session), jobs=settings.jobs, on_result=on_result
+    )
+    with certificate_notes(log):
+        return Report(pipeline.run(len(files)))
 
 
 def timestamp_files(

@@ -10,7 +10,7 @@ from typing import Any
 from kmssign import api
 from kmssign.config import Settings, load_settings
 from kmssign.errors import ConfigError
-from kmssign.frontends.cli import pyinstaller_command
+from kmssign.frontends.cli import pyinstaller_command, twostep_command
 from kmssign.frontends.cli.output import Printer
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -186,6 +186,9 @@ COMMANDS = {
     "timestamp": cmd_timestamp,
     "csr": cmd_csr,
     "pubkey": cmd_pubkey,
+    "digest": twostep_command.cmd_digest,
+    "sign-digests": twostep_command.cmd_sign_digests,
+    "attach": twostep_command.cmd_attach,
     "pyinstaller": pyinstaller_command.run,  # PyInstaller itself is imported in run()
 }
 

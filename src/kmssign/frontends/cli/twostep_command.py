@@ -1,0 +1,80 @@
+"""``kmssign digest``, ``sign-digests`` and ``attach``: signing in two steps.
+
+Each takes the sign command's key, signature and timestamp flags, so one set of
+settings (flags, ``KMSSIGN_*``, ``[tool.kmssign]``) serves all three steps; each step
+uses what it needs: ``digest`` the certificate and signature settings, ``sign-digests``
+the key, ``attach`` the timestamp settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_parsers(sub: Any) -> None:
+    from kmssign.frontends.cli import main as m
+
+    digest = sub.add_parser(
+        "digest", help="two-step signing, 1: write what each file needs signed (no key needed)"
+    )
+    digest.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
+    digest.add_argument("-o", "--output", type=Path, required=True, metavar="REQUESTS.json")
+    sign = sub.add_parser(
+        "sign-digests", help="two-step signing, 2: sign the requests with kmssign's signers"
+    )
+    sign.add_argument("requests", type=Path, metavar="REQUESTS.json")
+    sign.add_argument("-o", "--output", type=Path, required=True, metavar="SIGNATURES.json")
+    attach = sub.add_parser(
+        "attach", help="two-step signing, 3: check the signatures, embed and timestamp them"
+    )
+    attach.add_argument("requests", type=Path, metavar="REQUESTS.json")
+    attach.add_argument("signatures", type=Path, metavar="SIGNATURES.json")
+    for p in (digest, sign, attach):
+        m._add_key(p)
+        m._add_signature(p, append=False)
+        m._add_timestamp(p)
+        m._add_output(p)
+    m._add_allow_empty(digest, "digest")
+
+
+def cmd_digest(args: argparse.Namespace) -> int:
+    from kmssign import api
+    from kmssign.frontends.cli.commands import _finish, _printer, _sign_settings
+
+    printer = _printer(args)
+    report = api.digest_files(
+        args.paths, _sign_settings(args), output=args.output,
+        on_start=printer.start, on_result=printer.result, log=printer.log,
+    )
+    code = _finish(printer, report, args, "digest")
+    if not args.quiet and not args.json:
+        print(f"kmssign: wrote {report.count('would-sign')} signing requests to {args.output}")
+    return code
+
+
+def cmd_sign_digests(args: argparse.Namespace) -> int:
+    from kmssign import api
+    from kmssign.frontends.cli.commands import _printer, _sign_settings
+
+    printer = _printer(args)
+    count = api.sign_digests(args.requests, _sign_settings(args), output=args.output,
+                             log=printer.log)
+    if not args.quiet:
+        print(f"kmssign: wrote {count} signatures to {args.output}", file=sys.stdout)
+    return 0
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    from kmssign import api
+    from kmssign.frontends.cli.commands import _printer, _sign_settings
+
+    printer = _printer(args)
+    report = api.attach_signatures(
+        args.requests, args.signatures, _sign_settings(args),
+        on_start=printer.start, on_result=printer.result, log=printer.log,
+    )
+    printer.finish(report)
+    return 0 if report.ok else 1
