@@ -66,18 +66,26 @@ def kind_of(mode: int) -> str:
     return f"not a regular file ({kind})"
 
 
-def leftovers_of(file: Path) -> list[Path]:
-    """Temporary files that kmssign runs made for ``file``, beside it."""
-    prefix = f".{file.name[:NAME_ROOM]}"
+def temporaries_in(directory: Path) -> list[Path]:
+    """The temporary files of kmssign runs in ``directory`` (sorted)."""
     try:
-        with os.scandir(file.parent) as entries:
+        with os.scandir(directory) as entries:
             return sorted(
                 Path(e.path) for e in entries
-                if e.name.startswith(prefix) and is_temporary(e.name)
-                and e.is_file(follow_symlinks=False)
+                if is_temporary(e.name) and e.is_file(follow_symlinks=False)
             )
     except OSError:
         return []
+
+
+def leftovers_of(file: Path, temporaries: list[Path] | None = None) -> list[Path]:
+    """Temporary files that kmssign runs made for ``file``, beside it: among
+    ``temporaries`` (those of its directory, listed once for all the files given
+    there), or listed now."""
+    if temporaries is None:
+        temporaries = temporaries_in(file.parent)
+    prefix = f".{file.name[:NAME_ROOM]}"
+    return [t for t in temporaries if t.name.startswith(prefix)]
 
 
 def _no_wait(path: str, flags: int) -> int:
@@ -140,6 +148,7 @@ def discover(
     problems: list[tuple[Path, str]] = []
     leftovers: list[Path] = []
     seen: set[Path] = set()
+    listed: dict[Path, list[Path]] = {}  # each directory of given files is listed once
 
     def add(path: Path, relative: str, explicit: bool) -> None:
         key = path.resolve()
@@ -170,7 +179,9 @@ def discover(
         elif is_temporary(path.name):
             leftovers.append(path)
         else:
-            leftovers.extend(leftovers_of(path))
+            if path.parent not in listed:
+                listed[path.parent] = temporaries_in(path.parent)
+            leftovers.extend(leftovers_of(path, listed[path.parent]))
             add(path, path.name, explicit=True)
     return Found(tuple(files), tuple(problems), tuple(dict.fromkeys(leftovers)))
 
