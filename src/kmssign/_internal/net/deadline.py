@@ -8,6 +8,7 @@ make that the step's timeout, or run a whole call within it (:func:`call_within`
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -45,12 +46,40 @@ class Deadline:
         return left
 
 
+Job = Callable[[], None]
+# Inboxes of the runner threads waiting for a call. A runner serves one call at a time
+# and comes back here when it has returned; one whose call outlives its deadline comes
+# back only once that call ends by itself.
+_idle: queue.SimpleQueue[queue.SimpleQueue[Job]] = queue.SimpleQueue()
+
+
+def _serve(inbox: queue.SimpleQueue[Job]) -> None:
+    while True:
+        inbox.get()()
+        _idle.put(inbox)
+
+
+def _hand_off(job: Job, name: str) -> None:
+    """Run ``job`` on an idle runner thread, or on a new one when none is idle.
+
+    Starting a thread for every call cost more CPU than the call's own work in a batch
+    (and waits for the scheduler to run the new thread); runners are kept instead, as
+    many as calls were ever in flight at once.
+    """
+    try:
+        inbox = _idle.get_nowait()
+    except queue.Empty:
+        inbox = queue.SimpleQueue()
+        threading.Thread(target=_serve, args=(inbox,), name=name, daemon=True).start()
+    inbox.put(job)
+
+
 def call_within(deadline: Deadline, call: Callable[[], T], *, name: str) -> T:
     """``call()``'s result (or exception), or :class:`DeadlinePassed` once ``deadline``
     passes, whatever ``call`` is blocked on.
 
-    The call runs on a daemon thread of its own. One still running at the deadline is
-    left to end by itself, so it must be bounded too (socket timeouts, and
+    The call runs on a daemon runner thread, not the caller's. One still running at the
+    deadline is left to end by itself, so it must be bounded too (socket timeouts, and
     :func:`stop_if_passed` before each retry); as a daemon thread it never holds up the
     process's exit.
     """
@@ -67,7 +96,7 @@ def call_within(deadline: Deadline, call: Callable[[], T], *, name: str) -> T:
         finally:
             done.set()
 
-    threading.Thread(target=run, name=name, daemon=True).start()
+    _hand_off(run, name)
     if not done.wait(max(0.0, deadline.remaining())):
         raise DeadlinePassed(f"deadline of {deadline.seconds:g} s passed")
     if errors:
