@@ -271,7 +271,7 @@ CASES: list[tuple[Callable[[Layout], bytes], str]] = [
     (tree_points_past_directory, "points past the directory"),
     (entry_not_in_tree, "in no storage's tree"),
     (mini_chain_loops, "mini sector .* used twice"),
-    (mini_chain_past_end, "points past the mini stream"),
+    (mini_chain_past_end, "points to mini sector 0x1388, past the mini stream"),
     (mini_orphan, "mini sector .* belongs to no stream"),
     (bad_byte_order, "byte order"),
     (bad_version, "major version 5"),

@@ -10,7 +10,10 @@ from __future__ import annotations
 import itertools
 import random
 import struct
+import sys
+from array import array
 from dataclasses import dataclass, field
+from pathlib import Path
 
 SIG = bytes.fromhex("d0cf11e0a1b11ae1")
 FREE, END, FATS, DIFS, NONE = 0xFFFFFFFF, 0xFFFFFFFE, 0xFFFFFFFD, 0xFFFFFFFC, 0xFFFFFFFF
@@ -232,3 +235,90 @@ def _middle_first(items: list[int]) -> list[int]:
         return []
     mid = len(items) // 2
     return [items[mid], *_middle_first(items[:mid]), *_middle_first(items[mid + 1:])]
+
+
+def write_sparse(path: Path, size: int, *, version: int = 3,
+                 small: dict[str, bytes] | None = None) -> None:
+    """A compound file with one stream "big" of ``size`` zero bytes, left as a hole in a
+    sparse file (a 1 GiB package costs no disk), and ``small`` streams in the mini
+    stream. Root-level only; the FAT and DIFAT are whole, so large files have DIFAT
+    sectors."""
+    ss = 512 if version == 3 else 4096
+    per = ss // 4
+    small = small or {}
+    names = sorted(["big", *small], key=cfb_key)
+    n_mini = sum(_ceil(len(d), 64) for d in small.values())
+    n_minifat = _ceil(n_mini * 4, ss)
+    n_ministream = _ceil(n_mini * 64, ss)
+    n_dir = _ceil((len(names) + 1) * 128, ss)
+    data = n_dir + n_minifat + n_ministream + _ceil(size, ss)
+    n_fat = n_difat = 0
+    while True:
+        need = _ceil(data + n_fat + n_difat, per)
+        need_difat = _ceil(max(0, need - 109), per - 1)
+        if (need, need_difat) == (n_fat, n_difat):
+            break
+        n_fat, n_difat = need, need_difat
+    fat = array("I", [FREE]) * (n_fat * per)
+    for s in range(n_fat):
+        fat[s] = FATS
+    for s in range(n_fat, n_fat + n_difat):
+        fat[s] = DIFS
+    first = n_fat + n_difat
+    runs = {"dir": (first, n_dir), "minifat": (first + n_dir, n_minifat),
+            "ministream": (first + n_dir + n_minifat, n_ministream),
+            "big": (first + n_dir + n_minifat + n_ministream, _ceil(size, ss))}
+    for start, count in runs.values():
+        for s in range(start, start + count):
+            fat[s] = s + 1 if s + 1 < start + count else END
+    minifat = [FREE] * (n_minifat * per)
+    ministream = bytearray()
+    mini_start: dict[str, int] = {}
+    for name in names:
+        if name == "big":
+            continue
+        mini_start[name] = len(ministream) // 64
+        count = _ceil(len(small[name]), 64)
+        for i in range(mini_start[name], mini_start[name] + count):
+            minifat[i] = i + 1 if i + 1 < mini_start[name] + count else END
+        ministream += small[name].ljust(count * 64, b"\0")
+    directory = bytearray()
+    root_start = runs["ministream"][0] if n_ministream else END
+    # all the root's children on a right-leaning chain: a valid BST in name order
+    sids = {name: i + 1 for i, name in enumerate(names)}
+    for sid, name in enumerate(["Root Entry", *names]):
+        raw = name.encode("utf-16-le")
+        right = sids[names[sid]] if 0 < sid < len(names) else NONE
+        child = 1 if sid == 0 else NONE
+        if sid == 0:
+            kind, start, length, clsid = 5, root_start, n_mini * 64, MSI_CLSID
+        elif name == "big":
+            kind, start, length, clsid = 2, runs["big"][0], size, bytes(16)
+        else:
+            kind, start, length, clsid = 2, mini_start[name], len(small[name]), bytes(16)
+        directory += struct.pack("<64sHBBIII16sIQQIQ", raw, len(raw) + 2, kind, 1, NONE, right,
+                                 child, clsid, 0, 0, 0, start, length)
+    while len(directory) < n_dir * ss:
+        directory += struct.pack("<64sHBBIII16sIQQIQ", b"", 0, 0, 0, NONE, NONE, NONE,
+                                 bytes(16), 0, 0, 0, 0, 0)
+    fat_ids = list(range(n_fat))
+    header = struct.pack(
+        "<8s16sHHHHH6sIIIIIIIII109I", SIG, bytes(16), 0x3E, version, 0xFFFE,
+        9 if version == 3 else 12, 6, bytes(6), n_dir if version == 4 else 0, n_fat, first, 0,
+        4096, runs["minifat"][0] if n_minifat else END, n_minifat,
+        n_fat if n_difat else END, n_difat, *(fat_ids[:109] + [FREE] * (109 - min(109, n_fat))),
+    ).ljust(ss, b"\0")
+    if sys.byteorder == "big":
+        fat.byteswap()
+    with path.open("wb") as f:
+        f.write(header)
+        f.write(fat.tobytes())
+        rest = fat_ids[109:]
+        for i in range(n_difat):
+            ids = rest[i * (per - 1):(i + 1) * (per - 1)]
+            ids += [FREE] * (per - 1 - len(ids))
+            f.write(struct.pack(f"<{per}I", *ids, n_fat + i + 1 if i + 1 < n_difat else END))
+        f.write(directory)
+        f.write(struct.pack(f"<{len(minifat)}I", *minifat))
+        f.write(bytes(ministream).ljust(n_ministream * ss, b"\0"))
+        f.truncate((runs["big"][0] + runs["big"][1] + 1) * ss)

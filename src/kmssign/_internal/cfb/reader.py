@@ -12,6 +12,7 @@ from array import array
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from kmssign._internal.cfb.chains import ChainError, Chains
 from kmssign._internal.cfb.directory import (
     ENTRY_SIZE,
     KINDS,
@@ -31,7 +32,6 @@ from kmssign._internal.cfb.layout import (
     HEADER_BYTES,
     HEADER_DIFAT,
     MAX_FILE,
-    MAXREGSECT,
     MINI_CUTOFF,
     MINI_SECTOR,
     NOSTREAM,
@@ -73,7 +73,7 @@ class CompoundFile:
         cf = cls(f, name)
         try:
             cf._load()
-        except _Refused as exc:
+        except (_Refused, ChainError) as exc:
             raise CompoundFileError(f"{name}: {exc}") from None
         except OSError as exc:
             raise CompoundFileError(f"{name}: cannot read: {exc.strerror or exc}") from None
@@ -117,32 +117,23 @@ class CompoundFile:
             raise _Refused(f"ends in a partial sector of {(size - ss) % ss} bytes "
                            "(truncated, or bytes that do not belong)")
         self._nsec = (size - ss) // ss
-        self._owner = bytearray(self._nsec)  # 1 once a sector is accounted for
         self._load_fat(header)
         self._load_directory(header)
         self._load_streams(header)
-        unowned = self._owner.find(0)
-        free = 0
-        while unowned != -1:
-            if self._fat[unowned] != FREESECT:
-                raise _Refused(f"sector {unowned} is allocated but belongs to no stream "
-                               "(bytes that do not belong)")
-            free += 1
-            unowned = self._owner.find(0, unowned + 1)
-        self.free_sectors = free
-        last = self._owner.rfind(1)
+        stray = self._sectors.stray()
+        if stray is not None:
+            raise _Refused(f"sector {stray} is allocated but belongs to no stream "
+                           "(bytes that do not belong)")
+        self.free_sectors = self._sectors.free()
+        last = self._sectors.owner.rfind(1)
         if last != self._nsec - 1:
             raise _Refused(f"{self._nsec - 1 - last} free sectors at the end of the file "
                            "(bytes that do not belong)")
 
-    def _claim(self, sector: int, what: str) -> None:
+    def _numbers(self, sector: int, what: str) -> array[int]:
         if sector >= self._nsec:
-            where = "a special value" if sector > MAXREGSECT else "past the end of the file"
-            raise _Refused(f"the chain of {what} points to sector 0x{sector:x}, {where}")
-        if self._owner[sector]:
-            raise _Refused(f"sector {sector} is used twice (the chain of {what} loops "
-                           "or crosses another)")
-        self._owner[sector] = 1
+            raise _Refused(f"{what} sector 0x{sector:x} is past the end of the file")
+        return sector_numbers(self._sector(sector))
 
     def _load_fat(self, header: Header) -> None:
         n_fat, per = header.n_fat_sectors, self.sector_size // 4
@@ -154,10 +145,9 @@ class CompoundFile:
             raise _Refused("the header's DIFAT lists more FAT sectors than it counts")
         difat_sectors = []
         sector = header.first_difat
-        for _ in range(header.n_difat_sectors):
-            self._claim(sector, "the DIFAT")
+        for _ in range(header.n_difat_sectors):  # a loop shows as a sector listed twice
             difat_sectors.append(sector)
-            numbers = sector_numbers(self._sector(sector))
+            numbers = self._numbers(sector, "DIFAT")
             wanted = min(n_fat - len(fat_sectors), per - 1)
             fat_sectors.extend(numbers[:wanted])
             if any(s != FREESECT for s in numbers[wanted:per - 1]):
@@ -168,8 +158,7 @@ class CompoundFile:
                            f"{header.n_difat_sectors} sectors for {n_fat} FAT sectors")
         fat = array("I")
         for sector in fat_sectors:
-            self._claim(sector, "the FAT")
-            fat.extend(sector_numbers(self._sector(sector)))
+            fat.extend(self._numbers(sector, "FAT"))
         if len(fat) < self._nsec:
             raise _Refused(f"the FAT covers {len(fat)} sectors, the file has {self._nsec} "
                            "(bytes that do not belong)")
@@ -177,36 +166,20 @@ class CompoundFile:
         if fat[self._nsec:].count(FREESECT) != beyond:
             raise _Refused(f"the FAT claims more sectors than the {self._nsec} that exist "
                            "(truncated?)")
-        for sector in fat_sectors:
-            if fat[sector] != FATSECT:
-                raise _Refused(f"FAT sector {sector} is not marked as one in the FAT")
-        for sector in difat_sectors:
-            if fat[sector] != DIFSECT:
-                raise _Refused(f"DIFAT sector {sector} is not marked as one in the FAT")
         self._fat = fat
+        self._sectors = Chains(fat, self._nsec, "sector", "the end of the file")
+        for kind, sectors, mark in (("FAT", fat_sectors, FATSECT),
+                                    ("DIFAT", difat_sectors, DIFSECT)):
+            for sector in sectors:
+                self._sectors.claim_one(sector, f"the {kind}")
+                if fat[sector] != mark:
+                    raise _Refused(f"{kind} sector {sector} is not marked as one in the FAT")
 
     def _chain(self, start: int, what: str, count: int | None) -> list[int]:
-        """Claim and return the chain from ``start``: ``count`` sectors exactly, or up to
-        ENDOFCHAIN when count is None."""
-        found: list[int] = []
-        sector = start
-        limit = self._nsec if count is None else count
-        while len(found) < limit and not (count is None and sector == ENDOFCHAIN):
-            if sector == ENDOFCHAIN:
-                raise _Refused(f"the chain of {what} ends after {len(found)} of {count} sectors")
-            self._claim(sector, what)
-            found.append(sector)
-            sector = self._fat[sector]
-        if sector != ENDOFCHAIN:
-            raise _Refused(self._beyond(sector, self._owner, f"the chain of {what}"))
-        return found
-
-    @staticmethod
-    def _beyond(sector: int, owner: bytearray, chain: str) -> str:
-        """Why a chain that should end at ``sector`` is wrong."""
-        if sector < len(owner) and owner[sector]:
-            return f"{chain} loops or crosses another chain (at sector {sector})"
-        return f"{chain} is longer than its size"
+        """Claim the chain from ``start`` (``count`` sectors, or up to ENDOFCHAIN when
+        None) and return its sectors."""
+        runs = self._sectors.claim(start, what, count)
+        return [s for first, n in runs for s in range(first, first + n)]
 
     def _load_directory(self, header: Header) -> None:
         chain = self._chain(header.first_dir, "the directory", None)
@@ -298,33 +271,19 @@ class CompoundFile:
         beyond = minifat[n_mini:]
         if beyond.count(FREESECT) + beyond.count(ENDOFCHAIN) != len(beyond):
             raise _Refused("the mini FAT claims more mini sectors than the mini stream has")
-        self._minifat = minifat
-        mini_owner = bytearray(n_mini)
+        self._minis = Chains(minifat, n_mini, "mini sector", "the mini stream")
         for entry in self._entries.values():
             if entry.kind != "stream" or entry.size == 0:
                 continue
             what = f"stream {entry.name!r}"
             if entry.size >= MINI_CUTOFF:
-                self._chain(entry.start, what, _ceil(entry.size, self.sector_size))
-                continue
-            sector = entry.start
-            for i in range(_ceil(entry.size, MINI_SECTOR)):
-                if sector >= n_mini:
-                    end = "ends early" if sector == ENDOFCHAIN else "points past the mini stream"
-                    raise _Refused(f"the mini chain of {what} {end} (mini sector {i})")
-                if mini_owner[sector]:
-                    raise _Refused(f"mini sector {sector} is used twice (the chain of {what} "
-                                   "loops or crosses another)")
-                mini_owner[sector] = 1
-                sector = minifat[sector]
-            if sector != ENDOFCHAIN:
-                raise _Refused(self._beyond(sector, mini_owner, f"the mini chain of {what}"))
-        unowned = mini_owner.find(0)
-        while unowned != -1:
-            if minifat[unowned] != FREESECT:
-                raise _Refused(f"mini sector {unowned} is allocated but belongs to no stream "
-                               "(bytes that do not belong)")
-            unowned = mini_owner.find(0, unowned + 1)
+                self._sectors.claim(entry.start, what, _ceil(entry.size, self.sector_size))
+            else:
+                self._minis.claim(entry.start, what, _ceil(entry.size, MINI_SECTOR))
+        stray = self._minis.stray()
+        if stray is not None:
+            raise _Refused(f"mini sector {stray} is allocated but belongs to no stream "
+                           "(bytes that do not belong)")
 
     # -- the public reading side ---------------------------------------------------
 
@@ -373,27 +332,26 @@ class CompoundFile:
 
     def _runs(self, entry: Entry) -> Iterator[tuple[int, int]]:
         """(file offset, length) of each contiguous piece of a stream, in order."""
-        left = entry.size
-        ss = self.sector_size
-        if left >= MINI_CUTOFF:
-            sector, table, unit = entry.start, self._fat, ss
-        else:
-            sector, table, unit = entry.start, self._minifat, MINI_SECTOR
         run_start, run_length = -1, 0
-        while left > 0:
-            n = min(unit, left)
-            if unit == ss:
-                offset = (sector + 1) * ss
-            else:
-                pos = sector * MINI_SECTOR
-                offset = (self._ministream[pos // ss] + 1) * ss + pos % ss
+        for offset, n in self._pieces(entry):
             if offset == run_start + run_length:
                 run_length += n
-            else:
-                if run_length:
-                    yield run_start, run_length
-                run_start, run_length = offset, n
-            left -= n
-            sector = table[sector]
+                continue
+            if run_length:
+                yield run_start, run_length
+            run_start, run_length = offset, n
         if run_length:
             yield run_start, run_length
+
+    def _pieces(self, entry: Entry) -> Iterator[tuple[int, int]]:
+        ss, left = self.sector_size, entry.size
+        if left >= MINI_CUTOFF:
+            for first, count in self._sectors.runs(entry.start, _ceil(left, ss)):
+                yield (first + 1) * ss, min(count * ss, left)
+                left -= count * ss
+            return
+        for first, count in self._minis.runs(entry.start, _ceil(left, MINI_SECTOR)):
+            for mini in range(first, first + count):
+                pos = mini * MINI_SECTOR
+                yield (self._ministream[pos // ss] + 1) * ss + pos % ss, min(MINI_SECTOR, left)
+                left -= MINI_SECTOR

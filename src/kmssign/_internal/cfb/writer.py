@@ -98,8 +98,7 @@ def _plan(entries: dict[int, RawEntry], ss: int) -> _Plan:
 def _chains(table: array[int], runs: Iterable[tuple[int, int]]) -> None:
     """Mark each contiguous run (first, count) as a chain in ``table``."""
     for first, count in runs:
-        for s in range(first, first + count - 1):
-            table[s] = s + 1
+        table[first:first + count - 1] = array("I", range(first + 1, first + count))
         if count:
             table[first + count - 1] = ENDOFCHAIN
 
