@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -40,6 +41,7 @@ SIGNED_CLSIDS = frozenset({MSI_CLSID, MSP_CLSID})
 MSI_SIP_GUID = bytes.fromhex("f1100c0000000000c000000000000046")
 SPC_SIP_INFO = "1.3.6.1.4.1.311.2.1.30"
 
+_THREADED = 256 << 10  # pieces at least this large are hashed beside the next read
 MAX_SIGNATURE = 64 << 20  # a larger signature stream is refused (memory bound)
 _MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
 
@@ -187,17 +189,34 @@ class MsiPackage:
             )
         return computed
 
+    def _hashed(self) -> Iterator[bytes]:
+        """What the digest covers after the pre-hash, in order, in bounded pieces."""
+        for step, entry in _walk(self.cf):
+            if step == "stream":
+                yield from self.cf.read_stream(entry)
+            elif step == "leave":
+                yield entry.clsid
+
     def content_digest(self, algorithm: str, *, with_ex: bool) -> bytes:
-        """The digest over the streams (and, ``with_ex`` and present, the pre-hash)."""
+        """The digest over the streams (and, ``with_ex`` and present, the pre-hash).
+
+        Large pieces are hashed on a worker thread while the next one is read (hashlib
+        lets go of the GIL for them); the order of the updates is kept."""
         h = hashlib.new(algorithm)
         if with_ex and self._ex is not None:
             h.update(self._checked_ex(algorithm))
-        for step, entry in _walk(self.cf):
-            if step == "stream":
-                for chunk in self.cf.read_stream(entry):
-                    h.update(chunk)
-            elif step == "leave":
-                h.update(entry.clsid)
+        with ThreadPoolExecutor(1, thread_name_prefix="kmssign-msi-hash") as worker:
+            pending: Future[None] | None = None
+            for piece in self._hashed():
+                if pending is not None:
+                    pending.result()
+                    pending = None
+                if len(piece) >= _THREADED:
+                    pending = worker.submit(h.update, piece)
+                else:
+                    h.update(piece)
+            if pending is not None:
+                pending.result()
         return h.digest()
 
     def digest(self, algorithm: str) -> bytes:
