@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,34 +13,8 @@ import pytest
 from kmssign._internal.engine.discovery import discover
 from tests.support import peutil
 from tests.support.helpers import run_cli, sign_args
+from tests.support.permissions import kmssign_held_to_permissions
 from tests.support.pki import TestPKI
-
-_PR_CAPBSET_DROP = 24
-_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
-
-
-def _without_permission_override() -> None:
-    """preexec_fn: as root, drop the capabilities that let root read and list anything
-    (from the bounding set, so the command runs without them); the child is then held
-    to the owner's permission bits like any user. Not root: chmod applies already."""
-    if os.geteuid() != 0:
-        return
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    for capability in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
-        if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
-
-
-def _kmssign_held_to_permissions(*argv: str) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "kmssign", *argv], capture_output=True, text=True,
-            preexec_fn=_without_permission_override, timeout=120, check=False,
-        )
-    except subprocess.SubprocessError as exc:  # prctl refused: a root without CAP_SETPCAP
-        pytest.skip(f"cannot run a process that root's permissions do not cover: {exc}")
 
 
 @pytest.mark.posix  # permission bits, capabilities
@@ -63,7 +35,7 @@ def test_unreadable_file_and_directories_are_named_failures(
     (tree / "closed").chmod(0o000)
     (tree / "sub" / "locked").chmod(0o311)  # may be entered, not listed
 
-    proc = _kmssign_held_to_permissions("verify", str(tree))
+    proc = kmssign_held_to_permissions("verify", str(tree))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"verified: {good}" in proc.stdout
     failures = sorted(line for line in proc.stderr.splitlines() if line.startswith("failed: "))
@@ -77,7 +49,7 @@ def test_unreadable_file_and_directories_are_named_failures(
     assert hidden.exists()
 
     # named explicitly: the file, and a file inside a directory it may not enter
-    proc = _kmssign_held_to_permissions("verify", str(secret), str(tree / "closed" / "x.exe"))
+    proc = kmssign_held_to_permissions("verify", str(secret), str(tree / "closed" / "x.exe"))
     assert proc.returncode == 1
     assert f"failed: {secret}: cannot read it: permission denied" in proc.stderr
     assert f"failed: {tree / 'closed' / 'x.exe'}: permission denied" in proc.stderr

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kmssign._internal.engine.atomic import clear_leftover, resume
+from kmssign._internal.engine.atomic import check_writable, clear_leftover, resume
 from kmssign._internal.engine.discovery import NOT_PE, discover, find_wheels, is_wheel_name
 from kmssign._internal.engine.pipeline import Pipeline, run_simple
 from kmssign._internal.engine.report import FileResult, Report, Status
@@ -31,7 +31,7 @@ from kmssign._internal.engine.stamping import timestamp_file
 from kmssign._internal.engine.verifying import verify_one
 from kmssign._internal.pki.certs import certificate_notes, load_roots
 from kmssign.config import Settings
-from kmssign.errors import ConfigError
+from kmssign.errors import ConfigError, FileAccessError
 from kmssign.signers import Signer
 
 if TYPE_CHECKING:  # imported by the runs that timestamp (it brings the HTTP stack)
@@ -333,6 +333,14 @@ def sign_wheels(
             raise ConfigError(f"cannot create {dest_dir}: {exc.strerror or exc}") from exc
     from kmssign._internal.engine import wheelsign  # the wheel and zip stack: wheels only
 
+    if not dry_run:  # a wheel that cannot be written costs no KMS or timestamp call
+        problems = list(problems)
+        for wheel in list(wheels):
+            try:
+                check_writable(wheelsign.target_of(wheel, dest_dir))
+            except FileAccessError as exc:
+                wheels.remove(wheel)
+                problems.append((wheel, str(exc)))
     session = None
     if wheels and not dry_run:  # no key, certificate or KMS call for nothing
         session = open_session(settings, signer=signer, timestamper=timestamper, log=log)

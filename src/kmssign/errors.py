@@ -63,6 +63,10 @@ class KmsUnavailableError(SigningError):
     """KMS could not be reached earlier in this run, so it is not called again."""
 
 
+class FileAccessError(KmsSignError):
+    """A file kmssign must replace is read-only, or its directory cannot be written."""
+
+
 class VerificationError(KmsSignError):
     """A signature, digest, chain or timestamp did not verify."""
 

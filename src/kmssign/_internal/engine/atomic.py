@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from kmssign._internal.engine import locking
+from kmssign.errors import FileAccessError
 
 TEMP_SUFFIX = ".kmssign-tmp"
 NAME_ROOM = 64  # characters of the target's name kept in its temporary file's name
@@ -137,6 +138,31 @@ def _remove_leftovers() -> None:  # worker threads have ended before atexit hand
     abort_all()
 
 
+READ_ONLY = "read-only file; left unchanged (make it writable, e.g. chmod u+w, to sign it)"
+
+
+def check_writable(target: Path) -> None:
+    """Raise :class:`FileAccessError` when ``target`` cannot be replaced: it exists and is
+    read-only (no write bit, as Windows' read-only attribute; even root leaves it alone,
+    as signtool and osslsigncode refuse to write one), or its directory cannot be written.
+    Asked before any KMS or timestamp call is spent on the file."""
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise FileAccessError(f"cannot check {target}: {exc.strerror or exc}") from exc
+    if mode is not None and stat.S_ISREG(mode) and (
+        not mode & 0o222 or not os.access(target, os.W_OK)
+    ):
+        raise FileAccessError(READ_ONLY)
+    directory = target.parent
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise FileAccessError(
+            f"cannot write into {directory} (permission denied); left unchanged"
+        )
+
+
 class AtomicFile:
     """A temporary file in ``target``'s directory that either replaces ``target`` or vanishes.
 
@@ -151,6 +177,7 @@ class AtomicFile:
         self._lock = threading.RLock()
         self._state = "open"  # then "committed" or "aborted"
         check_running()
+        check_writable(target)
         fd, self.path = _locked_temporary(target)
         self.handle: BinaryIO = os.fdopen(fd, "w+b")
         with _registry:

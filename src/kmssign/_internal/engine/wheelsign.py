@@ -76,7 +76,8 @@ def _pack(job: _Job, wheel: ScannedWheel) -> None:
     job.row = (encode_digest(hasher.name, hasher.digest()), packed.file_size)
 
 
-def _target(wheel: Path, dest_dir: Path | None) -> Path:
+def target_of(wheel: Path, dest_dir: Path | None) -> Path:
+    """The file a signed ``wheel`` is written to."""
     if dest_dir is not None:
         return dest_dir / wheel.name
     return wheel.resolve() if wheel.is_symlink() else wheel
@@ -84,7 +85,7 @@ def _target(wheel: Path, dest_dir: Path | None) -> Path:
 
 def _write(wheel: ScannedWheel, jobs: list[_Job], dest_dir: Path | None) -> None:
     """Write the signed wheel (or, with nothing signed, copy it into ``dest_dir``)."""
-    target = _target(wheel.path, dest_dir)
+    target = target_of(wheel.path, dest_dir)
     signed = [j for j in jobs if j.replacement is not None]
     if not signed and target.resolve() == wheel.path.resolve():
         return
