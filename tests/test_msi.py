@@ -106,6 +106,15 @@ def test_one_changed_byte_in_any_stream_fails_both(capsys, pki: TestPKI, package
         _flip_a_byte(package, stream)
         assert package.read_bytes() != signed
         _both_refuse(capsys, pki, package)
+    # skip-signed keeps only a valid signature: this one is reported, the file unchanged
+    broken = package.read_bytes()
+    code, out, err = run_cli(capsys, "sign", str(package), *sign_args(pki.identity("p256")))
+    assert code == 1 and "its existing signature is broken" in err, (out, err)
+    assert package.read_bytes() == broken
+    code, _, err = run_cli(capsys, "sign", str(package), "--no-skip-signed",
+                           *sign_args(pki.identity("p256")))
+    assert code == 0, err
+    _verify(capsys, pki, package)
 
 
 def test_an_osslsigncode_signature_verifies_and_nests(capsys, pki: TestPKI, package: Path,
@@ -248,3 +257,21 @@ def test_bad_packages_fail_in_one_line_unchanged(capsys, pki: TestPKI, package: 
         ), (out, err)
         assert "Traceback" not in out + err
         assert package.read_bytes() == broken
+
+
+MSP_CLSID = bytes.fromhex("86100c0000000000c000000000000046")
+
+
+def test_a_patch_is_signed_as_a_package(capsys, pki: TestPKI, package: Path,
+                                        tmp_path: Path) -> None:
+    """.msp patches (root class id {000C1086-...}) are hashed and signed as packages."""
+    patch = tmp_path / "update.msp"
+    shutil.copy(package, patch)
+    _set_root_clsid(patch, MSP_CLSID)
+    code, out, err = run_cli(capsys, "sign", str(tmp_path), "--include", "*.msp",
+                             *sign_args(pki.identity("rsa2048")), "--json")
+    assert code == 0, err
+    assert [(f["path"], f["format"]) for f in json.loads(out)["files"]] == [(str(patch), "msi")]
+    peutil.osslsigncode_verify(patch, pki.root_pem)
+    code, out, err = run_cli(capsys, "verify", str(patch), "--ca", str(pki.root_pem))
+    assert code == 0, err
