@@ -12,13 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from kmssign._internal.cfb.reader import CompoundFile
 from kmssign._internal.cfb.writer import rewrite
 from kmssign.errors import CompoundFileError, MalformedFileError
 from tests.support.cfbgen import Layout, Storage, Stream, generate
+from tests.support.profiles import examples
 
 END, FREE = 0xFFFFFFFE, 0xFFFFFFFF
 
@@ -321,6 +322,19 @@ def test_larger_than_4_gib(tmp_path: Path) -> None:
     assert "larger than 4 GiB" in refused(path)
 
 
+def test_a_directory_too_large_to_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The limit (65536 entries) lowered to 16 entries, for a small file to pass it."""
+    from kmssign._internal.cfb import reader
+
+    monkeypatch.setattr(reader, "MAX_DIRECTORY", 16 * 128)
+    streams: list[Stream | Storage] = [Stream(f"s{i}", b"") for i in range(16)]
+    path = tmp_path / "many.msi"
+    path.write_bytes(generate(streams[:15]).data)
+    CompoundFile.open(io.BytesIO(path.read_bytes()), "fits")
+    path.write_bytes(generate(streams).data)
+    assert "a directory of 20 entries (kmssign reads 16 at most)" in refused(path)
+
+
 def test_a_file_that_changes_while_read_is_refused(tmp_path: Path) -> None:
     layout = sample()
     path = tmp_path / "shrinks.msi"
@@ -337,7 +351,7 @@ def test_a_file_that_changes_while_read_is_refused(tmp_path: Path) -> None:
 STRUCTURE = st.sampled_from(["header", "fat", "directory", "minifat", "any"])
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150))
 @given(version=st.sampled_from([3, 4]), where=STRUCTURE, seed=st.integers(0, 2**32),
        flips=st.integers(1, 4))
 def test_mutated_files_open_cleanly_or_are_refused(version: int, where: str, seed: int,

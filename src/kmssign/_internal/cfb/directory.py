@@ -25,7 +25,7 @@ BLANK = ENTRY.pack(bytes(64), 0, UNUSED, RED, NOSTREAM, NOSTREAM, NOSTREAM, byte
                    0, 0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One directory entry: a storage, a stream or the root."""
 
@@ -41,7 +41,7 @@ class Entry:
     start: int = 0  # first sector (mini sector for a stream under 4096 bytes)
 
 
-@dataclass
+@dataclass(slots=True)
 class RawEntry:
     """The fields of a directory entry, for reading and for writing back."""
 

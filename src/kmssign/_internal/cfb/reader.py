@@ -8,6 +8,7 @@ the streams' data; every loop is bounded by the number of sectors.
 
 from __future__ import annotations
 
+import dataclasses
 from array import array
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -42,7 +43,7 @@ from kmssign._internal.cfb.layout import (
 )
 from kmssign.errors import CompoundFileError
 
-MAX_DIRECTORY = 64 << 20  # bytes of directory entries kmssign reads (half a million entries)
+MAX_DIRECTORY = 8 << 20  # bytes of directory entries kmssign reads (65536 entries)
 
 
 class _Refused(Exception):
@@ -186,8 +187,11 @@ class CompoundFile:
         if header.version == 4 and header.n_dir_sectors not in (0, len(chain)):
             raise _Refused(f"the header counts {header.n_dir_sectors} directory sectors, "
                            f"the chain has {len(chain)}")
-        if not chain or len(chain) * self.sector_size > MAX_DIRECTORY:
-            raise _Refused(f"a directory of {len(chain)} sectors")
+        if not chain:
+            raise _Refused("the directory is empty")
+        if len(chain) * self.sector_size > MAX_DIRECTORY:
+            raise _Refused(f"a directory of {len(chain) * self.sector_size // ENTRY_SIZE} "
+                           f"entries (kmssign reads {MAX_DIRECTORY // ENTRY_SIZE} at most)")
         raw = b"".join(self._sector(s) for s in chain)
         self._raw = [RawEntry.unpack(raw, i) for i in range(0, len(raw), ENTRY_SIZE)]
         self._children: dict[int, list[int]] = {}
@@ -294,7 +298,7 @@ class CompoundFile:
     def raw_entry(self, sid: int) -> RawEntry:
         """A copy of entry ``sid``'s fields as stored (a version 3 size's high half, which
         old writers left uninitialised, cleared)."""
-        raw = RawEntry(**vars(self._raw[sid]))
+        raw = dataclasses.replace(self._raw[sid])
         if self.version == 3:
             raw.size &= 0xFFFFFFFF
         return raw
