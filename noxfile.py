@@ -49,14 +49,16 @@ def sample(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff, mypy --strict over src/ and the CI scripts; the workflows and action.yml
-    against GitHub's schemas, zizmor and actionlint."""
-    session.install("-e", ".[test]", "ruff", "mypy", "boto3-stubs[kms]",
+    """ruff, mypy --strict over src/ and the CI scripts, the import contracts of
+    pyproject.toml (lint-imports); the workflows and action.yml against GitHub's schemas,
+    zizmor and actionlint."""
+    session.install("-e", ".[test]", "ruff", "mypy", "boto3-stubs[kms]", "import-linter",
                     "check-jsonschema", "zizmor")
     session.run("ruff", "check", "src", "tests", "benchmarks", "demo", "sample_app",
                 ".github/scripts")
     session.run("mypy", "--strict", "src/kmssign")
     session.run("mypy", "--strict", "--follow-imports=silent", ".github/scripts")
+    session.run("lint-imports")
     workflows = sorted(str(p) for p in Path(".github/workflows").glob("*.yml"))
     session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *workflows)
     session.run("check-jsonschema", "--builtin-schema", "vendor.github-actions", "action.yml")

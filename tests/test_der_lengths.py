@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
-from kmssign._internal.authenticode import tlv
-from kmssign._internal.authenticode.asn1 import der
+from kmssign._internal import der as rawder
+from kmssign._internal.cms import structures
+from kmssign._internal.der import der
 from kmssign._internal.pe.certtable import read_certificates
 from kmssign._internal.pe.image import parse_pe
 from tests.support import peutil
@@ -36,16 +37,16 @@ NESTED_OID = der(0x06, bytes.fromhex("2b060104018237020401"))  # 1.3.6.1.4.1.311
 
 
 def _length(element: bytes) -> int:
-    found = tlv.read(element)
+    found = rawder.read(element)
     return found.body_end - found.body
 
 
 def lengths(content_info: bytes) -> dict[str, int]:
     """The contents length of each part of a signature whose header may end in 0x80."""
-    _, inner = tlv.content_info(content_info)
-    signed_data = tlv.signed_data(inner)
-    signer_info = tlv.children(signed_data["signer_infos"])[0]
-    fields = tlv.signer_info(signer_info)
+    _, inner = structures.content_info(content_info)
+    signed_data = structures.signed_data(inner)
+    signer_info = rawder.children(signed_data["signer_infos"])[0]
+    fields = structures.signer_info(signer_info)
     found = {
         "ContentInfo": _length(content_info),
         "SignedData": _length(inner),
@@ -54,7 +55,7 @@ def lengths(content_info: bytes) -> dict[str, int]:
     }
     if "unsigned_attrs" in fields:
         found["unsignedAttrs"] = _length(fields["unsigned_attrs"])
-        for attribute in tlv.children(fields["unsigned_attrs"]):
+        for attribute in rawder.children(fields["unsigned_attrs"]):
             if attribute.startswith(NESTED_OID, len(attribute) - _length(attribute)):
                 found["nested attribute"] = _length(attribute)
     return found
@@ -254,7 +255,7 @@ def test_no_path_dumps_a_parsed_value(
 def test_encoded_gives_the_bytes_read_even_when_a_header_ends_in_0x80(
     monkeypatch: Any,
 ) -> None:
-    """tlv.encoded, which kmssign uses for tokens handed over as asn1crypto values (the
+    """structures.encoded, which kmssign uses for tokens handed over as asn1crypto values (the
     TSA client's, a caller's), returns what was read, for a value and for a child of
     one, after their fields were read, and re-encodes nothing."""
     from asn1crypto import cms
@@ -268,12 +269,13 @@ def test_encoded_gives_the_bytes_read_even_when_a_header_ends_in_0x80(
     with parsed_dumps(monkeypatch) as found:
         loaded = cms.ContentInfo.load(token)
         assert loaded["content_type"].native == "data"
-        assert tlv.encoded(loaded) == token
+        assert structures.encoded(loaded) == token
         child = TimeStampResp.load(reply)["time_stamp_token"]
         assert child["content"].native == octets
-        assert tlv.encoded(child) == token
+        assert structures.encoded(child) == token
     assert found == []
-    assert tlv.encoded(cms.ContentType("data")) == der(0x06, bytes.fromhex("2a864886f70d010701"))
+    data_oid = der(0x06, bytes.fromhex("2a864886f70d010701"))
+    assert structures.encoded(cms.ContentType("data")) == data_oid
 
 
 @pytest.mark.parametrize(
@@ -288,12 +290,12 @@ def test_encoded_gives_the_bytes_read_even_when_a_header_ends_in_0x80(
     ],
 )
 def test_read_refuses_what_is_not_der(data: bytes, reason: str) -> None:
-    with pytest.raises(tlv.DerError, match=reason):
-        tlv.read(data)
+    with pytest.raises(rawder.DerError, match=reason):
+        rawder.read(data)
 
 
 def test_read_follows_indefinite_lengths() -> None:
     ber = b"\x30\x80\x02\x01\x01\x30\x80\x04\x00\x00\x00\x00\x00"
-    found = tlv.read(ber)
+    found = rawder.read(ber)
     assert found.end == len(ber) and found.body_end == len(ber) - 2
-    assert tlv.children(ber) == [b"\x02\x01\x01", b"\x30\x80\x04\x00\x00\x00"]
+    assert rawder.children(ber) == [b"\x02\x01\x01", b"\x30\x80\x04\x00\x00\x00"]

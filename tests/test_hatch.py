@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from kmssign import config
 from kmssign._internal.pe.image import looks_like_pe
 from kmssign.errors import ConfigError
-from kmssign.frontends import buildhooks
 from kmssign.frontends.hatch import work as hatch_files
 from tests.support import peutil
 from tests.support.fixtures_build import (
@@ -575,7 +575,7 @@ def test_build_and_verify_script(kmssign_wheel_dir: Path, build_env: dict[str, s
 )
 def test_disable_variable(value: str | None, expected: bool) -> None:
     env = {} if value is None else {"KMSSIGN_DISABLE": value}
-    assert buildhooks.disabled(env) is expected
+    assert config.disabled(env) is expected
 
 
 def test_hook_table_name_is_the_targets_own_when_there_is_one(tmp_path: Path) -> None:

@@ -17,8 +17,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from kmssign._internal.authenticode import build, tlv
-from kmssign._internal.authenticode.asn1 import der
+from kmssign._internal import der as rawder
+from kmssign._internal.authenticode import build
+from kmssign._internal.der import der
 from kmssign._internal.signers.local import KeyFileSigner
 from kmssign.signers import DigestName
 from tests.support import peutil
@@ -38,7 +39,7 @@ def _with_attribute_value(oid: bytes, value: bytes) -> Any:
     def malformed(*args: Any, **kwargs: Any) -> bytes:
         attributes = [
             der(0x30, oid + der(0x31, value)) if attribute.startswith(oid, 2) else attribute
-            for attribute in tlv.children(original(*args, **kwargs))
+            for attribute in rawder.children(original(*args, **kwargs))
         ]
         return der(0x31, b"".join(sorted(attributes)))
 

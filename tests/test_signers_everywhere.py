@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kmssign.frontends.pyinstaller import sign_outputs
+from kmssign.pyinstaller import sign_outputs
 from tests.support import peutil, wheelutil
 from tests.support.fixtures_build import extract, run_build
 from tests.support.fixtures_pkcs11 import MODULE, TOKEN, USER_PIN, SoftHsm

@@ -426,7 +426,7 @@ def test_check_token_never_crashes_on_broken_der(pki, mutate: Callable[[bytes], 
 def test_der_integer_is_minimal_twos_complement(value: int) -> None:
     from asn1crypto import core
 
-    from kmssign._internal.authenticode.asn1 import der_integer
+    from kmssign._internal.der import der_integer
 
     assert der_integer(value) == core.Integer(value).dump()
 

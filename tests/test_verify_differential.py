@@ -24,8 +24,9 @@ from typing import Any
 
 import pytest
 
-from kmssign._internal.authenticode import tlv
-from kmssign._internal.authenticode.asn1 import der
+from kmssign._internal import der as rawder
+from kmssign._internal.cms import structures
+from kmssign._internal.der import der
 from kmssign._internal.engine.verifying import verify_file
 from kmssign._internal.pe.certtable import win_certificate
 from kmssign._internal.pe.image import parse_pe
@@ -61,7 +62,7 @@ def _base(name: str, path: Path) -> Base:
     data = path.read_bytes()
     length = struct.unpack_from("<I", data, image.cert_table_offset)[0]
     signature = data[image.cert_table_offset + 8 : image.cert_table_offset + length]
-    signature = signature[: tlv.read(signature).end]
+    signature = signature[: rawder.read(signature).end]
     return Base(name, data, image.cert_table_offset, image.security_entry_offset, signature)
 
 
@@ -86,12 +87,12 @@ def bases(pki: TestPKI, tsa: Any, tmp_path_factory: pytest.TempPathFactory) -> l
     return [_base(p.parent.name, p) for p in (ours, nested, theirs)]
 
 
-def _elements(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tlv.Tlv]:
+def _elements(data: bytes, start: int = 0, end: int | None = None) -> Iterator[rawder.Tlv]:
     """Every element of a DER tree, depth first."""
     end = len(data) if end is None else end
     pos = start
     while pos < end:
-        found = tlv.read(data, pos, end)
+        found = rawder.read(data, pos, end)
         yield found
         if found.tag & 0x20:
             yield from _elements(data, found.body, found.body_end)
@@ -170,9 +171,9 @@ def _der_mutants(base: Base, rng: random.Random) -> Iterator[Mutant]:
             yield f"{where}: length {delta:+d}", _with_signature(base, bytes(changed))
     yield "truncated", _with_signature(base, signature[: len(signature) // 2])
     # bytes inside each part
-    _, inner = tlv.content_info(signature)
-    signed_data = tlv.signed_data(inner)
-    signer_info = tlv.signer_info(tlv.children(signed_data["signer_infos"])[0])
+    _, inner = structures.content_info(signature)
+    signed_data = structures.signed_data(inner)
+    signer_info = structures.signer_info(rawder.children(signed_data["signer_infos"])[0])
     parts = {
         "digestAlgorithms": signed_data["digest_algorithms"],
         "content": signed_data["encap_content_info"],
@@ -197,7 +198,7 @@ def _structure_mutants(
     base: Base, signature: bytes, signed_data: dict[str, bytes]
 ) -> Iterator[Mutant]:
     """SignedData with fields swapped, dropped or doubled (lengths recomputed)."""
-    content_type, _ = tlv.content_info(signature)
+    content_type, _ = structures.content_info(signature)
 
     def rebuilt(**fields: bytes) -> bytes:
         merged = {**signed_data, **fields}
@@ -206,8 +207,8 @@ def _structure_mutants(
 
     algorithms = signed_data["digest_algorithms"]
     other = algorithms[:-3] + bytes([algorithms[-3] ^ 0x03]) + algorithms[-2:]  # sha256->sha384
-    infos = tlv.children(signed_data["signer_infos"])
-    certs = tlv.children(signed_data["certificates"])
+    infos = rawder.children(signed_data["signer_infos"])
+    certs = rawder.children(signed_data["certificates"])
     yield "digestAlgorithms disagree with the SignerInfo", rebuilt(digest_algorithms=other)
     yield "empty digestAlgorithms", rebuilt(digest_algorithms=b"\x31\x00")
     yield "two SignerInfos", rebuilt(signer_infos=der(0x31, infos[0] * 2))
@@ -285,8 +286,8 @@ def test_verify_names_the_structural_problems_windows_refuses(
     from tests.support.helpers import run_cli
 
     base = bases[0]
-    _, inner = tlv.content_info(base.signature)
-    signed_data = tlv.signed_data(inner)
+    _, inner = structures.content_info(base.signature)
+    signed_data = structures.signed_data(inner)
     expected = {
         "revision 0x0100": "WIN_CERTIFICATE revision 0x0100 is not 2.0 (0x0200)",
         "type 0x0001": "WIN_CERTIFICATE type 0x0001 is not PKCS#7 SignedData (0x0002)",

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from kmssign._internal.net import defaults
 from kmssign._internal.pyproject import find_pyproject, read_toml, table_at
 from kmssign.errors import ConfigError, redact
 
@@ -28,8 +29,8 @@ DEFAULT_TIMESTAMP_URLS: tuple[str, ...] = (
     "http://timestamp.globalsign.com/tsa/r6advanced1",
 )
 DEFAULT_JOBS = 16
-DEFAULT_TIMESTAMP_TIMEOUT = 10.0  # seconds for one timestamp request, all of it
-DEFAULT_KMS_TIMEOUT = 60.0  # seconds for one KMS call, retries included
+DEFAULT_TIMESTAMP_TIMEOUT = defaults.TIMESTAMP_TIMEOUT  # seconds for one timestamp request
+DEFAULT_KMS_TIMEOUT = defaults.KMS_TIMEOUT  # seconds for one KMS call, retries included
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,15 @@ FRONTEND_TABLES: tuple[str, ...] = ("setuptools",)
 SIGNER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
+
+DISABLE_VARIABLE = "KMSSIGN_DISABLE"
+
+
+def disabled(env: Mapping[str, str] | None = None) -> bool:
+    """``KMSSIGN_DISABLE`` set to a true value (1, true, yes, on): the build plugins and
+    the PyInstaller helpers then sign nothing."""
+    env = os.environ if env is None else env
+    return env.get(DISABLE_VARIABLE, "").strip().lower() in _TRUE
 
 
 # Flag names that are not setting names (short aliases): a key spelled as one is a

@@ -52,7 +52,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from kmssign._internal.authenticode.asn1 import der, der_integer
+from kmssign._internal.der import der, der_integer
 from tests.support.pki import TIME_STAMPING, Issued, TestPKI
 
 SLOW_SECONDS = 2.0

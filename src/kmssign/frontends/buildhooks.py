@@ -9,26 +9,17 @@ is imported here; the plugins import this module, it imports no front end.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from kmssign._internal.engine.report import printable
 from kmssign.api import FileResult, sign_wheels
-from kmssign.config import Settings
+from kmssign.config import DISABLE_VARIABLE, Settings
 from kmssign.errors import SigningError
 
 Log = Callable[[str], None]
 
-DISABLE_VARIABLE = "KMSSIGN_DISABLE"
 DISABLED_NOTE = f"kmssign: {DISABLE_VARIABLE} is set; not signing"
-
-
-def disabled(env: Mapping[str, str] | None = None) -> bool:
-    """``KMSSIGN_DISABLE`` set to a true value (1, true, yes, on); the PyInstaller
-    helpers ask it too."""
-    env = os.environ if env is None else env
-    return env.get(DISABLE_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def describe(result: FileResult, name: str) -> str:

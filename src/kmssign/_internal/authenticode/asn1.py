@@ -21,28 +21,6 @@ OID_MS_RFC3161_TIMESTAMP = "1.3.6.1.4.1.311.3.3.1"
 OBSOLETE_FILE_LINK = "<<<Obsolete>>>"
 
 
-def der(tag: int, contents: bytes) -> bytes:
-    """One DER TLV (definite length)."""
-    n = len(contents)
-    if n < 0x80:
-        return bytes([tag, n]) + contents
-    length = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(length)]) + length + contents
-
-
-def der_integer(value: int) -> bytes:
-    """A DER INTEGER (two's complement, minimal length, negative values too)."""
-    magnitude = value if value >= 0 else ~value
-    return der(0x02, value.to_bytes(magnitude.bit_length() // 8 + 1, "big", signed=True))
-
-
-def signed_part(signed_attrs: bytes) -> bytes:
-    """The bytes a SignerInfo's signature covers: its signedAttrs, stored as ``[0]
-    IMPLICIT`` (the element as found), re-tagged as the SET OF they are signed as (RFC
-    5652, 5.4)."""
-    return b"\x31" + signed_attrs[1:]
-
-
 class SpcString(core.Choice):  # type: ignore[misc]
     _alternatives = [
         ("unicode", core.BMPString, {"implicit": 0}),

@@ -14,22 +14,15 @@ from typing import Any
 
 from asn1crypto import algos, cms, core
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives import serialization
 
-from kmssign._internal.authenticode import asn1, tlv
-from kmssign._internal.authenticode.asn1 import der, der_integer
+from kmssign._internal.authenticode import asn1
+from kmssign._internal.cms import structures
+from kmssign._internal.cms.algorithms import verify_raw_signature
+from kmssign._internal.der import children, contents, der, der_integer
 from kmssign._internal.pki.certs import spki_der
 from kmssign.errors import SigningError
 from kmssign.signers import DigestName, Signer
-
-HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "sha1": hashes.SHA1,
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
-}
 
 
 def _digest_algorithm(name: str) -> algos.DigestAlgorithm:
@@ -133,7 +126,7 @@ def signed_attributes_der(
     messageDigest is over the SpcIndirectDataContent's contents without its own tag and
     length octets, as Windows computes it.
     """
-    message_digest = hashlib.new(digest, tlv.contents(content_der)).digest()
+    message_digest = hashlib.new(digest, contents(content_der)).digest()
     attrs = [
         *_constant_attributes(description, url),
         _attribute_der("message_digest", der(0x04, message_digest)),
@@ -156,26 +149,11 @@ def _signature_algorithm_der(key_type: str, digest: str) -> bytes:
     return bytes(algorithm.dump())
 
 
-def verify_raw_signature(public_key: Any, signature: bytes, data: bytes, digest: str) -> bool:
-    """True when ``signature`` over ``data`` verifies with an RSA or EC public key."""
-    algorithm = HASHES[digest]()
-    try:
-        if isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(signature, data, padding.PKCS1v15(), algorithm)
-        elif isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, data, ec.ECDSA(algorithm))
-        else:
-            return False
-    except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
 @functools.lru_cache(maxsize=16)
 def _identity_der(certs: tuple[x509.Certificate, ...]) -> tuple[bytes, bytes]:
     """(IssuerAndSerialNumber of the leaf, [0] IMPLICIT certificates) for a chain."""
     ders = [c.public_bytes(serialization.Encoding.DER) for c in certs]
-    issuer, serial = tlv.issuer_and_serial(ders[0])  # as the certificate encodes them
+    issuer, serial = structures.issuer_and_serial(ders[0])  # as the certificate encodes them
     return der(0x30, issuer + serial), der(0xA0, b"".join(ders))
 
 
@@ -241,15 +219,9 @@ def _self_check_failure(signer: Signer, leaf: x509.Certificate) -> str:
     )
 
 
-def _signer_info(content_info: bytes) -> dict[str, bytes]:
-    """The fields of the first SignerInfo of a ContentInfo { SignedData }."""
-    signed_data = tlv.signed_data(tlv.content_info(content_info)[1])
-    return tlv.signer_info(tlv.children(signed_data["signer_infos"])[0])
-
-
 def signature_value(content_info: bytes) -> bytes:
     """The first SignerInfo's signature (what an RFC 3161 timestamp is taken over)."""
-    return tlv.contents(_signer_info(content_info)["signature"])
+    return contents(structures.first_signer_info(content_info)["signature"])
 
 
 def _with_unsigned_attribute(
@@ -261,20 +233,20 @@ def _with_unsigned_attribute(
     Spliced from the bytes found: every other part keeps its exact encoding, and nothing
     parsed is re-encoded.
     """
-    content_type, inner = tlv.content_info(content_info)
-    signed_data = tlv.signed_data(inner)
-    signer_infos = tlv.children(signed_data["signer_infos"])
-    signer_info = tlv.signer_info(signer_infos[0])
+    content_type, inner = structures.content_info(content_info)
+    signed_data = structures.signed_data(inner)
+    signer_infos = children(signed_data["signer_infos"])
+    signer_info = structures.signer_info(signer_infos[0])
     oid = _attribute_type_der(attr_type)
     attrs: list[bytes] = []
     kept: list[bytes] = []  # values of attr_type that stay (all of its attributes merged)
     if "unsigned_attrs" in signer_info:
-        for attr in tlv.children(signer_info.pop("unsigned_attrs")):
-            found_oid, values = tlv.children(attr)
+        for attr in children(signer_info.pop("unsigned_attrs")):
+            found_oid, values = children(attr)
             if found_oid != oid:
                 attrs.append(attr)
             elif not replace:
-                kept.extend(tlv.children(values))
+                kept.extend(children(values))
     if kept or new_values:
         attrs.append(der(0x30, oid + der(0x31, b"".join(sorted([*kept, *new_values])))))
     unsigned = der(0xA1, b"".join(sorted(attrs))) if attrs else b""

@@ -17,8 +17,8 @@ from kmssign._internal.authenticode.parse import (
     check_signature,
     parse_signature,
 )
+from kmssign._internal.cms.timestamps import check_countersignature, check_token
 from kmssign._internal.pki.certs import extension, subject_of, validate_chain
-from kmssign._internal.timestamp.tokens import check_countersignature, check_token
 from kmssign.errors import VerificationError, plain_reason
 
 

@@ -20,8 +20,8 @@ from kmssign._internal.authenticode.build import (
     build_signed_data,
     signature_value,
 )
-from kmssign._internal.authenticode.tlv import encoded
 from kmssign._internal.authenticode.verify import intact_signatures
+from kmssign._internal.cms.structures import encoded
 from kmssign._internal.engine.atomic import AtomicFile, check_running
 from kmssign._internal.engine.formats import Signable, format_named, open_signable
 from kmssign._internal.engine.locking import TargetLock, lock_target

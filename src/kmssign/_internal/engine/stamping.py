@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kmssign._internal.authenticode.build import add_timestamp, replace_nested
-from kmssign._internal.authenticode.tlv import encoded
 from kmssign._internal.authenticode.verify import check_intact, read_signatures
+from kmssign._internal.cms.structures import encoded
 from kmssign._internal.engine.atomic import atomic_output, check_running
 from kmssign._internal.engine.formats import open_signable
 from kmssign._internal.engine.locking import lock_target

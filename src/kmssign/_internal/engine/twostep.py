@@ -27,11 +27,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from kmssign._internal.authenticode.build import (
-    indirect_data_der,
-    signed_attributes_der,
-    verify_raw_signature,
-)
+from kmssign._internal.authenticode.build import indirect_data_der, signed_attributes_der
+from kmssign._internal.cms.algorithms import verify_raw_signature
 from kmssign._internal.engine.formats import format_named, open_signable
 from kmssign._internal.engine.signing import file_sha256
 from kmssign._internal.pki.certs import SigningCertificates, spki_der, subject_of

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kmssign._internal.authenticode.build import verify_raw_signature
+from kmssign._internal.cms.algorithms import verify_raw_signature
 from kmssign._internal.engine.pipeline import run_simple
 from kmssign._internal.engine.report import FileResult
 from kmssign._internal.engine.signing import Log, SigningSession, already_signed

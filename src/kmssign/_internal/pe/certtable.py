@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from kmssign._internal.der import DerError, read
 from kmssign._internal.pe.image import WIN_CERT, PEImage, align8, read_at
 from kmssign.errors import PEFormatError
 
@@ -76,27 +77,19 @@ def read_signature_entry(f: BinaryIO, image: PEImage) -> bytes:
     return entry.data
 
 
-def _der_length(data: bytes) -> int | None:
-    """Total length of the DER element at the start of ``data``; None if it is not one."""
-    if len(data) < 2 or data[0] != 0x30:
-        return None
-    first = data[1]
-    if first < 0x80:
-        return 2 + first
-    count = first & 0x7F
-    if count == 0 or count > 4 or len(data) < 2 + count:
-        return None
-    return 2 + count + int.from_bytes(data[2 : 2 + count], "big")
-
-
 def _trim_der_padding(data: bytes) -> bytes:
     """Drop the zero padding some signers count in dwLength; refuse anything else after the DER.
 
     Bytes hidden after the SignedData inside the entry are the CVE-2013-3900 trick. Data
     that is not DER at all is returned unchanged: the PKCS#7 layer rejects it.
     """
-    end = _der_length(data)
-    if end is None or end >= len(data):
+    if data[:1] != b"\x30":
+        return data
+    try:
+        end = read(data).end
+    except DerError:  # not DER: the PKCS#7 layer says what is wrong with it
+        return data
+    if end >= len(data):
         return data
     extra = data[end:]
     if len(extra) >= 8 or extra.count(0) != len(extra):

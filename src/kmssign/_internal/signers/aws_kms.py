@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from kmssign._internal.net import defaults
 from kmssign._internal.net.breaker import CircuitBreaker
 from kmssign._internal.net.deadline import Deadline, DeadlinePassed, call_within, stop_if_passed
 from kmssign.errors import KmsUnavailableError, SigningError, one_line, redact
@@ -48,7 +49,7 @@ RETRY_MODE = "adaptive"
 MAX_ATTEMPTS = 8  # total attempts, first try included
 CONNECT_TIMEOUT = 10.0  # per attempt, at most the deadline
 READ_TIMEOUT = 30.0  # per attempt, at most the deadline
-DEFAULT_TIMEOUT = 60.0  # seconds for one call, retries included
+DEFAULT_TIMEOUT = defaults.KMS_TIMEOUT  # seconds for one call, retries included
 
 _THROTTLING = {
     "ThrottlingException",

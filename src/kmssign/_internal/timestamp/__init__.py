@@ -1,6 +1,6 @@
-"""RFC 3161 timestamps: the client with retries and failover (``client``), the HTTP POST
-with kept-alive connections and proxies (``transport``), and the checks of a token and of
-a legacy Authenticode countersignature (``tokens``, which never touches the network).
+"""RFC 3161 timestamps fetched: the client with retries and failover (``client``) and the
+HTTP POST with kept-alive connections and proxies (``transport``). Checking a token is
+CMS work (:mod:`kmssign._internal.cms.timestamps`), which never touches the network.
 
 Only runs that timestamp import ``client`` (and with it the HTTP stack).
 """

@@ -3,7 +3,7 @@
 Three separate jobs live here: building the request (:func:`build_request`), talking
 HTTP (:func:`http_post`, replaceable through ``post=``), and reading the reply
 (:func:`parse_response`). Token validation is
-:func:`kmssign._internal.timestamp.tokens.check_token`.
+:func:`kmssign._internal.cms.timestamps.check_token`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from typing import ClassVar
 
 from asn1crypto import algos, cms, core, tsp
 
-from kmssign._internal.authenticode import tlv
-from kmssign._internal.authenticode.asn1 import der, der_integer
+from kmssign._internal.cms.algorithms import digest_bytes
+from kmssign._internal.cms.structures import encoded
+from kmssign._internal.cms.timestamps import TokenInfo, check_token
+from kmssign._internal.der import der, der_integer
+from kmssign._internal.net import defaults
 from kmssign._internal.net.breaker import CircuitBreaker
-from kmssign._internal.timestamp.tokens import TokenInfo, check_token, digest_bytes
 from kmssign._internal.timestamp.transport import http_post
 from kmssign.errors import (
     ConfigError,
@@ -48,7 +50,7 @@ __all__ = [
 ]
 
 DEFAULT_TRIES = 3
-DEFAULT_TIMEOUT = 10.0  # seconds per request, all of it (connect, send, reply)
+DEFAULT_TIMEOUT = defaults.TIMESTAMP_TIMEOUT  # per request, all of it (connect, send, reply)
 REQUEST_DIGESTS = ("sha256", "sha384", "sha512")
 RETRY_STATUSES = frozenset({429, 502, 503, 504})  # busy or briefly unreachable: try again
 
@@ -106,7 +108,7 @@ def parse_response(body: bytes) -> cms.ContentInfo:
         token = response["time_stamp_token"]
         # Re-load from the bytes it was read from (dump() could re-encode it: slow); check_token
         # parses what it needs and reports malformed content.
-        token = None if isinstance(token, core.Void) else cms.ContentInfo.load(tlv.encoded(token))
+        token = None if isinstance(token, core.Void) else cms.ContentInfo.load(encoded(token))
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError) as exc:
         raise TimestampError(f"reply is not a DER TimeStampResp ({exc})") from exc
     if status not in ("granted", "granted_with_mods"):
@@ -252,7 +254,7 @@ class TimestampClient:
         except (OSError, http.client.HTTPException) as exc:
             raise _Retry(_network_reason(exc, self.timeout)) from exc
         token = parse_response(body)
-        der = tlv.encoded(token)
+        der = encoded(token)
         info = check_token(der, signature_value, nonce=nonce)
         if info.digest != digest:
             raise TimestampError(f"token imprint uses {info.digest}, {digest} was requested")

@@ -11,9 +11,8 @@ from kmssign import api
 from kmssign.config import Settings, load_settings
 from kmssign.errors import ConfigError
 from kmssign.frontends.cli import pyinstaller_command, twostep_command
+from kmssign.frontends.cli.exits import EXIT_FAILED, EXIT_OK
 from kmssign.frontends.cli.output import Printer
-
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:

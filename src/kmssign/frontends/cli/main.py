@@ -17,9 +17,7 @@ from kmssign import __version__
 
 # Nothing heavy is imported above: main() catches Ctrl-C from its first line on, and
 # everything else (settings, the engine, cryptography) is imported inside it.
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
+from kmssign.frontends.cli.exits import EXIT_FAILED, EXIT_USAGE
 
 FLAGS_GIVEN = "flags_given"
 """Namespace attribute: Settings field -> the flag the user typed for it (``--cert`` or

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-EXIT_OK, EXIT_FAILED = 0, 1
+from kmssign.frontends.cli.exits import EXIT_FAILED, EXIT_OK
 
 _HELP = (
     "usage: kmssign pyinstaller [PyInstaller arguments...]\n\n"
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_OK
         print(f"kmssign: error: {_MISSING}", file=sys.stderr)
         return EXIT_FAILED
-    from kmssign.pyinstaller import run_pyinstaller
+    from kmssign.pyinstaller import run_pyinstaller  # the public .spec helpers
 
     # Like PyInstaller's own console script: the scripts folder is no import root.
     if sys.path and os.path.basename(sys.path[0]) in ("bin", "Scripts"):

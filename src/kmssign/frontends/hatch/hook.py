@@ -17,7 +17,7 @@ from typing import Any
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 from hatchling.plugin import hookimpl
 
-from kmssign.config import Settings
+from kmssign.config import Settings, disabled
 from kmssign.errors import KmsSignError
 from kmssign.frontends import buildhooks
 from kmssign.frontends.hatch import work
@@ -27,7 +27,7 @@ class KmsSignBuildHook(BuildHookInterface[Any]):
     PLUGIN_NAME = "kmssign"
 
     def _settings(self) -> Settings | None:
-        if buildhooks.disabled(os.environ):
+        if disabled(os.environ):
             self.app.display_info(buildhooks.DISABLED_NOTE)
             return None
         root = Path(self.root)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kmssign._internal.pyproject import table_in
-from kmssign.config import Settings, load_settings
+from kmssign.config import Settings, disabled, load_settings
 from kmssign.errors import KmsSignError, SigningError
 from kmssign.frontends import buildhooks
 from kmssign.frontends.setuptools.plugin import TABLE
@@ -71,7 +71,7 @@ def project_settings(pyproject: Path, env: Mapping[str, str]) -> Settings:
 
 def sign_made_wheels(wheels: list[Path], pyproject: Path, log: buildhooks.Log) -> None:
     """Sign ``wheels`` in place; on any failure remove them and fail the build in one line."""
-    if buildhooks.disabled(os.environ):
+    if disabled(os.environ):
         log(buildhooks.DISABLED_NOTE)
         return
     try:
