@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from kmssign._internal.engine.atomic import check_writable, clear_leftover, resume
 from kmssign._internal.engine.discovery import NOT_PE, discover, find_wheels, is_wheel_name
@@ -32,10 +31,7 @@ from kmssign._internal.engine.verifying import verify_one
 from kmssign._internal.pki.certs import certificate_notes, load_roots
 from kmssign.config import Settings
 from kmssign.errors import ConfigError, FileAccessError
-from kmssign.signers import Signer
-
-if TYPE_CHECKING:  # imported by the runs that timestamp (it brings the HTTP stack)
-    from kmssign._internal.timestamp.client import TimestampClient
+from kmssign.signers import Signer, Timestamper
 
 __all__ = [
     "FileResult",
@@ -98,7 +94,7 @@ def sign_files(
     settings: Settings,
     *,
     signer: Signer | None = None,
-    timestamper: TimestampClient | None = None,
+    timestamper: Timestamper | None = None,
     append: bool = False,
     output: Path | None = None,
     dry_run: bool = False,
@@ -227,7 +223,7 @@ def timestamp_files(
     paths: Iterable[Path | str],
     settings: Settings,
     *,
-    timestamper: TimestampClient | None = None,
+    timestamper: Timestamper | None = None,
     on_start: OnStart | None = None,
     on_result: OnResult | None = None,
     log: Log = nolog,
@@ -310,7 +306,7 @@ def sign_wheels(
     *,
     dest_dir: Path | None = None,
     signer: Signer | None = None,
-    timestamper: TimestampClient | None = None,
+    timestamper: Timestamper | None = None,
     dry_run: bool = False,
     on_start: OnStart | None = None,
     on_result: OnResult | None = None,

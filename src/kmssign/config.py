@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from kmssign._internal.disable import DISABLE_VARIABLE as DISABLE_VARIABLE
+from kmssign._internal.disable import disabled as disabled
 from kmssign._internal.net import defaults
 from kmssign._internal.pyproject import find_pyproject, read_toml, table_at
 from kmssign.errors import ConfigError, redact
@@ -100,15 +102,6 @@ FRONTEND_TABLES: tuple[str, ...] = ("setuptools",)
 SIGNER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
-
-DISABLE_VARIABLE = "KMSSIGN_DISABLE"
-
-
-def disabled(env: Mapping[str, str] | None = None) -> bool:
-    """``KMSSIGN_DISABLE`` set to a true value (1, true, yes, on): the build plugins and
-    the PyInstaller helpers then sign nothing."""
-    env = os.environ if env is None else env
-    return env.get(DISABLE_VARIABLE, "").strip().lower() in _TRUE
 
 
 # Flag names that are not setting names (short aliases): a key spelled as one is a
@@ -368,7 +361,6 @@ def load_settings(
     env = os.environ if env is None else env
     problems: list[str] = []
     layers: list[_Layer] = []
-
     pyproject: Path | None
     if config is not None:
         pyproject = _path(os.fspath(config), cwd)
@@ -379,7 +371,6 @@ def load_settings(
             pyproject = None
     else:
         pyproject = find_pyproject(cwd)
-
     base = pyproject.parent if pyproject is not None else cwd
     if pyproject is not None:
         data = read_toml(pyproject, problems)
@@ -394,7 +385,6 @@ def load_settings(
     layers.append(_env_layer(env, cwd, problems))
     if overrides:
         layers.append(_override_layer(overrides, cwd, problems, override_names))
-
     merged: dict[str, object] = {}
     sources = [_field(key) for key in KEY_SOURCES]
     for layer in layers:  # a higher source choosing a key source drops the others'

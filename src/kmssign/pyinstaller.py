@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from kmssign import api
 from kmssign._internal.engine.discovery import discover, selected
@@ -41,10 +41,7 @@ from kmssign._internal.engine.signing import already_signed, file_sha256
 from kmssign._internal.pe.image import looks_like_pe
 from kmssign.config import DISABLE_VARIABLE, Settings, disabled, load_settings
 from kmssign.errors import ConfigError, KmsSignError, SigningError
-from kmssign.signers import Signer
-
-if TYPE_CHECKING:  # the client (and the HTTP stack) is imported only by runs that timestamp
-    from kmssign._internal.timestamp.client import TimestampClient
+from kmssign.signers import Signer, Timestamper
 
 __all__ = ["CACHE_DIR", "disabled", "run_pyinstaller", "sign_bundled", "sign_outputs"]
 
@@ -115,7 +112,7 @@ def sign_bundled(
     *,
     config: str | os.PathLike[str] | None = None,
     signer: Signer | None = None,
-    timestamper: TimestampClient | None = None,
+    timestamper: Timestamper | None = None,
     **overrides: object,
 ) -> api.Report:
     """Replace every PE file of ``analysis.binaries`` and ``analysis.datas`` by a signed copy.
@@ -132,7 +129,7 @@ def _sign_bundled(
     analysis: Any,
     config: str | os.PathLike[str] | None,
     signer: Signer | None,
-    timestamper: TimestampClient | None,
+    timestamper: Timestamper | None,
     overrides: Mapping[str, object],
 ) -> api.Report:
     report = api.Report()
@@ -189,7 +186,7 @@ def _sign_copies(
     pending: Mapping[Path, Path],
     settings: Settings,
     signer: Signer | None,
-    timestamper: TimestampClient | None,
+    timestamper: Timestamper | None,
 ) -> api.Report:
     """Sign copies in ``<hash>.partial`` folders; a folder is renamed when its copy is done."""
     staged: dict[Path, Path] = {}
@@ -239,7 +236,7 @@ def sign_outputs(
     *,
     config: str | os.PathLike[str] | None = None,
     signer: Signer | None = None,
-    timestamper: TimestampClient | None = None,
+    timestamper: Timestamper | None = None,
     **overrides: object,
 ) -> api.Report:
     """Sign what a build produced: a onefile ``EXE(...)``, a ``COLLECT(...)`` tree or a path.
@@ -256,7 +253,7 @@ def _sign_outputs(
     target: Any,
     config: str | os.PathLike[str] | None,
     signer: Signer | None,
-    timestamper: TimestampClient | None,
+    timestamper: Timestamper | None,
     overrides: Mapping[str, object],
 ) -> api.Report:
     if disabled():
@@ -310,7 +307,7 @@ def _sign_outputs(
 
 @contextmanager
 def _signing_targets(
-    signer: Signer | None, timestamper: TimestampClient | None, overrides: Mapping[str, object]
+    signer: Signer | None, timestamper: Timestamper | None, overrides: Mapping[str, object]
 ) -> Iterator[None]:
     """For one build, make the spec's Analysis/EXE/COLLECT sign as they are constructed.
 
@@ -350,7 +347,7 @@ def run_pyinstaller(
     argv: Sequence[str],
     *,
     signer: Signer | None = None,
-    timestamper: TimestampClient | None = None,
+    timestamper: Timestamper | None = None,
     **overrides: object,
 ) -> int:
     """Run PyInstaller in this process with ``argv``, signing as ``sign_bundled`` and

@@ -21,7 +21,10 @@ lazily, cache it), and raises :class:`kmssign.errors.ConfigError` or
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, runtime_checkable
+import datetime as dt
+from typing import Any, Literal, Protocol, runtime_checkable
+
+__all__ = ["DIGESTS", "DigestName", "KeyType", "Signer", "TimestampInfo", "Timestamper"]
 
 DigestName = Literal["sha256", "sha384", "sha512"]
 DIGESTS: tuple[DigestName, ...] = ("sha256", "sha384", "sha512")
@@ -53,3 +56,35 @@ class Signer(Protocol):
 
     def sign(self, data: bytes, digest: DigestName) -> bytes:
         """Sign ``data`` (hashed with ``digest`` by the signer) and return the signature."""
+
+
+class TimestampInfo(Protocol):
+    """What a checked timestamp token says (at least)."""
+
+    @property
+    def gen_time(self) -> dt.datetime:
+        """The time the TSA vouches for (timezone-aware, UTC)."""
+
+
+@runtime_checkable
+class Timestamper(Protocol):
+    """Gets RFC 3161 timestamp tokens for signature values.
+
+    kmssign makes its own from the ``timestamp-url`` settings (with retries, failover and
+    a circuit breaker); pass another as ``timestamper=`` to :func:`kmssign.api.sign_files`,
+    :func:`kmssign.api.sign_wheels` or :func:`kmssign.api.timestamp_files`. Called from
+    several threads at once.
+    """
+
+    @property
+    def available(self) -> bool:
+        """``False`` once the timestamper has given up for this run."""
+
+    def check_available(self) -> None:
+        """Raise :class:`kmssign.errors.TimestampUnavailableError` once it has given up
+        (asked before a signature that needs a token is made)."""
+
+    def stamp(self, signature_value: bytes, digest: str) -> tuple[Any, TimestampInfo]:
+        """A token over ``digest(signature_value)``, already checked (an asn1crypto
+        ``cms.ContentInfo``), and what it says; :class:`kmssign.errors.TimestampError`
+        when none can be had."""

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from kmssign._internal.authenticode.build import (
     add_nested,
@@ -40,10 +40,7 @@ from kmssign.errors import (
     TimestampUnavailableError,
     VerificationError,
 )
-from kmssign.signers import DIGESTS, DigestName, Signer
-
-if TYPE_CHECKING:  # the client (and the HTTP stack) is imported only by runs that timestamp
-    from kmssign._internal.timestamp.client import TimestampClient
+from kmssign.signers import DIGESTS, DigestName, Signer, Timestamper
 
 Log = Callable[[str], None]
 
@@ -67,7 +64,7 @@ class SigningSession:
     signer: Signer
     certificates: SigningCertificates
     digest: DigestName
-    timestamper: TimestampClient | None
+    timestamper: Timestamper | None
     timestamp_policy: str
     description: str | None
     url: str | None
@@ -90,7 +87,7 @@ def open_session(
     settings: Settings,
     *,
     signer: Signer | None = None,
-    timestamper: TimestampClient | None = None,
+    timestamper: Timestamper | None = None,
     log: Log = nolog,
 ) -> SigningSession:
     """Resolve the key and certificates once; fail before any file is touched."""

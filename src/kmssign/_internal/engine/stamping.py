@@ -15,13 +15,13 @@ from kmssign._internal.engine.locking import lock_target
 from kmssign._internal.engine.report import FileResult
 from kmssign._internal.pki.certs import subject_of
 from kmssign.errors import KmsSignError, VerificationError
+from kmssign.signers import Timestamper
 
-if TYPE_CHECKING:  # the client (and the HTTP stack) is imported only by runs that timestamp
+if TYPE_CHECKING:
     from kmssign._internal.authenticode.parse import ParsedSignature
-    from kmssign._internal.timestamp.client import TimestampClient
 
 
-def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
+def timestamp_file(path: Path, timestamper: Timestamper) -> FileResult:
     """Add an RFC 3161 timestamp to every signature that has none, nested ones included,
     leaving the signatures otherwise intact. Only intact signatures are stamped: no token
     is bought for a signature the file no longer matches. Another kmssign run working on
@@ -39,7 +39,7 @@ def timestamp_file(path: Path, timestamper: TimestampClient) -> FileResult:
     return result
 
 
-def _timestamp_locked(path: Path, timestamper: TimestampClient) -> FileResult:
+def _timestamp_locked(path: Path, timestamper: Timestamper) -> FileResult:
     result = FileResult(path, "failed")
     try:
         with open(path, "rb") as f:
@@ -77,7 +77,7 @@ def _timestamp_locked(path: Path, timestamper: TimestampClient) -> FileResult:
     return result
 
 
-def _stamped(parsed: ParsedSignature, timestamper: TimestampClient, result: FileResult) -> bytes:
+def _stamped(parsed: ParsedSignature, timestamper: Timestamper, result: FileResult) -> bytes:
     """``parsed``'s signature (DER) with a timestamp: as it is if it has one, else a new one."""
     if parsed.timestamped:
         return parsed.der
