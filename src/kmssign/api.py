@@ -187,7 +187,7 @@ def attach_signatures(
     signatures_file: Path,
     settings: Settings,
     *,
-    timestamper: TimestampClient | None = None,
+    timestamper: Timestamper | None = None,
     on_start: OnStart | None = None,
     on_result: OnResult | None = None,
     log: Log = nolog,

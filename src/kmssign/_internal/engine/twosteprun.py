@@ -7,7 +7,6 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from kmssign._internal.cms.algorithms import verify_raw_signature
 from kmssign._internal.engine.pipeline import run_simple
@@ -29,10 +28,7 @@ from kmssign._internal.pki.certs import (
 )
 from kmssign.config import Settings
 from kmssign.errors import CertificateError, ConfigError, SigningError
-from kmssign.signers import DIGESTS, DigestName, Signer
-
-if TYPE_CHECKING:
-    from kmssign._internal.timestamp.client import TimestampClient
+from kmssign.signers import DIGESTS, DigestName, Signer, Timestamper
 
 
 def certificates_of(settings: Settings) -> tuple[SigningCertificates, DigestName]:
@@ -108,7 +104,7 @@ def attach_session(
     requests: Requests,
     signatures: Mapping[bytes, bytes],
     settings: Settings,
-    timestamper: TimestampClient | None,
+    timestamper: Timestamper | None,
     log: Log,
 ) -> SigningSession:
     """A signing session whose signer hands out the checked signatures."""
