@@ -312,6 +312,22 @@ def test_broken_files_are_refused_in_one_line(tmp_path: Path, version: int,
     assert re.search(reason, message), message
 
 
+@pytest.mark.parametrize("start", [END, FREE, 0, 7])
+def test_empty_chains_may_start_anywhere(start: int) -> None:
+    """No mini stream and no mini FAT: where their (empty) chains start names nothing."""
+    layout = generate([Stream("big", bytes(5000)), Stream("empty", b"")])
+    data = bytearray(layout.data)
+    assert get32(data, 64) == 0 and get32(data, entry_field(layout, "", "size")) == 0
+    put32(data, 60, start)
+    put32(data, entry_field(layout, "", "start"), start)
+    put32(data, entry_field(layout, "empty", "start"), start)
+    cf = CompoundFile.open(io.BytesIO(bytes(data)), "empty chains")
+    assert [e.size for e in cf.children(cf.root)] == [5000, 0]
+    put32(data, 64, 1)  # a mini FAT of one sector: the start must be one
+    with pytest.raises(CompoundFileError, match="mini FAT"):
+        CompoundFile.open(io.BytesIO(bytes(data)), "counted")
+
+
 def test_larger_than_4_gib(tmp_path: Path) -> None:
     """A sparse file: its header is fine, its size is not."""
     layout = sample()

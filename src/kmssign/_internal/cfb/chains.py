@@ -40,8 +40,12 @@ class Chains:
 
     def claim(self, start: int, what: str, length: int | None) -> list[tuple[int, int]]:
         """Claim the chain from ``start``: ``length`` sectors exactly, or up to ENDOFCHAIN
-        when length is None. Returns its runs of contiguous sectors (first, count)."""
+        when length is None. Returns its runs of contiguous sectors (first, count).
+        An empty chain's start names no sector: ENDOFCHAIN, as [MS-CFB] says, or any
+        other value a writer left there."""
         runs: list[tuple[int, int]] = []
+        if length == 0:
+            return runs
         table, owner = self.table, self.owner
         sector, left, block, got = start, length, 1, 0
         while left != 0:

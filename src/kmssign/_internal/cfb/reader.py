@@ -260,7 +260,8 @@ class CompoundFile:
         self._ministream = array("I", self._chain(
             root.start, "the mini stream", _ceil(root.size, self.sector_size)))
         n_mini = _ceil(root.size, MINI_SECTOR)
-        minifat_chain = self._chain(header.first_minifat, "the mini FAT", None)
+        minifat_chain = self._chain(header.first_minifat, "the mini FAT",
+                                    0 if header.n_minifat_sectors == 0 else None)
         if len(minifat_chain) != header.n_minifat_sectors:
             raise _Refused(f"the header counts {header.n_minifat_sectors} mini FAT sectors, "
                            f"the chain has {len(minifat_chain)}")
