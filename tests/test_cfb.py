@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import random
+import struct
 
 import olefile
 import pytest
@@ -158,6 +159,25 @@ def test_large_file_with_difat_sectors() -> None:
     after = rewritten(before, set_streams={SIG: signature})
     assert int.from_bytes(after[72:76], "little") >= 1
     assert_rewritten(before, after, {SIG: signature})
+
+
+def test_fat_grows_into_the_difat_and_shrinks_back() -> None:
+    """109 FAT sectors fit the header: a signature that needs a 110th brings the first
+    DIFAT sector, and removing it again takes it away."""
+    tree: list[Stream | Storage] = [Stream("big", bytes(13835 * 512)), Stream("s", b"s")]
+    before = generate(tree).data
+    def header(data: bytes) -> tuple[int, int]:
+        """The FAT and DIFAT sector counts."""
+        return struct.unpack_from("<I", data, 44)[0], struct.unpack_from("<I", data, 72)[0]
+
+    assert header(before) == (109, 0)
+    signature = random.Random(9).randbytes(9000)
+    after = rewritten(before, set_streams={SIG: signature})
+    assert header(after) == (110, 1)
+    assert_rewritten(before, after, {SIG: signature})
+    again = rewritten(after, set_streams={}, remove=[SIG])
+    assert header(again) == (109, 0)
+    assert_rewritten(after, again, {}, removed=[SIG])
 
 
 @pytest.mark.parametrize("version", [3, 4])
