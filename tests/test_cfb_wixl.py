@@ -15,6 +15,7 @@ from kmssign._internal.cfb.reader import CompoundFile
 from kmssign._internal.cfb.writer import rewrite
 from tests.support import peutil
 from tests.support.cfbcheck import assert_rewritten, ole_tree
+from tests.support.helpers import run_cli, sign_args
 from tests.support.pki import TestPKI
 from tests.support.wixlbuild import build_msi, msiinfo, tables_and_rows
 
@@ -106,3 +107,32 @@ def test_osslsigncode_signature_survives_a_rewrite(small_msi: Path, tmp_path: Pa
         moved = tmp_path / "moved.msi"
         rewrite_file(small_msi, moved, {SIG: b"".join(cf.read_stream(signature))})
     peutil.osslsigncode_verify(moved, pki.root_pem)
+
+
+def _stream(path: Path, name: str) -> bytes:
+    with path.open("rb") as f:
+        cf = CompoundFile.open(f, str(path))
+        entry = cf.find(cf.root, name)
+        assert entry is not None
+        return b"".join(cf.read_stream(entry))
+
+
+@pytest.mark.parametrize("which", ["small", "large"])
+def test_packages_kmssign_signs_read_back_through_olefile(
+        capsys: pytest.CaptureFixture[str], pki: TestPKI, tmp_path: Path, which: str,
+        request: pytest.FixtureRequest) -> None:
+    """#26 item 2: what ``kmssign sign`` (and ``--append``) writes opens in olefile with
+    wixl's entries, each stream byte for byte, plus the signature stream."""
+    source: Path = request.getfixturevalue(f"{which}_msi")
+    path = tmp_path / "package.msi"
+    path.write_bytes(source.read_bytes())
+    for extra in ([], ["--append"]):
+        before = path.read_bytes()
+        code, out, err = run_cli(capsys, "sign", str(path), "-q", *extra,
+                                 *sign_args(pki.identity("rsa2048")))
+        assert code == 0, err
+        after = path.read_bytes()
+        signature = _stream(path, SIG)
+        assert_rewritten(before, after, {SIG: signature})
+        assert ole_tree(after) == {**ole_tree(source), (SIG,): ole_tree(after)[(SIG,)]}
+    assert tables_and_rows(path) == tables_and_rows(source)
