@@ -328,6 +328,7 @@ def test_empty_chains_may_start_anywhere(start: int) -> None:
         CompoundFile.open(io.BytesIO(bytes(data)), "counted")
 
 
+@pytest.mark.posix  # a sparse file
 def test_larger_than_4_gib(tmp_path: Path) -> None:
     """A sparse file: its header is fine, its size is not."""
     layout = sample()
