@@ -82,7 +82,7 @@ def test_finding_nothing_is_an_error_unless_allowed(
     code, out, err = run_cli(capsys, command, str(tree), *extra)
     assert code == 1
     assert err.strip() == (
-        f"kmssign: error: nothing to {command}: no PE file found in {tree} "
+        f"kmssign: error: nothing to {command}: no PE file or MSI package found in {tree} "
         "(--allow-empty accepts that)"
     )
     assert "0 failed" not in out

@@ -67,7 +67,7 @@ def _discovered(
     log: Log = nolog,
     clean: bool = True,
 ) -> list[Path]:
-    """The PE files among ``paths``; what cannot be processed is a failed result in
+    """The PE files and MSI packages among ``paths``; what cannot be processed is a failed result in
     ``report`` already. Temporary files of kmssign runs are never processed: each is a
     note, and with ``clean`` those no run holds any more are removed."""
     resume()  # a run in this process may have been interrupted before
@@ -103,7 +103,8 @@ def sign_files(
     on_result: OnResult | None = None,
     log: Log = nolog,
 ) -> Report:
-    """Sign every PE file among ``paths`` (directories are searched by content).
+    """Sign every PE file and MSI package among ``paths`` (directories are searched by
+    content); each result names the file's ``format``.
 
     Raises KmsSignError subclasses for run-level problems (settings, key, certificate)
     before any file is touched; per-file problems are ``failed`` results in the report.
@@ -228,7 +229,8 @@ def timestamp_files(
     on_result: OnResult | None = None,
     log: Log = nolog,
 ) -> Report:
-    """Timestamp every signed PE file among ``paths`` whose signature has no timestamp."""
+    """Timestamp every signed PE file and MSI package among ``paths`` whose signature has
+    no timestamp."""
     report = Report()
     files = _discovered(
         paths, settings.include, settings.exclude, report, on_result, on_start, log=log
@@ -262,9 +264,9 @@ def verify_files(
     on_result: OnResult | None = None,
     log: Log = nolog,
 ) -> Report:
-    """Verify every PE file among ``paths``; unsigned files fail. Wheels (``*.whl`` given,
-    or below a directory given) are verified as :func:`verify_wheels` does. Changes no
-    file: temporary files that kmssign runs left are only noted."""
+    """Verify every PE file and MSI package among ``paths``; unsigned files fail. Wheels
+    (``*.whl`` given, or below a directory given) are verified as :func:`verify_wheels`
+    does. Changes no file: temporary files that kmssign runs left are only noted."""
     root_certs = load_roots(roots)
     tsa_certs = load_roots(tsa_roots)
     given = [Path(p) for p in paths]

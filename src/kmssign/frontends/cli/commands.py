@@ -44,7 +44,7 @@ def _printer(args: argparse.Namespace) -> Printer:
 
 def _finish(
     printer: Printer, report: api.Report, args: argparse.Namespace, verb: str,
-    what: str = "PE file",
+    what: str = "PE file or MSI package",
 ) -> int:
     if not report.results and not args.allow_empty:  # a wrong path must not pass in CI
         printer.finish(report, f"nothing to {verb}: no {what} found in "

@@ -109,7 +109,9 @@ def _add_kms(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_allow_empty(p: argparse.ArgumentParser, verb: str, what: str = "PE file") -> None:
+def _add_allow_empty(
+    p: argparse.ArgumentParser, verb: str, what: str = "PE file or MSI package"
+) -> None:
     p.add_argument(
         "--allow-empty",
         action="store_true",
@@ -245,15 +247,16 @@ MSI_NOTE = (
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="kmssign",
-        description="Authenticode-sign Windows PE files with a key in AWS KMS (or a key file), "
-        "timestamp them (RFC 3161) and verify them.",
+        description="Authenticode-sign Windows PE files and MSI packages with a key in AWS KMS "
+        "(or a key file), timestamp them (RFC 3161) and verify them.",
     )
     parser.add_argument("--version", action="version", version=f"kmssign {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     sign = sub.add_parser(
-        "sign", help="sign PE files (directories: every PE file below them)", epilog=MSI_NOTE
+        "sign", help="sign PE files and MSI packages (directories: every one below them)",
+        epilog=MSI_NOTE,
     )
     sign.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
     _add_key(sign)
