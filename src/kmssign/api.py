@@ -256,7 +256,8 @@ def verify_files(
     roots: Sequence[Path] = (),
     tsa_roots: Sequence[Path] = (),
     require_timestamp: bool = False,
-    require_signed: bool = False,
+    require_signed: bool = True,
+    allow_unsigned: bool = False,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     jobs: int = 4,
@@ -264,9 +265,12 @@ def verify_files(
     on_result: OnResult | None = None,
     log: Log = nolog,
 ) -> Report:
-    """Verify every PE file and MSI package among ``paths``; unsigned files fail. Wheels
-    (``*.whl`` given, or below a directory given) are verified as :func:`verify_wheels`
-    does. Changes no file: temporary files that kmssign runs left are only noted."""
+    """Verify every PE file and MSI package among ``paths``; unsigned files fail
+    (``allow_unsigned``, or ``require_signed=False`` of earlier versions: reported
+    ``unsigned``, not failed). Wheels (``*.whl`` given, or below a directory given) are
+    verified as :func:`verify_wheels` does. Changes no file: temporary files that kmssign
+    runs left are only noted."""
+    allow_unsigned = allow_unsigned or not require_signed
     root_certs = load_roots(roots)
     tsa_certs = load_roots(tsa_roots)
     given = [Path(p) for p in paths]
@@ -281,14 +285,15 @@ def verify_files(
     )
 
     def work(path: Path) -> FileResult:
-        return verify_one(path, root_certs, tsa_certs, require_timestamp=require_timestamp)
+        return verify_one(path, root_certs, tsa_certs, require_timestamp=require_timestamp,
+                          allow_unsigned=allow_unsigned)
 
     with certificate_notes(log):
         report.results.extend(run_simple(files, work, jobs=jobs, on_result=on_result))
     if wheels:
         report.results.extend(verify_wheels(
             wheels, roots=roots, tsa_roots=tsa_roots, require_timestamp=require_timestamp,
-            require_signed=require_signed, include=include, exclude=exclude, jobs=jobs,
+            allow_unsigned=allow_unsigned, include=include, exclude=exclude, jobs=jobs,
             on_result=on_result, log=log,
         ).results)
     return report
@@ -357,7 +362,8 @@ def verify_wheels(
     roots: Sequence[Path] = (),
     tsa_roots: Sequence[Path] = (),
     require_timestamp: bool = False,
-    require_signed: bool = False,
+    require_signed: bool = True,
+    allow_unsigned: bool = False,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     jobs: int = 4,
@@ -367,7 +373,10 @@ def verify_wheels(
 ) -> Report:
     """Verify wheels: RECORD against every member's bytes, and each PE member as
     :func:`verify_files` verifies a loose file (results named ``wheel!member``). An
-    unsigned member is reported ``unsigned``, or ``failed`` with ``require_signed``."""
+    unsigned member fails as an unsigned loose file does; with ``allow_unsigned`` it is
+    reported ``unsigned`` without failing (``require_signed=False``, of earlier
+    versions, means the same)."""
+    allow_unsigned = allow_unsigned or not require_signed
     from kmssign._internal.engine import wheelverify  # the wheel and zip stack: wheels only
 
     root_certs = load_roots(roots)
@@ -379,7 +388,7 @@ def verify_wheels(
     with certificate_notes(log):
         report.results.extend(wheelverify.verify_wheels(
             wheels, roots=root_certs, tsa_roots=tsa_certs, require_timestamp=require_timestamp,
-            require_signed=require_signed, include=include, exclude=exclude, jobs=jobs,
+            allow_unsigned=allow_unsigned, include=include, exclude=exclude, jobs=jobs,
             on_result=on_result,
         ))
     return report

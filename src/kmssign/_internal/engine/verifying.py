@@ -19,6 +19,10 @@ def _nested_note(signature: VerifiedSignature) -> str:
     return f"nested signature: {signature.signer}, {signature.digest}, {stamp}"
 
 
+class NotSigned(VerificationError):
+    """The file carries no signature at all."""
+
+
 def verify_file(
     path: Path,
     *,
@@ -35,7 +39,7 @@ def verify_file(
             if found is not None:
                 found.format = signable.format
             if not signable.signed:
-                raise VerificationError("not signed")
+                raise NotSigned("not signed")
             return verify_signed(
                 signable, roots=roots, tsa_roots=tsa_roots, require_timestamp=require_timestamp
             )
@@ -49,14 +53,21 @@ def verify_one(
     tsa_roots: Sequence[x509.Certificate],
     *,
     require_timestamp: bool = False,
+    allow_unsigned: bool = False,
 ) -> FileResult:
-    """``verified`` with the signer, digest, timestamp and notes, or ``failed`` with why."""
+    """``verified`` with the signer, digest, timestamp and notes, or ``failed`` with why.
+    A file without any signature fails, or is ``unsigned`` with ``allow_unsigned``."""
     found = FileResult(path, "failed")
     try:
         verified = verify_file(
             path, roots=roots, tsa_roots=tsa_roots, require_timestamp=require_timestamp,
             found=found,
         )
+    except NotSigned:
+        found.reason = "not signed"
+        if allow_unsigned:
+            found.status = "unsigned"
+        return found
     except Exception as exc:  # anything: one file never ends a batch
         return found.fail(exc)
     primary = verified.primary

@@ -14,15 +14,6 @@ from kmssign._internal.engine.pipeline import run_simple
 from kmssign._internal.engine.report import FileResult
 from kmssign._internal.engine.verifying import verify_one
 from kmssign._internal.engine.wheelscan import PEMember, scan_wheel
-from kmssign._internal.pe.image import parse_pe
-
-
-def _unsigned(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return not parse_pe(f).has_certificate_table
-    except Exception:  # anything: verify_one says what is wrong with it
-        return False
 
 
 def verify_wheels(
@@ -31,7 +22,7 @@ def verify_wheels(
     roots: Sequence[x509.Certificate],
     tsa_roots: Sequence[x509.Certificate],
     require_timestamp: bool = False,
-    require_signed: bool = False,
+    allow_unsigned: bool = False,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     jobs: int = 4,
@@ -39,7 +30,7 @@ def verify_wheels(
 ) -> list[FileResult]:
     """One result per selected PE member; one per wheel that is broken or has none.
 
-    An unsigned member is ``unsigned`` (``failed`` with ``require_signed``).
+    An unsigned member fails, as a loose file does (``unsigned`` with ``allow_unsigned``).
     """
     results: list[FileResult] = []
 
@@ -50,12 +41,9 @@ def verify_wheels(
         return result
 
     def work(pe: PEMember) -> FileResult:
-        if _unsigned(pe.extracted):
-            if require_signed:
-                return FileResult(pe.display, "failed", reason="not signed (--require-signed)")
-            return FileResult(pe.display, "unsigned", reason="not signed")
         result = verify_one(
-            pe.extracted, roots, tsa_roots, require_timestamp=require_timestamp
+            pe.extracted, roots, tsa_roots, require_timestamp=require_timestamp,
+            allow_unsigned=allow_unsigned,
         )
         result.path = pe.display
         return result

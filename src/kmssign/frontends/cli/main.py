@@ -314,9 +314,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail files whose signature has no valid timestamp",
     )
     verify.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="report unsigned PE files (loose or in wheels) without failing",
+    )
+    verify.add_argument(
         "--require-signed",
         action="store_true",
-        help="fail unsigned PE files inside wheels (reported as unsigned otherwise)",
+        help="unsigned PE files fail (the default; kept for existing scripts)",
+    )
+    verify.add_argument(
+        "--include", action="append", metavar="GLOB",
+        help="only files (or wheel members) matching GLOB (repeatable)",
+    )
+    verify.add_argument(
+        "--exclude", action="append", metavar="GLOB",
+        help="skip files (or wheel members) matching GLOB (repeatable)",
     )
     _add_allow_empty(verify, "verify")
     _add_output(verify, jobs_default=4)
