@@ -1,9 +1,8 @@
 """``kmssign digest``, ``sign-digests`` and ``attach``: signing in two steps.
 
-Each takes the sign command's key, signature and timestamp flags, so one set of
-settings (flags, ``KMSSIGN_*``, ``[tool.kmssign]``) serves all three steps; each step
-uses what it needs: ``digest`` the certificate and signature settings, ``sign-digests``
-the key, ``attach`` the timestamp settings.
+One set of settings (``KMSSIGN_*``, ``[tool.kmssign]``) serves all three steps; each
+step has the flags of what it uses: ``digest`` the certificate and signature settings,
+``sign-digests`` the key, ``attach`` the timestamp settings.
 """
 
 from __future__ import annotations
@@ -12,6 +11,19 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any
+
+# what commands._sign_settings reads; a step without the flag leaves the setting alone
+_SETTINGS_DESTS = (
+    "key_file", "signer", "pkcs11_module", "pkcs11_token", "pkcs11_key", "pkcs11_pin_file",
+    "certificate", "chain", "digest", "description", "url", "skip_signed", "include",
+    "exclude", "timestamp_urls", "timestamp", "no_timestamp", "timestamp_timeout", "jobs",
+    "key_id", "region", "profile", "endpoint_url", "kms_timeout", "config",
+)
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PYPROJECT", type=Path,
+                   help="pyproject.toml to read [tool.kmssign] from (default: nearest one)")
 
 
 def add_parsers(sub: Any) -> None:
@@ -22,22 +34,32 @@ def add_parsers(sub: Any) -> None:
     )
     digest.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
     digest.add_argument("-o", "--output", type=Path, required=True, metavar="REQUESTS.json")
+    c = digest.add_argument_group("certificate")
+    c.add_argument("--certificate", "--cert", dest="certificate", action=m._Store, type=Path,
+                   metavar="CERT", help="signing certificate (leaf first), PEM, DER or .p7b")
+    c.add_argument("--chain", type=Path, action="append", metavar="PEM",
+                   help="intermediate certificates (repeatable)")
+    c.add_argument("--digest", choices=("sha256", "sha384", "sha512"), help="default sha256")
+    m._add_signature(digest, append=False)
+    _add_config(digest)
+    m._add_allow_empty(digest, "digest")
     sign = sub.add_parser(
         "sign-digests", help="two-step signing, 2: sign the requests with kmssign's signers"
     )
     sign.add_argument("requests", type=Path, metavar="REQUESTS.json")
     sign.add_argument("-o", "--output", type=Path, required=True, metavar="SIGNATURES.json")
+    m._add_key(sign)
     attach = sub.add_parser(
         "attach", help="two-step signing, 3: check the signatures, embed and timestamp them"
     )
     attach.add_argument("requests", type=Path, metavar="REQUESTS.json")
     attach.add_argument("signatures", type=Path, metavar="SIGNATURES.json")
+    m._add_timestamp(attach)
+    _add_config(attach)
     for p in (digest, sign, attach):
-        m._add_key(p)
-        m._add_signature(p, append=False)
-        m._add_timestamp(p)
         m._add_output(p)
-    m._add_allow_empty(digest, "digest")
+        have = {a.dest for a in p._actions}
+        p.set_defaults(**{dest: None for dest in _SETTINGS_DESTS if dest not in have})
 
 
 def cmd_digest(args: argparse.Namespace) -> int:
