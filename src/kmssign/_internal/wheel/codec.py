@@ -3,9 +3,12 @@
 
 ISA-L inflates about four times and deflates (at its default level) over ten times as
 fast as zlib at its default level, which is what makes a large wheel's checks and the
-signed members' compression cost little beside the signing. Its output is a little
-larger (a few percent on machine code); zlib's level 6 is what zipfile, and so most
-wheel builders, use.
+signed members' compression cost little beside the signing. Without it, signed members
+are deflated at zlib's level 1, not the level 6 zipfile and most wheel builders use:
+on machine code (libcrypto, shell32.dll) level 1 runs three times as fast (70 MB/s
+against 22 MB/s on this machine) for output about 8% larger, a smaller growth than
+ISA-L's default level gives (about 13%). Only signed members are compressed again;
+every other member keeps its bytes.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ try:
 except ImportError:  # the pure path: same bytes in, valid deflate out
     _isal = None
 
-ZLIB_LEVEL = 6
+ZLIB_LEVEL = 1
 ERRORS: tuple[type[Exception], ...] = (
     (zlib.error, cast("type[Exception]", _isal.error)) if _isal is not None else (zlib.error,)
 )
