@@ -7,87 +7,60 @@ Front ends turn their world into paths and a :class:`Settings`; everything else
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from kmssign._internal.engine.atomic import check_writable, clear_leftover, resume
-from kmssign._internal.engine.discovery import NOT_PE, discover, find_wheels, is_wheel_name
+from kmssign._deprecated import settings_from_keywords
+from kmssign._internal.engine.atomic import (
+    abort_all,
+    atomic_output,
+    check_writable,
+)
+from kmssign._internal.engine.batch import OnResult, OnStart, discovered, unusable
+from kmssign._internal.engine.discovery import find_wheels, is_wheel_name
 from kmssign._internal.engine.pipeline import Pipeline, run_simple
 from kmssign._internal.engine.report import FileResult, Report, Status
 from kmssign._internal.engine.signing import (
     Log,
     Prepared,
-    SigningSession,
     complete_file,
     create_signer,
     nolog,
     open_session,
     plan_file,
     prepare_file,
-    sign_file,
 )
 from kmssign._internal.engine.stamping import timestamp_file
 from kmssign._internal.engine.verifying import verify_one
+from kmssign._internal.pe.image import looks_like_pe
 from kmssign._internal.pki.certs import certificate_notes, load_roots
+from kmssign._internal.pki.csr import build_csr, parse_subject, public_key_pem
 from kmssign.config import Settings
 from kmssign.errors import ConfigError, FileAccessError
 from kmssign.signers import Signer, Timestamper
 
+# The library API (docs/explanation/library.md lists the same names; a test holds them
+# to it): the batch functions, the result types, and helpers the front ends share.
 __all__ = [
     "FileResult",
     "Report",
-    "SigningSession",
     "Status",
+    "abort_all",
+    "atomic_output",
     "attach_signatures",
+    "build_csr",
     "create_signer",
     "digest_files",
-    "open_session",
+    "looks_like_pe",
+    "parse_subject",
+    "public_key_pem",
     "sign_digests",
-    "sign_file",
     "sign_files",
     "sign_wheels",
-    "timestamp_file",
     "timestamp_files",
     "verify_files",
     "verify_wheels",
 ]
-
-OnResult = Callable[[FileResult], None]
-OnStart = Callable[[int], None]
-
-
-def _discovered(
-    paths: Iterable[Path | str],
-    include: Sequence[str],
-    exclude: Sequence[str],
-    report: Report,
-    on_result: OnResult | None,
-    on_start: OnStart | None,
-    *,
-    log: Log = nolog,
-    clean: bool = True,
-) -> list[Path]:
-    """The PE files and MSI packages among ``paths``; what cannot be processed is a failed result in
-    ``report`` already. Temporary files of kmssign runs are never processed: each is a
-    note, and with ``clean`` those no run holds any more are removed."""
-    resume()  # a run in this process may have been interrupted before
-    found = discover([Path(p) for p in paths], include, exclude)
-    for leftover in found.leftovers:
-        note = clear_leftover(leftover, remove=clean)
-        if note is not None:
-            report.notes.append(note)
-            log(note)
-    for path, reason in found.problems:
-        if reason == NOT_PE and is_wheel_name(path):
-            reason = f"a wheel, not a PE file: `kmssign wheel {path}` signs the PE files in it"
-        report.results.append(FileResult(path, "failed", reason=reason))
-    if on_start:
-        on_start(len(found.files) + len(report.results))
-    if on_result:
-        for r in report.results:
-            on_result(r)
-    return list(found.files)
-
 
 def sign_files(
     paths: Iterable[Path | str],
@@ -111,7 +84,7 @@ def sign_files(
     At most ``settings.jobs`` KMS/timestamp requests are in flight at once.
     """
     report = Report()
-    files = _discovered(
+    files = discovered(
         paths, settings.include, settings.exclude, report, on_result, on_start,
         log=log, clean=not dry_run,
     )
@@ -156,7 +129,7 @@ def digest_files(
     from kmssign._internal.engine.twosteprun import digest_run
 
     report = Report()
-    files = _discovered(paths, settings.include, settings.exclude, report, on_result, on_start,
+    files = discovered(paths, settings.include, settings.exclude, report, on_result, on_start,
                         log=log)
     with certificate_notes(log):
         requests, results = digest_run(files, settings, on_result=on_result)
@@ -232,7 +205,7 @@ def timestamp_files(
     """Timestamp every signed PE file and MSI package among ``paths`` whose signature has
     no timestamp."""
     report = Report()
-    files = _discovered(
+    files = discovered(
         paths, settings.include, settings.exclude, report, on_result, on_start, log=log
     )
     if timestamper is None:
@@ -252,25 +225,27 @@ def timestamp_files(
 
 def verify_files(
     paths: Iterable[Path | str],
+    settings: Settings | None = None,
     *,
     roots: Sequence[Path] = (),
     tsa_roots: Sequence[Path] = (),
     require_timestamp: bool = False,
     require_signed: bool = True,
     allow_unsigned: bool = False,
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    jobs: int = 4,
     on_start: OnStart | None = None,
     on_result: OnResult | None = None,
     log: Log = nolog,
+    **old: object,
 ) -> Report:
     """Verify every PE file and MSI package among ``paths``; unsigned files fail
     (``allow_unsigned``, or ``require_signed=False`` of earlier versions: reported
     ``unsigned``, not failed). Wheels (``*.whl`` given, or below a directory given) are
     verified as :func:`verify_wheels` does. Changes no file: temporary files that kmssign
-    runs left are only noted."""
+    runs left are only noted. ``settings`` gives ``include``, ``exclude`` and ``jobs``, as
+    for :func:`sign_files`."""
     allow_unsigned = allow_unsigned or not require_signed
+    settings = settings_from_keywords(settings, old, "verify_files")
+    include, exclude, jobs = settings.include, settings.exclude, settings.jobs
     root_certs = load_roots(roots)
     tsa_certs = load_roots(tsa_roots)
     given = [Path(p) for p in paths]
@@ -279,7 +254,7 @@ def verify_files(
     # what cannot be used below a directory is reported by the loose files' discovery
     wheels, _ = find_wheels([*named_wheels, *(p for p in loose if os.path.isdir(p))])
     report = Report()
-    files = _discovered(
+    files = discovered(
         loose, include, exclude, report, on_result,
         (lambda n: on_start(n + len(wheels))) if on_start else None, log=log, clean=False,
     )
@@ -292,18 +267,10 @@ def verify_files(
         report.results.extend(run_simple(files, work, jobs=jobs, on_result=on_result))
     if wheels:
         report.results.extend(verify_wheels(
-            wheels, roots=roots, tsa_roots=tsa_roots, require_timestamp=require_timestamp,
-            allow_unsigned=allow_unsigned, include=include, exclude=exclude, jobs=jobs,
+            wheels, settings, roots=roots, tsa_roots=tsa_roots,
+            require_timestamp=require_timestamp, allow_unsigned=allow_unsigned,
             on_result=on_result, log=log,
         ).results)
-    return report
-
-
-def _unusable(problems: Sequence[tuple[Path, str]], on_result: OnResult | None) -> Report:
-    report = Report([FileResult(path, "failed", reason=reason) for path, reason in problems])
-    if on_result:
-        for result in report.results:
-            on_result(result)
     return report
 
 
@@ -347,7 +314,7 @@ def sign_wheels(
     session = None
     if wheels and not dry_run:  # no key, certificate or KMS call for nothing
         session = open_session(settings, signer=signer, timestamper=timestamper, log=log)
-    report = _unusable(problems, on_result)
+    report = unusable(problems, on_result)
     report.results.extend(wheelsign.sign_wheels(
         wheels, settings, session, dest_dir=Path(dest_dir) if dest_dir else None,
         on_start=(lambda n: on_start(n + len(problems))) if on_start else None,
@@ -358,18 +325,17 @@ def sign_wheels(
 
 def verify_wheels(
     paths: Iterable[Path | str],
+    settings: Settings | None = None,
     *,
     roots: Sequence[Path] = (),
     tsa_roots: Sequence[Path] = (),
     require_timestamp: bool = False,
     require_signed: bool = True,
     allow_unsigned: bool = False,
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    jobs: int = 4,
     on_start: OnStart | None = None,
     on_result: OnResult | None = None,
     log: Log = nolog,
+    **old: object,
 ) -> Report:
     """Verify wheels: RECORD against every member's bytes, and each PE member as
     :func:`verify_files` verifies a loose file (results named ``wheel!member``). An
@@ -379,16 +345,18 @@ def verify_wheels(
     allow_unsigned = allow_unsigned or not require_signed
     from kmssign._internal.engine import wheelverify  # the wheel and zip stack: wheels only
 
+    settings = settings_from_keywords(settings, old, "verify_wheels")
+
     root_certs = load_roots(roots)
     tsa_certs = load_roots(tsa_roots)
     wheels, problems = find_wheels([Path(p) for p in paths])
     if on_start:
         on_start(len(wheels) + len(problems))
-    report = _unusable(problems, on_result)
+    report = unusable(problems, on_result)
     with certificate_notes(log):
         report.results.extend(wheelverify.verify_wheels(
             wheels, roots=root_certs, tsa_roots=tsa_certs, require_timestamp=require_timestamp,
-            allow_unsigned=allow_unsigned, include=include, exclude=exclude, jobs=jobs,
-            on_result=on_result,
+            allow_unsigned=allow_unsigned, include=settings.include,
+            exclude=settings.exclude, jobs=settings.jobs, on_result=on_result,
         ))
     return report

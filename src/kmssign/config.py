@@ -1,9 +1,8 @@
 """Settings: one frozen object used by every front end.
 
-Sources, lowest to highest precedence: the ``[tool.kmssign]`` table of the nearest
-``pyproject.toml`` (or an explicit config file), an extra table handed in by a front end
-(e.g. a Hatch hook table), environment variables ``KMSSIGN_<KEY>``, and explicit
-overrides (CLI flags). Every problem is collected and reported in one ``ConfigError``.
+Sources, lowest to highest precedence: ``[tool.kmssign]`` of the nearest ``pyproject.toml``
+(or a config file given), a front end's extra table (a Hatch hook table), ``KMSSIGN_<KEY>``
+variables, and explicit overrides (CLI flags). Every problem comes in one ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -16,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from kmssign._internal.disable import DISABLE_VARIABLE as DISABLE_VARIABLE
-from kmssign._internal.disable import disabled as disabled
+from kmssign._internal.disable import DISABLE_VARIABLE, disabled
 from kmssign._internal.net import defaults
-from kmssign._internal.pyproject import find_pyproject, read_toml, table_at
+from kmssign._internal.pyproject import find_pyproject, read_toml, table_at, table_in
 from kmssign.errors import ConfigError, redact
+
+__all__ = ["DEFAULT_JOBS", "DISABLE_VARIABLE", "Settings", "disabled", "load_settings", "table_in"]
 
 TimestampPolicy = Literal["required", "optional", "off"]
 

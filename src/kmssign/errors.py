@@ -7,7 +7,28 @@ Everything kmssign raises on purpose derives from :class:`KmsSignError`; front e
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
+
+__all__ = [
+    "CertificateError",
+    "CompoundFileError",
+    "ConfigError",
+    "FileAccessError",
+    "KmsSignError",
+    "KmsUnavailableError",
+    "MalformedFileError",
+    "PEFormatError",
+    "SigningError",
+    "TimestampError",
+    "TimestampUnavailableError",
+    "VerificationError",
+    "WheelFormatError",
+    "one_line",
+    "plain_reason",
+    "printable",
+    "redact",
+]
 
 
 class KmsSignError(Exception):
@@ -121,3 +142,37 @@ def plain_reason(exc: BaseException) -> str:
     text = re.sub(r"^certificate: (\w+)", lambda m: "certificate: " + _words(m.group(1)), text)
     text = _LONG_NUMBER.sub(lambda m: f"{m.group()[:8]}...({len(m.group())} digits)", text)
     return text if len(text) <= 160 else text[:157] + "..."
+
+
+# Characters shown escaped in text output: a file name may hold any of them, and a
+# newline, carriage return or terminal escape in a name must not forge or hide a line;
+# the bidirectional controls could make a name read as another.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print as part of one line.
+
+    Control characters become ``\\n``, ``\\x1b``, ``\\u2028`` ...; bytes of a file name
+    that are not valid in the file system's encoding (``os.fsdecode`` keeps them as lone
+    surrogates, which no encoder accepts) become ``\\xNN``, the byte itself.
+    """
+    if text.isprintable() and not _BIDI.intersection(text):
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte os.fsdecode could not decode
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch in _SHORT:
+            out.append(_SHORT[ch])
+        elif (ch.isprintable() and ch not in _BIDI) or unicodedata.category(ch) == "Zs":
+            out.append(ch)  # (Python counts spaces other than " " as unprintable)
+        elif code < 0x100:
+            out.append(f"\\x{code:02x}")
+        else:
+            out.append(f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
+
+
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}

@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from kmssign._internal.engine.report import printable
 from kmssign.api import FileResult, sign_wheels
 from kmssign.config import DISABLE_VARIABLE, Settings
-from kmssign.errors import SigningError
+from kmssign.errors import SigningError, printable
 
 Log = Callable[[str], None]
 

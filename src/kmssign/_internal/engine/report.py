@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -67,40 +66,6 @@ class Report:
         return ", ".join(
             f"{self.count(s)} {s}" for s in STATUS_ORDER if self.count(s) or s == "failed"
         )
-
-
-# Characters shown escaped in text output: a file name may hold any of them, and a
-# newline, carriage return or terminal escape in a name must not forge or hide a line;
-# the bidirectional controls could make a name read as another.
-_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def printable(text: str) -> str:
-    """``text`` safe to print as part of one line.
-
-    Control characters become ``\\n``, ``\\x1b``, ``\\u2028`` ...; bytes of a file name
-    that are not valid in the file system's encoding (``os.fsdecode`` keeps them as lone
-    surrogates, which no encoder accepts) become ``\\xNN``, the byte itself.
-    """
-    if text.isprintable() and not _BIDI.intersection(text):
-        return text
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if 0xDC80 <= code <= 0xDCFF:  # a byte os.fsdecode could not decode
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif ch in _SHORT:
-            out.append(_SHORT[ch])
-        elif (ch.isprintable() and ch not in _BIDI) or unicodedata.category(ch) == "Zs":
-            out.append(ch)  # (Python counts spaces other than " " as unprintable)
-        elif code < 0x100:
-            out.append(f"\\x{code:02x}")
-        else:
-            out.append(f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-    return "".join(out)
-
-
-_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def unexpected(exc: Exception) -> str:

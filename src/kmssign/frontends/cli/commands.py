@@ -116,13 +116,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     printer = _printer(args)
     report = api.verify_files(
         args.paths,
+        Settings(
+            include=tuple(args.include or ()), exclude=tuple(args.exclude or ()),
+            **({"jobs": args.jobs} if args.jobs else {}),
+        ),
         roots=args.ca or (),
         tsa_roots=args.tsa_ca or (),
         require_timestamp=args.require_timestamp,
         allow_unsigned=args.allow_unsigned and not args.require_signed,
-        include=tuple(args.include or ()),
-        exclude=tuple(args.exclude or ()),
-        jobs=args.jobs or 4,
         on_start=printer.start,
         on_result=printer.result,
         log=printer.log,
@@ -152,20 +153,16 @@ def _kms_signer(args: argparse.Namespace) -> Any:
 
 
 def cmd_csr(args: argparse.Namespace) -> int:
-    from kmssign._internal.pki.csr import build_csr, parse_subject
-
-    subject = parse_subject(args.subject)
+    subject = api.parse_subject(args.subject)
     signer = _kms_signer(args)
-    pem = build_csr(signer, subject, signer.digest_for(args.digest or "sha256"))
+    pem = api.build_csr(signer, subject, signer.digest_for(args.digest or "sha256"))
     _write(args.output, pem)
     print(f"kmssign: wrote certificate request for {signer.name} to {args.output}")
     return EXIT_OK
 
 
 def cmd_pubkey(args: argparse.Namespace) -> int:
-    from kmssign._internal.pki.csr import public_key_pem
-
-    pem = public_key_pem(_kms_signer(args))
+    pem = api.public_key_pem(_kms_signer(args))
     if args.output:
         _write(args.output, pem)
     else:
@@ -174,9 +171,7 @@ def cmd_pubkey(args: argparse.Namespace) -> int:
 
 
 def _write(path: Path, data: bytes) -> None:
-    from kmssign._internal.engine.atomic import atomic_output
-
-    with atomic_output(path) as out:
+    with api.atomic_output(path) as out:
         out.write(data)
 
 

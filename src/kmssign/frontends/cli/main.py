@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip files (or wheel members) matching GLOB (repeatable)",
     )
     _add_allow_empty(verify, "verify")
-    _add_output(verify, jobs_default=4)
+    _add_output(verify)
 
     stamp = sub.add_parser("timestamp", help="add a timestamp to signatures that have none")
     stamp.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
@@ -434,8 +434,8 @@ def _interrupted(exc: KeyboardInterrupt) -> int:
     signum = exc.signum if isinstance(exc, Terminated) else int(signal.SIGINT)
     with _signals_held():
         # A run interrupted while still importing has made no temporary file yet.
-        atomic = sys.modules.get("kmssign._internal.engine.atomic")
-        abort_all = getattr(atomic, "abort_all", None)
+        api = sys.modules.get("kmssign.api")  # what made the temporary files
+        abort_all = getattr(api, "abort_all", None)
         if abort_all is not None:
             abort_all()
         name = signal.Signals(signum).name
@@ -466,8 +466,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     _one_blas_thread(args.command)
     _escaping_output()
-    from kmssign._internal.engine.report import printable
-    from kmssign.errors import ConfigError, KmsSignError
+    from kmssign.errors import ConfigError, KmsSignError, printable
     from kmssign.frontends.cli import commands
 
     with _signals_interrupt():

@@ -7,7 +7,8 @@ import threading
 import time
 from typing import Any, TextIO
 
-from kmssign._internal.engine.report import FileResult, Report, printable
+from kmssign.api import FileResult, Report
+from kmssign.errors import printable
 
 
 def describe(result: FileResult) -> str:

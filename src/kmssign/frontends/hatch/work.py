@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from kmssign._internal.pe.image import looks_like_pe
-from kmssign._internal.pyproject import table_in
-from kmssign.api import sign_files
-from kmssign.config import Settings, load_settings
+from kmssign.api import looks_like_pe, sign_files
+from kmssign.config import Settings, load_settings, table_in
 from kmssign.frontends.buildhooks import Log, log_results
 
 # Keys hatchling itself reads from every hook table; they are not kmssign settings.

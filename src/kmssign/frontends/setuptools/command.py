@@ -22,8 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kmssign._internal.pyproject import table_in
-from kmssign.config import Settings, disabled, load_settings
+from kmssign.config import Settings, disabled, load_settings, table_in
 from kmssign.errors import KmsSignError, SigningError
 from kmssign.frontends import buildhooks
 from kmssign.frontends.setuptools.plugin import TABLE

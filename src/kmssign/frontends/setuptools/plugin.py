@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kmssign._internal.pyproject import table_in
+from kmssign.config import table_in
 
 TABLE = "tool.kmssign.setuptools"
 
