@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kmssign._internal.engine.report import printable
+from kmssign.errors import printable
 from tests.support import peutil
 from tests.support.helpers import run_cli, sign_args
 from tests.support.pki import TestPKI
