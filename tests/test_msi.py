@@ -275,3 +275,22 @@ def test_a_patch_is_signed_as_a_package(capsys, pki: TestPKI, package: Path,
     peutil.osslsigncode_verify(patch, pki.root_pem)
     code, out, err = run_cli(capsys, "verify", str(patch), "--ca", str(pki.root_pem))
     assert code == 0, err
+
+
+def test_the_library_names_the_format(pki: TestPKI, package: Path, samples) -> None:
+    from kmssign import api
+    from kmssign.config import Settings
+
+    identity = pki.identity("rsa2048")
+    settings = Settings(
+        key_file=identity.key_path, certificate=identity.cert_path,
+        chain=(identity.chain_path,), timestamp="off",
+    )
+    exe = samples["t64.exe"]
+    report = api.sign_files([package, exe], settings)
+    assert [(r.path, r.status, r.format) for r in report.results] == [
+        (package, "signed", "msi"), (exe, "signed", "pe")
+    ]
+    report = api.verify_files([package, exe], roots=[pki.root_pem])
+    assert [(r.status, r.format) for r in report.results] == [("verified", "msi"),
+                                                              ("verified", "pe")]
