@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
@@ -139,6 +140,11 @@ def test_kmssign_registers_its_own_signers_the_same_way() -> None:
         module, _, attr = target.partition(":")
         __import__(module)
         assert getattr(sys.modules[module], attr) is signerchoice.BUILT_IN[name]
+    # the installed distribution's metadata (pip installs kmssign for the tests) says so too
+    installed = {ep.name: ep for ep in importlib.metadata.entry_points(group="kmssign.signers")
+                 if ep.dist is not None and ep.dist.metadata["Name"] == "kmssign"}
+    assert set(installed) == set(registered)
+    assert all(ep.load() is signerchoice.BUILT_IN[name] for name, ep in installed.items())
 
 
 @pytest.mark.parametrize(
