@@ -192,7 +192,7 @@ def test_certificate_of_another_key(capsys, aws_env, kms_server, kms_identity, s
     _assert_clean_failure(
         capsys, samples,
         ["--key-id", mine.key_id, "--cert", str(other.cert_path), "--no-timestamp"],
-        f"does not belong to KMS key {mine.key_id}",
+        f"does not belong to KMS key {mine.key_id}", code=2,
     )
 
 

@@ -100,7 +100,7 @@ def test_mismatched_certificate_spends_no_timestamp_quota(
         capsys, "sign", str(path), "--key-file", str(rsa.key_path), "--cert", str(ec.cert_path),
         "--timestamp-url", tsa.url("tsa"),
     )
-    assert code == 1 and "does not belong" in err
+    assert code == 2 and "does not belong" in err
     assert tsa.count("tsa") == 0
     assert path.read_bytes() == before
 

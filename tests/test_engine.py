@@ -226,7 +226,7 @@ def test_key_that_does_not_match_certificate_touches_nothing(capsys, pki: TestPK
         capsys, "sign", *map(str, samples.values()),
         "--key-file", str(rsa.key_path), "--cert", str(ec.cert_path), "--no-timestamp",
     )
-    assert code == 1
+    assert code == 2  # the settings' problem (exit codes: docs/reference)
     assert "does not belong to key file" in err
     assert "Traceback" not in err
     assert {n: p.read_bytes() for n, p in samples.items()} == before
@@ -331,13 +331,13 @@ def test_key_password_for_a_key_without_one_is_a_warning(
     ))
     args = ["--key-file", str(encrypted), "--cert", str(identity.cert_path), "--no-timestamp"]
     code, _, err = run_cli(capsys, "sign", str(path), "--no-skip-signed", *args)
-    assert code == 1 and "wrong password" in err
+    assert code == 2 and "wrong password" in err
     monkeypatch.setenv("KMSSIGN_KEY_PASSWORD", "right")
     code, _, err = run_cli(capsys, "sign", str(path), "--no-skip-signed", *args)
     assert code == 0 and err == "", err
     monkeypatch.delenv("KMSSIGN_KEY_PASSWORD")
     code, _, err = run_cli(capsys, "sign", str(path), "--no-skip-signed", *args)
-    assert code == 1 and "the key is encrypted; set KMSSIGN_KEY_PASSWORD" in err
+    assert code == 2 and "the key is encrypted; set KMSSIGN_KEY_PASSWORD" in err
 
 
 @pytest.mark.osslsigncode

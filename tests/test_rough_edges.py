@@ -63,7 +63,7 @@ def test_pyinstaller_help_without_pyinstaller() -> None:
     assert "usage: kmssign pyinstaller" in done.stdout
     assert "PyInstaller is not installed here: pip install pyinstaller" in done.stdout
     build = run_child("pyinstaller", "app.py", hidden="PyInstaller")
-    assert build.returncode == 1
+    assert build.returncode == 2
     assert build.stderr.splitlines() == [
         "kmssign: error: PyInstaller is not installed here: pip install pyinstaller "
         "(in this environment)"

@@ -253,6 +253,6 @@ def test_sign_digests_refuses_a_key_that_is_not_the_certificates(
     code, _, err = run_cli(capsys, "sign-digests", str(tmp_path / "req.json"), "-o",
                            str(tmp_path / "sig.json"), "--key-file",
                            str(pki.identity("p256").key_path))
-    assert code == 1
+    assert code == 2
     assert err.count("\n") == 1 and "does not belong to key file" in err
     assert not (tmp_path / "sig.json").exists()

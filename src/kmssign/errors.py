@@ -72,6 +72,10 @@ class SigningError(KmsSignError):
     """Producing a signature failed (key file, KMS, self-check)."""
 
 
+class KeyFileError(SigningError):
+    """The key file cannot be read, or holds no key kmssign can sign with."""
+
+
 class TimestampError(KmsSignError):
     """No acceptable RFC 3161 timestamp could be obtained."""
 

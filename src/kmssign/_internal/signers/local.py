@@ -10,7 +10,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from kmssign.errors import SigningError
+from kmssign.errors import KeyFileError
 from kmssign.signers import DigestName, KeyType
 
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -53,7 +53,7 @@ class KeyFileSigner:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise SigningError(f"{path}: cannot read key file: {exc.strerror or exc}") from exc
+            raise KeyFileError(f"{path}: cannot read key file: {exc.strerror or exc}") from exc
         loader = (
             serialization.load_pem_private_key
             if b"-----BEGIN" in data
@@ -74,22 +74,22 @@ class KeyFileSigner:
                 if warn is not None:
                     warn(f"{given} but key file {path} is not encrypted; the password is ignored")
         except TypeError as exc:
-            raise SigningError(
+            raise KeyFileError(
                 f"{path}: the key is encrypted; set {PASSWORD_ENV}"
                 if password is None
                 else f"{path}: {exc}"
             ) from exc
         except (ValueError, UnsupportedAlgorithm) as exc:
             reason = "wrong password or not a private key" if password else "not a private key"
-            raise SigningError(f"{path}: {reason} (PEM or DER, PKCS#8 or traditional)") from exc
+            raise KeyFileError(f"{path}: {reason} (PEM or DER, PKCS#8 or traditional)") from exc
         if isinstance(key, rsa.RSAPrivateKey):
             if not 2048 <= key.key_size <= 16384:
-                raise SigningError(f"{path}: RSA key of {key.key_size} bits is not supported")
+                raise KeyFileError(f"{path}: RSA key of {key.key_size} bits is not supported")
         elif isinstance(key, ec.EllipticCurvePrivateKey):
             if key.curve.name not in CURVE_DIGESTS:
-                raise SigningError(f"{path}: elliptic curve {key.curve.name} is not supported")
+                raise KeyFileError(f"{path}: elliptic curve {key.curve.name} is not supported")
         else:
-            raise SigningError(f"{path}: only RSA and ECDSA (P-256/P-384/P-521) keys can sign")
+            raise KeyFileError(f"{path}: only RSA and ECDSA (P-256/P-384/P-521) keys can sign")
         return cls(key, f"key file {path}")
 
     @property

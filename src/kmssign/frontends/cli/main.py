@@ -17,7 +17,7 @@ from kmssign import __version__
 
 # Nothing heavy is imported above: main() catches Ctrl-C from its first line on, and
 # everything else (settings, the engine, cryptography) is imported inside it.
-from kmssign.frontends.cli.exits import EXIT_FAILED, EXIT_USAGE
+from kmssign.frontends.cli.exits import EXIT_USAGE
 
 FLAGS_GIVEN = "flags_given"
 """Namespace attribute: Settings field -> the flag the user typed for it (``--cert`` or
@@ -468,6 +468,7 @@ def _main(argv: Sequence[str] | None) -> int:
     _escaping_output()
     from kmssign.errors import ConfigError, KmsSignError, printable
     from kmssign.frontends.cli import commands
+    from kmssign.frontends.cli.exits import exit_code_for
 
     with _signals_interrupt():
         try:
@@ -478,6 +479,6 @@ def _main(argv: Sequence[str] | None) -> int:
             return EXIT_USAGE
         except KmsSignError as exc:
             print(f"kmssign: error: {printable(str(exc))}", file=sys.stderr)
-            return EXIT_FAILED
+            return exit_code_for(exc)
         except KeyboardInterrupt as exc:  # cleaned up while SIGTERM still interrupts
             return _interrupted(exc)

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-from kmssign.frontends.cli.exits import EXIT_FAILED, EXIT_OK
+from kmssign.frontends.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 _HELP = (
     "usage: kmssign pyinstaller [PyInstaller arguments...]\n\n"
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"kmssign: {_MISSING}")
             return EXIT_OK
         print(f"kmssign: error: {_MISSING}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_USAGE
     from kmssign.pyinstaller import run_pyinstaller  # the public .spec helpers
 
     # Like PyInstaller's own console script: the scripts folder is no import root.
