@@ -33,6 +33,7 @@ HTTP = ("kmssign._internal.timestamp.client", "kmssign._internal.timestamp.trans
 WHEELS = ("kmssign._internal.wheel", "kmssign._internal.engine.wheelscan",
           "kmssign._internal.engine.wheelsign", "kmssign._internal.engine.wheelverify",
           "zipfile", "csv", "importlib.metadata")
+MSI = ("kmssign._internal.msi", "kmssign._internal.cfb")  # loaded for files that are not PE
 
 
 def modules_after(*argv: str, cwd: Path) -> set[str]:
@@ -55,7 +56,7 @@ def loaded(modules: set[str], packages: tuple[str, ...]) -> list[str]:
 def test_version_and_help_import_no_crypto_and_no_kms(flag: str, tmp_path: Path) -> None:
     modules = modules_after(flag, cwd=tmp_path)
     assert "argparse" in modules
-    assert loaded(modules, KMS + CRYPTO + HTTP + WHEELS) == []
+    assert loaded(modules, KMS + CRYPTO + HTTP + WHEELS + MSI) == []
 
 
 def test_sign_and_verify_of_loose_files_import_no_wheel_kms_or_http_stack(
@@ -67,11 +68,11 @@ def test_sign_and_verify_of_loose_files_import_no_wheel_kms_or_http_stack(
         "sign", str(target), *sign_args(pki.identity("rsa2048")), "--quiet", cwd=tmp_path
     )
     assert "kmssign._internal.authenticode.build" in signed
-    assert loaded(signed, KMS + HTTP + WHEELS) == []
+    assert loaded(signed, KMS + HTTP + WHEELS + MSI) == []
 
     verified = modules_after("verify", str(target), "--quiet", cwd=tmp_path)
     assert "kmssign._internal.authenticode.verify" in verified
-    assert loaded(verified, KMS + HTTP + WHEELS) == []
+    assert loaded(verified, KMS + HTTP + WHEELS + MSI) == []
 
 
 def test_wheel_imports_the_wheel_stack_and_no_kms_or_http_stack(

@@ -9,14 +9,13 @@ is shared; a format says only how the file is digested and where its signature l
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import BinaryIO, Protocol
 
 from kmssign._internal.authenticode.build import pe_image_data_der, sip_info_der
 from kmssign._internal.authenticode.verify import SignedFile
-from kmssign._internal.msi import package as msi
 from kmssign._internal.pe.image import has_pe_header
 from kmssign._internal.pe.signable import PEFile
 
@@ -58,9 +57,25 @@ class Format:
     content_data: Callable[[], bytes]
 
 
+def _msi() -> ModuleType:
+    """The MSI format's module (with the compound-file reader and writer), imported when
+    a file is not a PE file: a run over PE files never loads it."""
+    from kmssign._internal.msi import package
+
+    return package
+
+
+def _open_msi(f: BinaryIO) -> Signable:
+    package: Signable = _msi().MsiPackage(f)
+    return package
+
+
 PE = Format("pe", has_pe_header, PEFile, pe_image_data_der)
 MSI = Format(
-    "msi", msi.is_package, msi.MsiPackage, functools.partial(sip_info_der, msi.MSI_SIP_GUID)
+    "msi",
+    lambda f: bool(_msi().is_package(f)),
+    _open_msi,
+    lambda: sip_info_der(_msi().MSI_SIP_GUID),
 )
 
 
@@ -72,7 +87,8 @@ def formats() -> tuple[Format, ...]:
 def refusal(f: BinaryIO) -> str | None:
     """Why a file that no format took is left alone, when it is worth saying (a compound
     file that is not a Windows Installer package); None otherwise."""
-    return msi.refusal(f)
+    why: str | None = _msi().refusal(f)
+    return why
 
 
 def sniff(f: BinaryIO) -> Format | None:
