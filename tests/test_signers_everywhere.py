@@ -130,3 +130,49 @@ def test_a_hatch_build_signs_through_a_signer_package(
     assert log.read_text().count("\n") == 1
     tool = extract(built.wheel, tmp_path / "x") / "pkg" / "tool.exe"
     assert "kmssign Test Signer rsa2048" in peutil.osslsigncode_verify(tool, pki.root_pem)
+
+
+ST_PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=70.1", "kmssign[pkcs11]"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "tokenbuilt-st"
+version = "1.0"
+
+[tool.setuptools]
+packages = ["pkg"]
+
+[tool.setuptools.package-data]
+pkg = ["*.exe"]
+
+[tool.kmssign]
+pkcs11-module = "{module}"
+pkcs11-token = "{token}"
+pkcs11-key = "id:e2"
+chain = "{chain}"
+
+[tool.kmssign.setuptools]
+timestamp = "off"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.network  # an isolated build environment: setuptools and python-pkcs11 from PyPI
+@pytest.mark.softhsm
+def test_a_setuptools_build_signs_through_a_token(
+    softhsm: SoftHsm, pki: TestPKI, build_env: dict[str, str], sample_sources, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    (project / "pkg").mkdir(parents=True)
+    (project / "pkg" / "__init__.py").write_text("")
+    peutil.copy_sample(sample_sources["t64.exe"], project / "pkg", "tool.exe")
+    (project / "pyproject.toml").write_text(ST_PYPROJECT.format(
+        module=MODULE, token=TOKEN, chain=pki.identity("p384").chain_path))
+    env = {**build_env, "SOFTHSM2_CONF": str(softhsm.conf), "KMSSIGN_PKCS11_PIN": USER_PIN}
+    built = run_build(project, tmp_path / "out", env, isolated=True)
+    assert built.returncode == 0, built.output
+    assert USER_PIN not in built.output
+    tool = extract(built.wheel, tmp_path / "x") / "pkg" / "tool.exe"
+    assert "kmssign Test Signer p384" in peutil.osslsigncode_verify(tool, pki.root_pem)
