@@ -10,7 +10,7 @@ from typing import Any
 from kmssign import api
 from kmssign.config import Settings, load_settings
 from kmssign.errors import ConfigError
-from kmssign.frontends.cli import pyinstaller_command, twostep_command
+from kmssign.frontends.cli import pyinstaller_command, sandbox_command, twostep_command
 from kmssign.frontends.cli.exits import EXIT_FAILED, EXIT_OK
 from kmssign.frontends.cli.output import Printer
 
@@ -186,6 +186,7 @@ COMMANDS = {
     "sign-digests": twostep_command.cmd_sign_digests,
     "attach": twostep_command.cmd_attach,
     "pyinstaller": pyinstaller_command.run,  # PyInstaller itself is imported in run()
+    "sandbox": sandbox_command.run,  # moto is imported only when it starts
 }
 
 

@@ -362,10 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     pubkey.add_argument("-o", "--output", type=Path, metavar="FILE")
     _add_kms(pubkey)
 
-    from kmssign.frontends.cli import pyinstaller_command, twostep_command
+    from kmssign.frontends.cli import pyinstaller_command, sandbox_command, twostep_command
 
     pyinstaller_command.add_parser(sub)
     twostep_command.add_parsers(sub)
+    sandbox_command.add_parser(sub)
     return parser
 
 

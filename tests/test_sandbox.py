@@ -1,0 +1,100 @@
+"""``kmssign sandbox``: a local KMS with a key, a throwaway CA that issued the certificate
+for the key's own certificate request, and a timestamp server; signing with its env.sh
+gives files that osslsigncode and ``kmssign verify`` accept against its root.pem; Ctrl-C
+stops it cleanly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from kmssign._internal.pki.certs import load_certificates
+from tests.support import peutil
+from tests.support.sandbox import SandboxProcess
+
+KMSSIGN = [sys.executable, "-m", "kmssign"]
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[SandboxProcess]:
+    process = SandboxProcess([*KMSSIGN, "sandbox"], tmp_path / "box", tmp_path / "sandbox.log",
+                             cwd=tmp_path).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path) -> str:
+    proc = subprocess.run([*KMSSIGN, *args], env={**os.environ, **env}, cwd=cwd,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_the_certificate_is_issued_for_the_kms_keys_request(sandbox: SandboxProcess) -> None:
+    box = sandbox.directory
+    request = x509.load_pem_x509_csr((box / "signing.csr").read_bytes())
+    assert request.is_signature_valid
+    (leaf,) = load_certificates(box / "signing.pem")
+    (root,) = load_certificates(box / "root.pem")
+    assert leaf.public_key() == request.public_key()
+    assert leaf.subject == request.subject
+    assert leaf.issuer == root.subject
+    eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.CODE_SIGNING]
+    # the request's key is the KMS key: `kmssign pubkey` prints the same
+    env = sandbox.variables()
+    pem = run(["pubkey"], env, box)
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    assert load_pem_public_key(pem.encode()) == request.public_key()
+
+
+@pytest.mark.osslsigncode
+def test_signing_with_its_env_verifies_against_its_root(
+    sandbox: SandboxProcess, tmp_path: Path
+) -> None:
+    env = sandbox.variables()
+    assert env["KMSSIGN_KEY_ID"] == "alias/sandbox-signing"
+    target = peutil.copy_sample(peutil.LAUNCHERS["t64.exe"], tmp_path / "app", "app.exe")
+    out = run(["sign", str(target)], env, tmp_path)
+    assert "signed:" in out and "timestamp 20" in out, out
+    root = sandbox.directory / "root.pem"
+    run(["verify", "--ca", str(root), "--require-timestamp", str(target)], env, tmp_path)
+    peutil.osslsigncode_verify(target, root, tsa_ca=root)
+
+
+def test_the_toml_snippet_signs_as_the_env_does(sandbox: SandboxProcess, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text((sandbox.directory / "kmssign.toml").read_text())
+    target = peutil.copy_sample(peutil.LAUNCHERS["w32.exe"], project, "tool.exe")
+    credentials = {k: v for k, v in sandbox.variables().items() if k.startswith("AWS_")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KMSSIGN_")}
+    proc = subprocess.run([*KMSSIGN, "sign", str(target)], env={**clean, **credentials},
+                          cwd=project, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "kmssign Sandbox Publisher" in proc.stdout
+
+
+def test_ctrl_c_stops_it_and_removes_the_env_file(tmp_path: Path) -> None:
+    process = SandboxProcess([*KMSSIGN, "sandbox"], tmp_path / "box", tmp_path / "log",
+                             cwd=tmp_path).start()
+    url = process.variables()["KMSSIGN_TIMESTAMP_URLS"]
+    assert process.stop() == 0
+    assert not process.env_file.exists()
+    assert (tmp_path / "box" / "root.pem").is_file()
+    assert process.output().splitlines()[-1] == "kmssign sandbox: stopped"
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url, data=b"x", timeout=5)
