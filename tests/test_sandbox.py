@@ -6,8 +6,10 @@ stops it cleanly."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,3 +100,25 @@ def test_ctrl_c_stops_it_and_removes_the_env_file(tmp_path: Path) -> None:
 
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url, data=b"x", timeout=5)
+
+
+def test_detach_returns_once_ready_and_kill_stops_it(tmp_path: Path) -> None:
+    box = tmp_path / "box"
+    proc = subprocess.run([*KMSSIGN, "sandbox", "--dir", str(box), "--detach"], cwd=tmp_path,
+                          capture_output=True, text=True, check=False, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    pid = int((box / "sandbox.pid").read_text())
+    try:
+        assert "kmssign sandbox: ready" in proc.stdout
+        assert f"kill $(cat {box / 'sandbox.pid'})" in proc.stdout
+        env = {name: value for name, value in (
+            line.removeprefix("export ").split("=", 1)
+            for line in (box / "env.sh").read_text().splitlines())}
+        run(["pubkey"], env, tmp_path)  # the detached KMS answers
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    end = time.monotonic() + 30
+    while (box / "sandbox.pid").exists() and time.monotonic() < end:
+        time.sleep(0.2)
+    assert not (box / "sandbox.pid").exists() and not (box / "env.sh").exists()
+    assert (box / "sandbox.log").read_text().splitlines()[-1] == "kmssign sandbox: stopped"

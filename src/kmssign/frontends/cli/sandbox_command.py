@@ -10,12 +10,18 @@ the KMS key signs (as ``kmssign csr`` makes it), starts a timestamp server, writ
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from kmssign.errors import KmsSignError
+
 EXIT_OK = 0
 DEFAULT_DIR = "kmssign-sandbox"
+START_SECONDS = 120.0  # importing moto and making the key take seconds; this is for a hang
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -38,11 +44,71 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--key-spec", choices=KEY_SPECS, default="RSA_2048",
         help="the KMS key's spec (default RSA_2048)",
     )
+    parser.add_argument(
+        "--detach", action="store_true",
+        help="serve from a process of its own and return once it is ready; "
+        "DIR/sandbox.pid names it (kill stops it), DIR/sandbox.log has its output",
+    )
     return parser
 
 
+def _detach(args: argparse.Namespace) -> int:
+    """Start ``kmssign sandbox`` without --detach in a new session; wait until it wrote
+    env.sh (or died); print what it printed."""
+    import subprocess
+    import sys
+    import time
+
+    directory: Path = args.dir
+    directory.mkdir(parents=True, exist_ok=True)
+    env_file = directory / "env.sh"
+    env_file.unlink(missing_ok=True)
+    log_path = directory / "sandbox.log"
+    with log_path.open("wb") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "kmssign", "sandbox", "--dir", str(directory),
+             "--key-spec", args.key_spec],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + START_SECONDS
+    while not (env_file.exists() and b"ready;" in log_path.read_bytes()):
+        if child.poll() is not None or time.monotonic() > deadline:
+            if child.poll() is None:
+                child.terminate()
+                child.wait()
+            output = log_path.read_text(errors="replace").strip().splitlines()
+            raise KmsSignError(
+                "the sandbox did not start" + (f": {output[-1]}" if output else "")
+                + f" (see {log_path})")
+        time.sleep(0.1)
+    (directory / "sandbox.pid").write_text(f"{child.pid}\n")
+    sys.stdout.write(log_path.read_text(errors="replace"))
+    print(f"kmssign sandbox: running as process {child.pid}; stop it with: "
+          f"kill $(cat {directory / 'sandbox.pid'})", flush=True)
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = ("SIGINT", "SIGTERM", "SIGHUP")
+    signums = [getattr(signal, n) for n in names if hasattr(signal, n)]
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
-    """Serve until Ctrl-C, SIGTERM or ``stop`` is set."""
+    """Serve until Ctrl-C, SIGTERM or ``stop`` is set (or, with --detach, start a process
+    that does)."""
+    if args.detach:
+        return _detach(args)
     from kmssign._internal.sandbox.run import Sandbox
 
     sandbox = Sandbox(args.dir, key_spec=args.key_spec)
@@ -59,6 +125,8 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        sandbox.stop()
+        with _signals_ignored():  # a second Ctrl-C must not cut the stopping short
+            sandbox.stop()
+            (args.dir / "sandbox.pid").unlink(missing_ok=True)
     print("kmssign sandbox: stopped", flush=True)
     return EXIT_OK
