@@ -1,5 +1,5 @@
 """Developer sessions: ``nox -s tests`` (default), ``demo``, ``sample``, ``lint``, ``bench``,
-``fuzz``."""
+``fuzz``, ``docs``."""
 
 from __future__ import annotations
 
@@ -80,3 +80,12 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_sign.py", *session.posargs)
     session.run("python", "benchmarks/bench_batch.py")
     session.run("python", "benchmarks/bench_wheel.py")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site into site/ (MkDocs, warnings are errors); the reference
+    pages' tables are generated from the code by docs/_gen/reference.py while it builds."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site", *session.posargs,
+                env={"NO_MKDOCS_2_WARNING": "1"})

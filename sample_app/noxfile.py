@@ -1,4 +1,4 @@
-"""sample-app's release check, as the README's "Verify before a release" shows it.
+"""sample-app's release check, as docs/how-to/verify-release.md shows it.
 
 Build first (the wheel into dist/, e.g. ``python -m build --wheel``; a PyInstaller app into
 dist/ with ``pyinstaller sample_app.spec``), then ``nox -s verify_signatures``.

@@ -1,6 +1,7 @@
-"""docs/aws.md stays true: its policies parse and grant only what kmssign calls, and every
-``sh`` block runs, in order, against moto's KMS/IAM/STS server with the real AWS CLI and
-kmssign, whose KMS calls are counted on the wire (the CloudTrail table's numbers)."""
+"""docs/how-to/aws-kms.md (the AWS runbook) stays true: its policies parse and grant only
+what kmssign calls, and every ``sh`` block runs, in order, against moto's KMS/IAM/STS server
+with the real AWS CLI and kmssign, whose KMS calls are counted on the wire (the CloudTrail
+table's numbers)."""
 
 from __future__ import annotations
 
@@ -24,14 +25,20 @@ from tests.support.kms_proxy import KmsProxy
 from tests.support.pki import CODE_SIGNING, TestPKI, write_pem
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNBOOK = (ROOT / "docs" / "aws.md").read_text(encoding="utf-8")
+RUNBOOK = (ROOT / "docs" / "how-to" / "aws-kms.md").read_text(encoding="utf-8")
 BLOCK = re.compile(r"^```(\w+)[ \t]*([^\n]*)\n(.*?)^```", flags=re.M | re.S)
 KEY_ARN = re.compile(r"arn:aws:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}")
 
 
 def blocks(language: str) -> list[tuple[str, str]]:
-    """(info after the language, body) of every fenced block in ``language``."""
-    return [(info.strip(), body) for lang, info, body in BLOCK.findall(RUNBOOK) if lang == language]
+    """(title="..." after the language, or the rest of the info; body) of every fenced
+    block in ``language``."""
+    found = []
+    for lang, info, body in BLOCK.findall(RUNBOOK):
+        if lang == language:
+            title = re.fullmatch(r'title="([^"]*)"', info.strip())
+            found.append((title.group(1) if title else info.strip(), body))
+    return found
 
 
 def json_files() -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""Installing kmssign before it is on PyPI, as the README says: a built wheel into a fresh
-venv, and kmssign as a build requirement of a Hatch project under pip's build isolation,
-found through PIP_FIND_LINKS or named by a direct file:// reference."""
+"""Installing kmssign before it is on PyPI, as docs/how-to/install.md says: a built wheel into
+a fresh venv, and kmssign as a build requirement of a Hatch project under pip's build
+isolation, found through PIP_FIND_LINKS or named by a direct file:// reference."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The package layout keeps its promises: the import paths users write work, and the
 import contracts of pyproject.toml (the one statement of the layering rules, drawn in
-docs/architecture.md) hold."""
+docs/explanation/architecture.md) hold."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The README's recipes for other build tools run as written: cibuildwheel's
+"""The recipes of docs/how-to/wheels.md and verify-release.md run as written: cibuildwheel's
 ``repair-wheel-command`` (with and without delvewheel) on a real win_amd64 wheel, a wheel
 built by a third backend (flit) then signed with ``kmssign wheel``, and the nox session
 that checks ``dist/`` before a release.
@@ -22,12 +22,12 @@ from pathlib import Path
 import pytest
 
 from tests.support import peutil, wheelutil
+from tests.support.docs import page
 from tests.support.fixtures_build import SAMPLE_APP, extract, run_build
 from tests.support.helpers import run_cli
 from tests.support.markdown import code_blocks, section
 from tests.support.pki import TestPKI
 from tests.support.plugincheck import KmsBuild, check_kms_signed_wheel, toml_table
-from tests.test_readme import README
 
 BIN = Path(sys.executable).parent  # kmssign, delvewheel and python of the test environment
 
@@ -92,14 +92,14 @@ def shell(command: str, cwd: Path, env: dict[str, str]) -> str:
 
 
 def repair_commands() -> list[str]:
-    text = section(README, "## cibuildwheel")
+    text = section(page("how-to/wheels.md"), "## cibuildwheel")
     found = [m for block in code_blocks(text)
              for m in re.findall(r'^repair-wheel-command = "(.*)"$', block, flags=re.M)]
     assert len(found) == 2, found
     return found
 
 
-def test_the_readme_has_both_repair_commands() -> None:
+def test_the_page_has_both_repair_commands() -> None:
     with_delvewheel, alone = repair_commands()
     assert with_delvewheel.startswith("delvewheel repair -w {dest_dir} {wheel} && kmssign ")
     assert alone.startswith("kmssign wheel ")
@@ -145,7 +145,7 @@ def test_repair_wheel_command_leaves_one_signed_wheel_in_dest_dir(
 def test_signing_before_delvewheel_would_break_the_pyd(
     win_wheel: tuple[Path, Path], pki: TestPKI, build_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """Why the README signs after delvewheel: it patches the .pyd's import table."""
+    """Why the recipe signs after delvewheel: it patches the .pyd's import table."""
     built, native = win_wheel
     identity = pki.identity()
     wheel = shutil.copyfile(built, tmp_path / built.name)
@@ -177,7 +177,7 @@ description = "A pure-Python package that ships Windows binaries as package data
 
 
 def backend_recipe() -> list[str]:
-    blocks = code_blocks(section(README, "## Other build backends"))
+    blocks = code_blocks(section(page("how-to/wheels.md"), "## Other build backends"))
     lines = [line for line in blocks[0].splitlines() if line.strip()]
     assert lines[0] == "python -m build --wheel", lines
     assert lines[1].startswith("kmssign wheel "), lines
@@ -188,7 +188,7 @@ def backend_recipe() -> list[str]:
 @pytest.mark.mingw
 @pytest.mark.osslsigncode
 @pytest.mark.network  # flit_core for the isolated build
-def test_a_flit_wheel_signed_as_the_readme_says(
+def test_a_flit_wheel_signed_as_the_page_says(
     sample_sources: dict[str, Path], kms_build: KmsBuild, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -209,9 +209,8 @@ def test_a_flit_wheel_signed_as_the_readme_says(
 # --- the release check: the nox session ----------------------------------------------------
 
 
-def readme_noxfile() -> str:
-    blocks = [b for b in code_blocks(section(README, "## Verify before a release"))
-              if "@nox.session" in b]
+def page_noxfile() -> str:
+    blocks = [b for b in code_blocks(page("how-to/verify-release.md")) if "@nox.session" in b]
     assert len(blocks) == 1
     return blocks[0]
 
@@ -249,14 +248,14 @@ def load_session(source: str) -> Callable[[RecordingSession], None]:
     return session  # type: ignore[return-value]
 
 
-def test_sample_apps_noxfile_has_the_readmes_session() -> None:
+def test_sample_apps_noxfile_has_the_pages_session() -> None:
     def body(source: str) -> list[str]:
         lines = source.splitlines()
         start = next(i for i, line in enumerate(lines) if line == "@nox.session")
         return lines[start:]
 
     own = (SAMPLE_APP / "noxfile.py").read_text(encoding="utf-8")
-    assert body(own) == body(readme_noxfile())
+    assert body(own) == body(page_noxfile())
 
 
 @pytest.mark.slow

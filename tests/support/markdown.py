@@ -14,7 +14,7 @@ def section(text: str, heading: str) -> str:
     try:
         start = lines.index(heading)
     except ValueError:
-        pytest.fail(f"README.md has no heading {heading!r}")
+        pytest.fail(f"no heading {heading!r} in the page")
     body = []
     for line in lines[start + 1 :]:
         hashes = line.split(" ", 1)[0]

@@ -354,12 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DN",
         help='e.g. "CN=Example Ltd,O=Example Ltd,L=Berlin,C=DE"',
     )
-    csr.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+    csr.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+                     help="where to write the request (PEM)")
     csr.add_argument("--digest", choices=("sha256", "sha384", "sha512"), help="default sha256")
     _add_kms(csr)
 
     pubkey = sub.add_parser("pubkey", help="print the PEM public key of a KMS key")
-    pubkey.add_argument("-o", "--output", type=Path, metavar="FILE")
+    pubkey.add_argument("-o", "--output", type=Path, metavar="FILE",
+                        help="write the PEM here instead of standard output")
     _add_kms(pubkey)
 
     from kmssign.frontends.cli import pyinstaller_command, sandbox_command, twostep_command
