@@ -31,6 +31,7 @@ RUN_BY = {
     "tutorial.md": "tests/test_tutorial.py",
     "how-to/aws-kms.md": "tests/test_aws_runbook.py",
     "how-to/wheels.md": "tests/test_recipes.py",
+    "how-to/msi.md": "tests/test_msi_recipes.py",
 }
 
 
@@ -66,9 +67,9 @@ def test_an_option_without_help_fails_the_reference(monkeypatch: pytest.MonkeyPa
 def test_options_that_set_a_setting_link_it() -> None:
     text = REF.cli_markdown()
     sign = section(text, "## `kmssign sign` { #kmssign-sign }")
-    (row,) = [line for line in sign.splitlines() if line.startswith("| `--cert`")]
+    (row,) = [line for line in sign.splitlines() if "`--cert`" in line.split(" | ")[0]]
     assert "[`certificate`](settings.md#certificate)" in row
-    (row,) = [line for line in sign.splitlines() if line.startswith("| `--timestamp-url`")]
+    (row,) = [line for line in sign.splitlines() if "`--timestamp-url`" in line.split(" | ")[0]]
     assert "[`timestamp-urls`](settings.md#timestamp-urls)" in row
 
 
@@ -79,7 +80,7 @@ def settings_table() -> dict[str, list[str]]:
     rows = {}
     for line in REF.settings_markdown().splitlines()[2:]:
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
-        key = re.search(r"`([a-z-]+)`", cells[0])
+        key = re.search(r"`([a-z0-9-]+)`", cells[0])
         assert key, line
         rows[key.group(1)] = cells
     return rows
@@ -106,12 +107,12 @@ def test_settings_reference_has_every_key_with_env_flag_and_default() -> None:
         f"`{url}`" for url in config.DEFAULT_TIMESTAMP_URLS]
 
 
-def test_a_setting_without_a_docstring_fails_the_reference(
+def test_a_setting_without_a_meaning_fails_the_reference(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(config, "KEYS", (*config.KEYS, "colour"))
     monkeypatch.setitem(config._KINDS, "colour", "str")
-    with pytest.raises(REF.Undocumented, match=r"setting colour: Settings\.colour has no"):
+    with pytest.raises(REF.Undocumented, match=r"setting colour has no meaning"):
         REF.settings_markdown()
 
 
@@ -157,7 +158,8 @@ def full_report() -> dict[str, Any]:
     result = FileResult(Path("dist/app.exe"), "signed", reason=None, signer="Example Ltd",
                         digest="sha256", timestamp=dt.datetime(2025, 1, 31, 12, tzinfo=dt.UTC),
                         sha256_before="ab" * 32, sha256_after="cd" * 32,
-                        warnings=["certificate expires soon"], output=Path("dist/app.exe"))
+                        warnings=["certificate expires soon"], output=Path("dist/app.exe"),
+                        format="pe")
     return as_json(Report(results=[result], notes=["a note"]))
 
 

@@ -6,11 +6,11 @@ A page holds a marker line, ``<!-- kmssign:NAME -->``, that the build replaces:
   (value, default, meaning from the option's help; options that set a setting link to it);
 - ``settings``: every key of ``kmssign.config`` with its type (from the key's kind), its
   default (from ``Settings()``), its environment variable, the CLI flags that set it, and
-  its meaning (the docstring under the ``Settings`` field);
+  its meaning (``kmssign._internal.settingdocs``);
 - ``json-report``: the ``--json`` document's fields, from ``report.schema.json``
   (tests/test_docs.py checks the schema against what the CLI prints).
 
-Anything undocumented (an option without help, a setting without a docstring or of a kind
+Anything undocumented (an option without help, a setting without a meaning or of a kind
 this page cannot name) raises :class:`Undocumented`, which fails ``mkdocs build`` and the
 tests. ``python docs/_gen/reference.py DIR`` writes the generated Markdown into DIR.
 """
@@ -18,8 +18,6 @@ tests. ``python docs/_gen/reference.py DIR`` writes the generated Markdown into 
 from __future__ import annotations
 
 import argparse
-import ast
-import inspect
 import json
 import os
 import re
@@ -170,28 +168,18 @@ def _kind_text(kind: str) -> str:
         "str": "string", "path": "path", "paths": "path or list of paths",
         "url": "http(s) URL", "urls": "list of http(s) URLs",
         "strs": "glob or list of globs", "bool": "boolean", "jobs": "integer ≥ 1",
-        "seconds": "seconds > 0",
+        "seconds": "seconds > 0", "signer": "signer name",
     }
     if kind not in texts:
         raise Undocumented(f"settings kind {kind!r}: docs/_gen/reference.py cannot name it")
     return texts[kind]
 
 
-def field_docs() -> dict[str, str]:
-    """The docstring under each field of ``kmssign.config.Settings``, by field name."""
-    from kmssign import config
+def meanings() -> dict[str, str]:
+    """What each setting means (kmssign._internal.settingdocs), by key."""
+    from kmssign._internal.settingdocs import MEANINGS
 
-    tree = ast.parse(inspect.getsource(config))
-    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Settings"]
-    docs: dict[str, str] = {}
-    body = cls.body
-    for node, after in zip(body, [*body[1:], None], strict=True):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
-                and isinstance(after.value.value, str)):
-            text = " ".join(after.value.value.split())
-            docs[node.target.id] = text.replace("``", "`")  # reST literals to Markdown
-    return docs
+    return dict(MEANINGS)
 
 
 def _default_text(key: str) -> str:
@@ -227,13 +215,16 @@ def setting_flags() -> dict[str, list[str]]:
 def settings_rows() -> Iterator[list[str]]:
     from kmssign import config
 
-    docs = field_docs()
+    docs = meanings()
+    stale = sorted(set(docs) - set(config.KEYS))
+    if stale:
+        raise Undocumented(f"settingdocs.py describes settings that do not exist: {stale}")
     flags = setting_flags()
     for key in config.KEYS:
         field = key.replace("-", "_")
-        meaning = docs.get(field)
+        meaning = docs.get(key)
         if not meaning:
-            raise Undocumented(f"setting {key}: Settings.{field} has no docstring")
+            raise Undocumented(f"setting {key} has no meaning in kmssign/_internal/settingdocs.py")
         env = config.ENV_PREFIX + field.upper()
         yield [f'<span id="{key}"></span>`{key}`', _kind_text(config._KINDS[key]),
                _default_text(key), f"`{env}`", ", ".join(f"`{f}`" for f in flags[key]) or "—",
@@ -258,7 +249,7 @@ def schema() -> dict[str, Any]:
 
 def _type_text(spec: dict[str, Any]) -> str:
     if "enum" in spec:
-        return " | ".join(f"`{v}`" for v in spec["enum"])
+        return " | ".join(f"`{json.dumps(v).strip(chr(34))}`" for v in spec["enum"])
     kinds = spec.get("type")
     kinds = [kinds] if isinstance(kinds, str) else list(kinds or [])
     if "array" in kinds and "items" in spec:
