@@ -33,7 +33,8 @@ def add_parsers(sub: Any) -> None:
         "digest", help="two-step signing, 1: write what each file needs signed (no key needed)"
     )
     digest.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
-    digest.add_argument("-o", "--output", type=Path, required=True, metavar="REQUESTS.json")
+    digest.add_argument("-o", "--output", type=Path, required=True, metavar="REQUESTS.json",
+                        help="where to write the signing requests (JSON)")
     c = digest.add_argument_group("certificate")
     c.add_argument("--certificate", "--cert", dest="certificate", action=m._Store, type=Path,
                    metavar="CERT", help="signing certificate (leaf first), PEM, DER or .p7b")
@@ -46,14 +47,18 @@ def add_parsers(sub: Any) -> None:
     sign = sub.add_parser(
         "sign-digests", help="two-step signing, 2: sign the requests with kmssign's signers"
     )
-    sign.add_argument("requests", type=Path, metavar="REQUESTS.json")
-    sign.add_argument("-o", "--output", type=Path, required=True, metavar="SIGNATURES.json")
+    sign.add_argument("requests", type=Path, metavar="REQUESTS.json",
+                      help="the requests kmssign digest wrote")
+    sign.add_argument("-o", "--output", type=Path, required=True, metavar="SIGNATURES.json",
+                      help="where to write the signatures (JSON)")
     m._add_key(sign)
     attach = sub.add_parser(
         "attach", help="two-step signing, 3: check the signatures, embed and timestamp them"
     )
-    attach.add_argument("requests", type=Path, metavar="REQUESTS.json")
-    attach.add_argument("signatures", type=Path, metavar="SIGNATURES.json")
+    attach.add_argument("requests", type=Path, metavar="REQUESTS.json",
+                        help="the requests kmssign digest wrote")
+    attach.add_argument("signatures", type=Path, metavar="SIGNATURES.json",
+                        help="the signatures for them (kmssign sign-digests, or another tool)")
     m._add_timestamp(attach)
     _add_config(attach)
     for p in (digest, sign, attach):
