@@ -131,6 +131,11 @@ class KmsSigner:
             parts = key_id.split(":")
             if len(parts) > 3 and parts[3]:
                 region = parts[3]  # a key ARN names its region; KMS wants that one
+        if region is None:
+            # AWS's order: the setting, AWS_REGION, AWS_DEFAULT_REGION, the profile's
+            # region. botocore reads only the last two (and CI systems and AWS's own
+            # GitHub action set AWS_REGION).
+            region = os.environ.get("AWS_REGION", "").strip() or None
         retries: Any = {}  # botocore's retry dict
         if not os.environ.get("AWS_RETRY_MODE"):
             retries["mode"] = RETRY_MODE
