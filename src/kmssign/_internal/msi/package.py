@@ -30,7 +30,6 @@ from kmssign.errors import VerificationError
 
 SIGNATURE = "\x05DigitalSignature"
 SIGNATURE_EX = "\x05MsiDigitalSignatureEx"
-_LEFT_OUT = frozenset(n.encode("utf-16-le") for n in (SIGNATURE, SIGNATURE_EX))
 
 # Root class ids (the GUIDs' bytes as a directory entry stores them)
 MSI_CLSID = bytes.fromhex("84100c0000000000c000000000000046")  # {000C1084-...-000000000046}
@@ -96,18 +95,17 @@ def _guid(raw: bytes) -> str:
     return f"{{{d1:08X}-{d2:04X}-{d3:04X}-{raw[8:10].hex().upper()}-{raw[10:].hex().upper()}}}"
 
 
-def _sorted_children(cf: CompoundFile, storage: Entry) -> list[Entry]:
-    children = cf.children(storage)
-    if storage.kind == "root":
-        children = [c for c in children if c.raw_name not in _LEFT_OUT]
+def _sorted_children(cf: CompoundFile, storage: Entry, left_out: frozenset[int]) -> list[Entry]:
+    children = [c for c in cf.children(storage) if c.sid not in left_out]
     return sorted(children, key=lambda e: e.raw_name)
 
 
-def _walk(cf: CompoundFile) -> Iterator[tuple[str, Entry]]:
+def _walk(cf: CompoundFile, left_out: frozenset[int]) -> Iterator[tuple[str, Entry]]:
     """("enter" | "stream" | "leave", entry) in the digest's order, without recursion
-    (a tree of nested storages may be deep)."""
+    (a tree of nested storages may be deep); the root's children ``left_out`` (by sid:
+    the signature streams) are not visited."""
     yield "enter", cf.root
-    stack = [(cf.root, iter(_sorted_children(cf, cf.root)))]
+    stack = [(cf.root, iter(_sorted_children(cf, cf.root, left_out)))]
     while stack:
         storage, children = stack[-1]
         child = next(children, None)
@@ -118,7 +116,7 @@ def _walk(cf: CompoundFile) -> Iterator[tuple[str, Entry]]:
             yield "stream", child
         else:
             yield "enter", child
-            stack.append((child, iter(_sorted_children(cf, child))))
+            stack.append((child, iter(_sorted_children(cf, child, frozenset()))))
 
 
 def _metadata(entry: Entry) -> bytes:
@@ -152,6 +150,8 @@ class MsiPackage:
         self.cf = CompoundFile.open(f, "compound file")
         self._signature = self.cf.find(self.cf.root, SIGNATURE)
         self._ex = self.cf.find(self.cf.root, SIGNATURE_EX)
+        # the signature streams as found (names compare as [MS-CFB] compares them)
+        self._left_out = frozenset(e.sid for e in (self._signature, self._ex) if e is not None)
 
     @property
     def signed(self) -> bool:
@@ -172,7 +172,7 @@ class MsiPackage:
     def prehash(self, algorithm: str) -> bytes:
         """The MsiDigitalSignatureEx value for ``algorithm``: a digest of the metadata."""
         h = hashlib.new(algorithm)
-        for step, entry in _walk(self.cf):
+        for step, entry in _walk(self.cf, self._left_out):
             if step != "leave":
                 h.update(_metadata(entry))
         return h.digest()
@@ -191,7 +191,7 @@ class MsiPackage:
 
     def _hashed(self) -> Iterator[bytes]:
         """What the digest covers after the pre-hash, in order, in bounded pieces."""
-        for step, entry in _walk(self.cf):
+        for step, entry in _walk(self.cf, self._left_out):
             if step == "stream":
                 yield from self.cf.read_stream(entry)
             elif step == "leave":
