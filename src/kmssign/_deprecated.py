@@ -11,7 +11,6 @@ twice. The finder answers only for the names below, so every other import is unt
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import sys
 import types
@@ -21,7 +20,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from importlib.abc import Loader as _LoaderBase
+    from importlib.abc import MetaPathFinder as _FinderBase
+
     from kmssign.config import Settings
+else:  # the import system asks for the methods only; importlib.abc costs every run's start
+    _LoaderBase = _FinderBase = object
 
 REMOVED_IN = "0.3"
 
@@ -90,7 +94,7 @@ class _Moved(types.ModuleType):
         return sorted(names)
 
 
-class _Loader(importlib.abc.Loader):
+class _Loader(_LoaderBase):
     def __init__(self, modules: tuple[str, ...]) -> None:
         self._modules = modules
 
@@ -121,7 +125,7 @@ def _caller_level() -> int:
     return level
 
 
-class _Finder(importlib.abc.MetaPathFinder):
+class _Finder(_FinderBase):
     def find_spec(
         self,
         fullname: str,
