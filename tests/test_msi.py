@@ -294,3 +294,22 @@ def test_the_library_names_the_format(pki: TestPKI, package: Path, samples) -> N
     report = api.verify_files([package, exe], roots=[pki.root_pem])
     assert [(r.status, r.format) for r in report.results] == [("verified", "msi"),
                                                               ("verified", "pe")]
+
+
+def test_changed_metadata_breaks_msi_digital_signature_ex(capsys, pki: TestPKI, package: Path,
+                                                          tmp_path: Path) -> None:
+    """With MsiDigitalSignatureEx, an entry's modification time is signed too: changed,
+    both verifiers refuse, and kmssign says what changed."""
+    dse = tmp_path / "dse.msi"
+    identity = pki.identity("rsa2048")
+    peutil.osslsigncode_sign(package, dse, identity, "-ac", str(identity.chain_path),
+                             "-add-msi-dse")
+    data = bytearray(dse.read_bytes())
+    name = "\x05SummaryInformation".encode("utf-16-le")
+    entry = data.index(name + b"\0\0")
+    assert entry % 128 == 0  # a directory entry (they are 128-byte aligned in the file)
+    data[entry + 0x6C] ^= 0x01  # its modification time (FILETIME), in no stream
+    dse.write_bytes(bytes(data))
+    peutil.osslsigncode_verify(dse, pki.root_pem, expect_ok=False)
+    code, out, err = run_cli(capsys, "verify", str(dse), "--ca", str(pki.root_pem))
+    assert code == 1 and "metadata (names, sizes, times) changed after signing" in err, err
