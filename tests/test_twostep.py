@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from tests.support import msiutil, peutil
+from tests.support import msiutil, peutil, wheelutil
 from tests.support.helpers import run_cli
 from tests.support.pki import TestPKI
 
@@ -51,7 +51,8 @@ def test_digest_sign_digests_attach_with_a_key_file(
     requests = _digest(capsys, pki, "rsa2048", tmp_path / "req.json", *paths,
                        extra=("--description", "two steps", "--digest", "sha384"))
     assert all(p.read_bytes() == before[p] for p in paths)  # digest writes no file
-    assert requests["settings"] == {"digest": "sha384", "description": "two steps", "url": None}
+    assert requests["settings"] == {"digest": "sha384", "description": "two steps", "url": None,
+                                    "skip-signed": True}
     assert requests["signature_algorithm"] == "RSASSA_PKCS1_V1_5_SHA_384"
     assert len(requests["requests"]) == len(paths)
     code, out, err = run_cli(capsys, "sign-digests", str(tmp_path / "req.json"),
@@ -256,3 +257,48 @@ def test_sign_digests_refuses_a_key_that_is_not_the_certificates(
     assert code == 2
     assert err.count("\n") == 1 and "does not belong to key file" in err
     assert not (tmp_path / "sig.json").exists()
+
+
+def _wheel(samples, tmp_path: Path) -> tuple[Path, tuple[str, ...]]:
+    dist = f"{wheelutil.DIST}-{wheelutil.VERSION}"
+    pe = (f"{wheelutil.DIST}/_ext.cp312-win_amd64.pyd", f"{dist}.data/scripts/tool.exe")
+    members = {f"{wheelutil.DIST}/__init__.py": b"", pe[0]: samples["t64.exe"].read_bytes(),
+               pe[1]: samples["w32.exe"].read_bytes()}
+    return wheelutil.write_wheel(tmp_path / wheelutil.WHEEL_NAME, members), pe
+
+
+def test_a_wheels_pe_members_in_two_steps(
+    capsys, pki: TestPKI, samples, tsa, tmp_path: Path
+) -> None:
+    wheel, pe = _wheel(samples, tmp_path)
+    loose = samples["hello.exe"] if "hello.exe" in samples else samples["t64-arm.exe"]
+    requests = _digest(capsys, pki, "rsa2048", tmp_path / "req.json", wheel, loose)
+    members = sorted(e.get("member", "") for e in requests["requests"])
+    assert members == ["", *sorted(pe)]
+    identity = pki.identity("rsa2048")
+    code, _, err = run_cli(capsys, "sign-digests", str(tmp_path / "req.json"), "-o",
+                           str(tmp_path / "sig.json"), "--key-file", str(identity.key_path))
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "attach", str(tmp_path / "req.json"),
+                             str(tmp_path / "sig.json"), "--timestamp-url", tsa.url("tsa"))
+    assert code == 0, err
+    assert out.count("signed: ") == 3, out
+    wheelutil.check_signed_wheel(wheel, pki, tmp_path, members=pe, timestamped=True)
+    _verified(capsys, pki, [loose], timestamped=True)
+
+
+def test_a_wheel_changed_since_digest_stops_every_file(
+    capsys, pki: TestPKI, samples, tmp_path: Path
+) -> None:
+    wheel, _ = _wheel(samples, tmp_path)
+    loose = samples["t64-arm.exe"]
+    _digest(capsys, pki, "rsa2048", tmp_path / "req.json", loose, wheel)
+    code, _, err = run_cli(capsys, "sign-digests", str(tmp_path / "req.json"), "-o",
+                           str(tmp_path / "sig.json"), "--key-file",
+                           str(pki.identity("rsa2048").key_path))
+    assert code == 0, err
+    with open(wheel, "ab") as f:
+        f.write(b"\0")
+    err = _refused(capsys, [wheel, loose], tmp_path / "req.json", tmp_path / "sig.json")
+    assert err == (f"kmssign: error: {wheel}: the wheel changed since kmssign digest; "
+                   "nothing was written")

@@ -129,10 +129,13 @@ def digest_files(
     from kmssign._internal.engine.twosteprun import digest_run
 
     report = Report()
-    files = discovered(paths, settings.include, settings.exclude, report, on_result, on_start,
-                        log=log)
+    given = [Path(p) for p in paths]
+    wheels = [p for p in given if is_wheel_name(p) and os.path.isfile(p)]  # named ones
+    files = discovered([p for p in given if p not in wheels], settings.include,
+                       settings.exclude, report, on_result,
+                       (lambda n: on_start(n + len(wheels))) if on_start else None, log=log)
     with certificate_notes(log):
-        requests, results = digest_run(files, settings, on_result=on_result)
+        requests, results = digest_run(files, settings, wheels=wheels, on_result=on_result)
     report.results.extend(results)
     with atomic_output(Path(output)) as out:
         out.write(requests.dumps().encode())
@@ -174,14 +177,15 @@ def attach_signatures(
         load_signatures,
     )
     from kmssign._internal.engine.twosteprun import attach_session
+    from kmssign._internal.engine.twostepwheels import attach_wheels
 
     requests = load_requests(Path(requests_file))
     signatures = load_signatures(Path(signatures_file))
     check_attachable(requests, signatures)
     session = attach_session(requests, signatures, settings, timestamper, log)
-    files = [r.path for r in requests.requests]
+    files = [r.path for r in requests.requests if r.member is None]
     if on_start:
-        on_start(len(files))
+        on_start(len(requests.requests))
 
     def prepare(index: int) -> Prepared | FileResult:
         return prepare_file(files[index], session, skip_signed=False)
@@ -190,7 +194,9 @@ def attach_signatures(
         prepare, lambda p: complete_file(p, session), jobs=settings.jobs, on_result=on_result
     )
     with certificate_notes(log):
-        return Report(pipeline.run(len(files)))
+        report = Report(pipeline.run(len(files)))
+        report.results.extend(attach_wheels(requests, settings, session, on_result))
+    return report
 
 
 def timestamp_files(

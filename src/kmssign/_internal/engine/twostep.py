@@ -56,11 +56,15 @@ def key_type_of(cert: x509.Certificate) -> tuple[KeyType, DigestName | None]:
 
 @dataclass(frozen=True)
 class Request:
+    """One file to sign; a wheel's PE member has ``member`` (its name in the wheel at
+    ``path``), and ``sha256`` is then the wheel's."""
+
     path: Path
     format: str
     sha256: str
     file_digest: bytes
     signed_attributes: bytes
+    member: str | None = None
 
     def hash(self, digest: str) -> bytes:
         return hashlib.new(digest, self.signed_attributes).digest()
@@ -75,6 +79,7 @@ class Requests:
     description: str | None
     url: str | None
     requests: tuple[Request, ...]
+    skip_signed: bool = True  # which PE members of a wheel were left out as signed
 
     @property
     def key_type(self) -> KeyType:
@@ -87,11 +92,12 @@ class Requests:
             "kind": KIND,
             "version": VERSION,
             "settings": {"digest": self.digest, "description": self.description,
-                         "url": self.url},
+                         "url": self.url, "skip-signed": self.skip_signed},
             "certificates": pems,
             "signature_algorithm": _KMS_ALGORITHMS[self.key_type] + self.digest[3:],
             "requests": [
-                {"path": str(r.path), "format": r.format, "sha256": r.sha256,
+                {"path": str(r.path), **({"member": r.member} if r.member else {}),
+                 "format": r.format, "sha256": r.sha256,
                  "file_digest": r.file_digest.hex(),
                  "signed_attributes": base64.b64encode(r.signed_attributes).decode(),
                  "hash": r.hash(self.digest).hex()}
@@ -108,7 +114,7 @@ def checksum(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def _relative(path: Path) -> Path:
+def relative_path(path: Path) -> Path:
     absolute = path.absolute()
     try:
         return absolute.relative_to(Path.cwd())
@@ -127,7 +133,7 @@ def make_request(
     content = indirect_data_der(digest, file_digest,
                                 format_named(signable.format).content_data())
     attributes = signed_attributes_der(content, digest, description=description, url=url)
-    return Request(_relative(path), signable.format, file_sha256(path), file_digest, attributes)
+    return Request(relative_path(path), signable.format, file_sha256(path), file_digest, attributes)
 
 
 def _field(entry: Mapping[str, Any], name: str, where: str) -> Any:
@@ -156,11 +162,12 @@ def load_requests(path: Path) -> Requests:
         certs = [x509.load_pem_x509_certificate(p.encode()) for p in body["certificates"]]
         requests = tuple(
             Request(Path(e["path"]), e["format"], e["sha256"], bytes.fromhex(e["file_digest"]),
-                    base64.b64decode(e["signed_attributes"], validate=True))
+                    base64.b64decode(e["signed_attributes"], validate=True), e.get("member"))
             for e in body["requests"]
         )
         return Requests(settings["digest"], SigningCertificates(certs[0], tuple(certs[1:])),
-                        settings["description"], settings["url"], requests)
+                        settings["description"], settings["url"], requests,
+                        bool(settings["skip-signed"]))
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise VerificationError(f"{where}: a field is missing or malformed ({exc})") from exc
 
@@ -202,15 +209,30 @@ def check_attachable(requests: Requests, signatures: Mapping[bytes, bytes]) -> N
     """Every request's file is as it was and its signature verifies with the certificate
     over the attributes derived again; otherwise one VerificationError naming the first
     problem (and how many there are). Writes nothing."""
+    from kmssign._internal.engine.twostepwheels import check_wheel
+
     leaf = requests.certificates.leaf
     problems: list[str] = []
+    wheels: dict[Path, list[Request]] = {}
     for request in requests.requests:
+        if request.member is not None:
+            wheels.setdefault(request.path, []).append(request)
+            continue
         try:
             _check_one(request, requests, signatures, leaf)
         except KmsSignError as exc:
             problems.append(str(exc))
         except OSError as exc:
             problems.append(f"{request.path}: {exc.strerror or exc}")
+    for wheel, members in wheels.items():
+        try:
+            check_wheel(wheel, members, requests)
+            for request in members:
+                _check_signature(request, requests, signatures, leaf)
+        except KmsSignError as exc:
+            problems.append(str(exc))
+        except OSError as exc:
+            problems.append(f"{wheel}: {exc.strerror or exc}")
     if problems:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise VerificationError(f"{problems[0]}{more}; nothing was written")
@@ -225,6 +247,12 @@ def _check_one(request: Request, requests: Requests, signatures: Mapping[bytes, 
     if again.signed_attributes != request.signed_attributes or again.format != request.format:
         raise VerificationError(f"{path}: the request was edited (its signed attributes are "
                                 "not the file's)")
+    _check_signature(request, requests, signatures, leaf)
+
+
+def _check_signature(request: Request, requests: Requests, signatures: Mapping[bytes, bytes],
+                     leaf: x509.Certificate) -> None:
+    path = f"{request.path}!{request.member}" if request.member else str(request.path)
     signature = signatures.get(request.hash(requests.digest))
     if signature is None:
         raise VerificationError(f"{path}: no signature for it")

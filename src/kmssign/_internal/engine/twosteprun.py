@@ -50,10 +50,14 @@ def digest_run(
     files: Sequence[Path],
     settings: Settings,
     *,
+    wheels: Sequence[Path] = (),
     on_result: Callable[[FileResult], None] | None = None,
 ) -> tuple[Requests, list[FileResult]]:
-    """A request for every file to sign (files signed already are skipped with
-    skip-signed); each is a ``would-sign`` result, to be signed by ``attach``."""
+    """A request for every file to sign, and for every PE member of ``wheels`` (files
+    signed already are skipped with skip-signed); each is a ``would-sign`` result, to be
+    signed by ``attach``."""
+    from kmssign._internal.engine.twostepwheels import wheel_requests
+
     certificates, digest = certificates_of(settings)
     found: dict[Path, Request] = {}
     lock = threading.Lock()
@@ -74,8 +78,21 @@ def digest_run(
         return result
 
     results = run_simple(files, work, jobs=settings.jobs, on_result=on_result)
-    requests = tuple(found[p] for p in files if p in found)
-    return Requests(digest, certificates, settings.description, settings.url, requests), results
+    requests = [found[p] for p in files if p in found]
+    for wheel in wheels:
+        try:
+            members, member_results = wheel_requests(wheel, settings, digest)
+        except Exception as exc:  # anything: one wheel never ends a batch
+            member_results = [FileResult(wheel, "failed").fail(exc)]
+            members = []
+        requests.extend(members)
+        results.extend(member_results)
+        if on_result is not None:
+            for result in member_results:
+                on_result(result)
+    made = Requests(digest, certificates, settings.description, settings.url, tuple(requests),
+                    settings.skip_signed)
+    return made, results
 
 
 def sign_run(requests: Requests, signer: Signer, *, jobs: int) -> dict[bytes, bytes]:
