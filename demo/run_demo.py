@@ -42,16 +42,13 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 
 REPO = Path(__file__).resolve().parent.parent
-# The local stand-ins for KMS, the CA and the timestamp server are the test suite's own
-# (tests/support/: kms_server.py, pki.py, tsa_server.py; none of them needs pytest).
-sys.path.insert(0, str(REPO))
-
-from cryptography import x509  # noqa: E402
-from tests.support.kms_server import KmsServer  # noqa: E402
-from tests.support.pki import CODE_SIGNING, TestPKI, write_pem  # noqa: E402
-from tests.support.tsa_server import LoopbackTSA  # noqa: E402
-
+# The local stand-ins for KMS, the CA and the timestamp server are kmssign sandbox's
+# (kmssign/_internal/sandbox/): an installed kmssign has them, no file of tests/ is needed.
 from kmssign._internal.pe.image import looks_like_pe  # noqa: E402
+from kmssign._internal.sandbox.kms import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, LocalKms  # noqa: E402
+from kmssign._internal.sandbox.pki import Authority, pem  # noqa: E402
+from kmssign._internal.sandbox.tsa import Stamper, TimestampServer  # noqa: E402
+from kmssign.errors import KmsSignError  # noqa: E402
 
 SAMPLE_APP = REPO / "sample_app"
 # The alias sample_app's [tool.kmssign] names as key-id: the demo key takes it, so the
@@ -124,7 +121,7 @@ class Demo:
         ca = self.create_ca()
         csr = self.make_csr(kms)
         cert = self.issue_certificate(ca, csr)
-        tsa = self.start_tsa(ca)
+        tsa, stamper = self.start_tsa(ca)
         env = self.build_environment(kms, cert, tsa)
         app = self.copy_sample_app()
         wheel = self.build_wheel(app, env)
@@ -132,35 +129,35 @@ class Demo:
         files = self.collect_binaries(wheel, onedir)
         self.verify_with_kmssign(files)
         self.verify_with_osslsigncode(files)
-        self.note(f"KMS key {key_arn}; {tsa.count()} timestamp requests answered")
+        self.note(f"KMS key {key_arn}; {stamper.issued} timestamp requests answered")
         return len(files)
 
-    def start_kms(self) -> KmsServer:
+    def start_kms(self) -> LocalKms:
         self.step("Start moto's AWS KMS server on 127.0.0.1")
         try:
-            kms = KmsServer(self.work / "moto.log").start()
-        except RuntimeError as exc:
+            kms = LocalKms().start()
+        except KmsSignError as exc:
             raise DemoError(str(exc)) from exc
         self.stack.callback(kms.stop)
         self.note(f"KMS endpoint {kms.endpoint_url}")
         return kms
 
-    def create_key(self, kms: KmsServer) -> str:
+    def create_key(self, kms: LocalKms) -> str:
         self.step(f"Create an RSA_4096 SIGN_VERIFY key in KMS with the alias {KEY_ALIAS}")
-        arn = kms.key_arn(kms.create_key("RSA_4096", alias=KEY_ALIAS))
+        arn = kms.create_key("RSA_4096", KEY_ALIAS)
         self.note(f"key {arn}")
         self.note(f"{KEY_ALIAS} is the key-id in sample_app's [tool.kmssign]")
         return arn
 
-    def create_ca(self) -> TestPKI:
+    def create_ca(self) -> Authority:
         self.step("Create a throwaway root CA (it stands in for your certificate authority)")
-        pki = TestPKI.create(self.work / "pki")
-        write_pem(self.work / "root.pem", pki.root.cert)
+        ca = Authority.create()
+        (self.work / "root.pem").write_bytes(pem(ca.cert))
         self.note(f"root certificate {_short(str(self.work / 'root.pem'), self.work)}: "
-                  f"{pki.root.cert.subject.rfc4514_string()}")
-        return pki
+                  f"{ca.cert.subject.rfc4514_string()}")
+        return ca
 
-    def make_csr(self, kms: KmsServer) -> Path:
+    def make_csr(self, kms: LocalKms) -> Path:
         self.step("Make a certificate signing request with the KMS key: kmssign csr")
         csr = self.work / "req.csr"
         self.command(
@@ -172,31 +169,29 @@ class Demo:
             raise DemoError(f"kmssign csr did not write {csr}")
         return csr
 
-    def issue_certificate(self, pki: TestPKI, csr_path: Path) -> Path:
+    def issue_certificate(self, ca: Authority, csr_path: Path) -> Path:
         self.step("The CA checks the CSR and issues the code-signing certificate for the key")
         try:
-            csr = x509.load_pem_x509_csr(csr_path.read_bytes())
+            cert = ca.issue_from_csr(csr_path.read_bytes())
         except ValueError as exc:
             raise DemoError(f"the CA refused the CSR: {exc}") from exc
-        if not csr.is_signature_valid:
-            raise DemoError("the CA refused the CSR: its signature does not match its key")
-        cert = pki.root.issue(
-            None, csr.public_key(), subject=csr.subject, eku=CODE_SIGNING  # type: ignore[arg-type]
-        )
-        path = write_pem(self.work / "sample-app.pem", cert)
+        path = self.work / "sample-app.pem"
+        path.write_bytes(pem(cert))
         self.note(f"certificate {_short(str(path), self.work)}: {cert.subject.rfc4514_string()}, "
                   f"issued by {cert.issuer.rfc4514_string()}")
         return path
 
-    def start_tsa(self, pki: TestPKI) -> LoopbackTSA:
+    def start_tsa(self, ca: Authority) -> tuple[TimestampServer, Stamper]:
         self.step("Start an RFC 3161 timestamp server on 127.0.0.1")
-        write_pem(self.work / "tsa.pem", pki.tsa.cert)
-        tsa = LoopbackTSA(pki).start()
+        tsa_cert, tsa_key = ca.timestamp_authority()
+        (self.work / "tsa.pem").write_bytes(pem(tsa_cert))
+        stamper = Stamper(tsa_cert, tsa_key)
+        tsa = TimestampServer(stamper).start()
         self.stack.callback(tsa.stop)
-        self.note(f"timestamp URL {tsa.url()}")
-        return tsa
+        self.note(f"timestamp URL {tsa.url}")
+        return tsa, stamper
 
-    def base_env(self, kms: KmsServer) -> dict[str, str]:
+    def base_env(self, kms: LocalKms) -> dict[str, str]:
         """The caller's environment without AWS/KMSSIGN/HATCH settings, plus the local KMS.
 
         The AWS config and credentials files point into the work directory (where there
@@ -204,7 +199,14 @@ class Demo:
         """
         env = {name: value for name, value in os.environ.items()
                if not name.startswith(("AWS_", "KMSSIGN_", "HATCH_"))}
-        env.update(kms.environment())
+        env.update({
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "AWS_ENDPOINT_URL": kms.endpoint_url,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        })
         env["AWS_CONFIG_FILE"] = str(self.work / "no-aws-config")
         env["AWS_SHARED_CREDENTIALS_FILE"] = str(self.work / "no-aws-credentials")
         env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -214,12 +216,12 @@ class Demo:
         env["TMPDIR"] = str(tmp)
         return env
 
-    def build_environment(self, kms: KmsServer, cert: Path, tsa: LoopbackTSA) -> dict[str, str]:
+    def build_environment(self, kms: LocalKms, cert: Path, tsa: TimestampServer) -> dict[str, str]:
         self.step("Point the builds at the demo's KMS, certificate and timestamp server")
         env = self.base_env(kms)
         settings = {
             "KMSSIGN_CERTIFICATE": str(cert),
-            "KMSSIGN_TIMESTAMP_URLS": tsa.url(),
+            "KMSSIGN_TIMESTAMP_URLS": tsa.url,
         }
         env.update(settings)
         for name in ("AWS_ENDPOINT_URL", *settings):

@@ -35,6 +35,7 @@ class Stamper:
         self.cert = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
         self._serials = itertools.count(1)
         self._lock = threading.Lock()
+        self.issued = 0  # tokens handed out
 
     def reply(self, body: bytes) -> bytes:
         """The DER TimeStampResp for the DER TimeStampReq ``body``."""
@@ -51,6 +52,7 @@ class Stamper:
             return _rejection(f"unsupported message imprint ({algorithm})")
         with self._lock:
             serial = next(self._serials)
+            self.issued = serial
         info: dict[str, object] = {
             "version": "v1",
             "policy": POLICY,
