@@ -282,3 +282,31 @@ def test_the_tools_the_fixture_needs_are_found() -> None:
     """softhsm2-util and pkcs11-tool, which .ci/run installs (softhsm2, opensc)."""
     assert shutil.which("softhsm2-util") and shutil.which("pkcs11-tool")
     assert MODULE.is_file()
+
+
+@pytest.mark.skipif(SPY is None, reason="OpenSC's pkcs11-spy.so is not installed (opensc)")
+def test_a_later_signer_in_the_process_does_not_offer_the_wrong_pin_again(
+    softhsm: SoftHsm, tmp_path: Path
+) -> None:
+    """Two runs in one process (a build's two signing steps) with the same wrong PIN: one
+    C_Login, both refused with the same line."""
+    log = tmp_path / "spy.log"
+    code = (
+        "from pathlib import Path\n"
+        "from kmssign.api import create_signer\n"
+        "from kmssign.config import Settings\n"
+        "from kmssign.errors import SigningError\n"
+        f"settings = Settings(pkcs11_module=Path({str(SPY)!r}), pkcs11_token={TOKEN!r},"
+        " pkcs11_key='sign-p256')\n"
+        "for _ in range(2):\n"
+        "    try:\n"
+        "        create_signer(settings).public_key_der()\n"
+        "    except SigningError as exc:\n"
+        "        print(exc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=softhsm.env(KMSSIGN_PKCS11_PIN="0000-wrong", PKCS11SPY=str(MODULE),
+                                          PKCS11SPY_OUTPUT=str(log)), check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count(f"wrong PIN for token '{TOKEN}'") == 2, proc.stdout
+    assert _calls(log, "C_Login") == 1

@@ -61,6 +61,11 @@ _DIGEST_INFO: dict[str, bytes] = {
 }
 
 
+# Logins refused in this process, by (module, token, the PIN's hash): the same wrong PIN
+# is never offered to a token twice, even by a later signer (a second build step).
+_REFUSED: dict[tuple[str, str, str], SigningError] = {}
+
+
 def _reason(exc: BaseException) -> str:
     return one_line(exc) or type(exc).__name__
 
@@ -134,13 +139,19 @@ class Pkcs11Signer:
                     f"no PIN for {self._target.token_name}: set {PIN_ENV} or pkcs11-pin-file"
                 )
             pin = pkcs11.PROTECTED_AUTH  # the reader's own PIN pad
+        refused = (str(self._target.module), self._target.token_name,
+                   hashlib.sha256(pin.encode()).hexdigest() if isinstance(pin, str) else "")
+        if refused in _REFUSED:
+            raise _REFUSED[refused]
         try:
             return token.open(user_pin=pin)
         except p11.PinIncorrect as exc:
-            raise SigningError(
+            error = SigningError(
                 f"wrong PIN for {self._target.token_name} (not retried: each wrong PIN brings "
                 "the token closer to locking)"
-            ) from exc
+            )
+            _REFUSED[refused] = error
+            raise error from exc
         except p11.PinLocked as exc:
             raise SigningError(
                 f"{self._target.token_name} is locked (too many wrong PINs): unlock it with "
