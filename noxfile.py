@@ -26,11 +26,11 @@ def tests(session: nox.Session) -> None:
 def fuzz(session: nox.Session) -> None:
     """The property tests (every Hypothesis test) under the long ``fuzz`` profile
     (tests/support/profiles.py: twenty times the examples of ``nox -s tests``). A failing
-    case of tests/test_pe_properties.py is written to tests/regressions/pe/ to commit."""
+    case is written to tests/regressions/ to commit (tests/support/regressions.py)."""
     session.install("-e", ".[test]")
     session.run("pytest", "-m", "hypothesis", "--hypothesis-profile=fuzz",
                 "--hypothesis-show-statistics", *session.posargs,
-                env={"KMSSIGN_SAVE_REGRESSIONS": "tests/regressions/pe"})
+                env={"KMSSIGN_SAVE_REGRESSIONS": "tests/regressions"})
 
 
 @nox.session

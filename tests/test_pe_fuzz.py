@@ -14,8 +14,9 @@ from kmssign._internal.pe.digest import authenticode_digest
 from kmssign._internal.pe.image import parse_pe, stored_checksum
 from kmssign._internal.pe.signedcopy import begin_signed_copy, finish_signed_copy
 from kmssign.errors import PEFormatError
-from tests.support import malformed, peutil
+from tests.support import malformed, pe_oracle, peutil
 from tests.support.profiles import examples
+from tests.test_pefile_oracle import assert_agree
 
 BASES = {name: path.read_bytes() for name, path in peutil.LAUNCHERS.items()}
 EDGE_INTS = st.sampled_from(
@@ -85,6 +86,9 @@ def exercise(data: bytes) -> None:
         event(f"refused: {message.split(' ')[0]}")
         return
     event("accepted")
+    # pefile reads every file kmssign accepts, and the same way (tests/test_pefile_oracle.py)
+    assert pe_oracle.pefile_accepts(data)
+    assert_agree(data, "mutated")
     assert image.size == len(data)
     assert image.checksum_offset + 4 <= image.security_entry_offset <= image.headers_end - 8
     assert image.headers_end <= image.size

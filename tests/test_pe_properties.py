@@ -7,8 +7,8 @@ loopback TSA), and verified; pefile must read every intermediate file as kmssign
 Then single-byte mutations of the output must be refused by ``kmssign verify``: exit 1,
 one line naming the file and the reason, no traceback, the file unchanged.
 
-A failing case is printed as JSON (``note``) and, with KMSSIGN_SAVE_REGRESSIONS=DIR (set
-by ``nox -s fuzz``), written to DIR/<test>.json; committed under tests/regressions/pe/,
+A failing case is printed as JSON and, under ``nox -s fuzz``, written to
+tests/regressions/pe/<test>.json (tests/support/regressions.py); committed there,
 ``test_regressions_replay`` runs it on every ``nox -s tests``.
 """
 
@@ -17,15 +17,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import tempfile
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import currently_in_test_context, event, given, note, settings
+from hypothesis import currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
 from kmssign._internal.pe.image import parse_pe
@@ -35,10 +33,8 @@ from tests.support import pe_oracle, pegen, peutil
 from tests.support.helpers import sign_args
 from tests.support.pki import TestPKI
 from tests.support.profiles import examples
+from tests.support.regressions import kept, kept_on_failure
 from tests.test_pefile_oracle import assert_agree
-
-REGRESSIONS = Path(__file__).parent / "regressions" / "pe"
-SAVE_ENV = "KMSSIGN_SAVE_REGRESSIONS"
 
 
 @dataclass(frozen=True)
@@ -88,21 +84,6 @@ def cases(draw: st.DrawFn) -> Case:
             min_size=1, max_size=3,
         )),
     )
-
-
-@contextlib.contextmanager
-def kept_on_failure(test: str, case: Case) -> Iterator[None]:
-    """Note the case; on failure write it where KMSSIGN_SAVE_REGRESSIONS says (the last
-    write is Hypothesis' shrunk example, which it runs again at the end)."""
-    note(case.to_json())
-    try:
-        yield
-    except BaseException:
-        target = os.environ.get(SAVE_ENV)
-        if target:
-            Path(target).mkdir(parents=True, exist_ok=True)
-            (Path(target) / f"{test}.json").write_text(case.to_json() + "\n")
-        raise
 
 
 def cli(*argv: str) -> tuple[int, str, str]:
@@ -193,7 +174,7 @@ def run_case(case: Case, pki: TestPKI, tsa: Any, directory: Path) -> None:
 def test_generated_files_agree_with_pefile(spec: pegen.PESpec) -> None:
     """Generated files and their in-memory signed copies read the same in pefile and
     kmssign (no subprocess: many examples)."""
-    with kept_on_failure("agree", Case(spec)):
+    with kept_on_failure("pe", "agree", Case(spec).to_json()):
         data = pegen.build(spec)
         assert_agree(data, "generated")
         f = io.BytesIO(data)
@@ -212,12 +193,12 @@ def test_generated_files_agree_with_pefile(spec: pegen.PESpec) -> None:
 @settings(max_examples=examples(12))
 @given(case=cases())
 def test_generated_files_sign_append_timestamp_verify(case: Case, pki: TestPKI, tsa) -> None:
-    with kept_on_failure("sign", case), tempfile.TemporaryDirectory() as tmp:
+    with kept_on_failure("pe", "sign", case.to_json()), tempfile.TemporaryDirectory() as tmp:
         run_case(case, pki, tsa, Path(tmp))
 
 
 def _regressions() -> list[Path]:
-    return sorted(REGRESSIONS.glob("*.json"))
+    return kept("pe")
 
 
 @pytest.mark.osslsigncode
@@ -228,7 +209,7 @@ def test_regressions_replay(path: Path, pki: TestPKI, tsa, tmp_path: Path) -> No
 
 
 def test_regressions_are_kept() -> None:
-    assert _regressions(), f"no regression cases in {REGRESSIONS}"
+    assert _regressions(), "no regression cases in tests/regressions/pe"
     for path in _regressions():
         case = Case.from_json(path.read_text())
         assert case.to_json() == Case.from_json(case.to_json()).to_json()

@@ -41,6 +41,9 @@ class PefileView:
     cert_table: tuple[int, int]  # (file offset, size); (0, 0) without a table
     size_of_headers: int
     section_table: tuple[int, int]  # (start, end) of the section headers
+    number_of_sections: int  # the COFF header's NumberOfSections
+    # The sections pefile parsed: it stops at a section header of zero bytes (kmssign
+    # counts those as sections without raw data; neither hashes anything for them).
     sections: tuple[Section, ...]
     warnings: tuple[str, ...]
 
@@ -70,6 +73,7 @@ def pefile_view(data: bytes, *, checksum: bool = True) -> PefileView:
             cert_table=(0, 0) if entry is None else (entry.VirtualAddress, entry.Size),
             size_of_headers=opt.SizeOfHeaders,
             section_table=(table_start, table_start + 40 * pe.FILE_HEADER.NumberOfSections),
+            number_of_sections=pe.FILE_HEADER.NumberOfSections,
             sections=sections,
             warnings=tuple(pe.get_warnings()),
         )
