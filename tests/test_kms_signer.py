@@ -441,8 +441,8 @@ def test_no_region(no_aws_env: None) -> None:
     with pytest.raises(SigningError) as info:
         KmsSigner.create("alias/x")
     assert str(info.value) == (
-        "no AWS region set for KMS key alias/x: pass --region, set region in "
-        "[tool.kmssign] or AWS_REGION, or use the key's ARN"
+        "no AWS region set for KMS key alias/x: set the region setting, AWS_REGION or "
+        "AWS_DEFAULT_REGION, or use the key's ARN"
     )
 
 

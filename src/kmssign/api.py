@@ -19,7 +19,7 @@ from kmssign._internal.engine.atomic import (
 from kmssign._internal.engine.batch import OnResult, OnStart, discovered, unusable
 from kmssign._internal.engine.discovery import find_wheels, is_wheel_name
 from kmssign._internal.engine.pipeline import Pipeline, run_simple
-from kmssign._internal.engine.report import FileResult, Report, Status
+from kmssign._internal.engine.report import FileResult, Outcome, Report, Status
 from kmssign._internal.engine.signing import (
     Log,
     Prepared,
@@ -43,6 +43,7 @@ from kmssign.signers import Signer, Timestamper
 # to it): the batch functions, the result types, and helpers the front ends share.
 __all__ = [
     "FileResult",
+    "Outcome",
     "Report",
     "Status",
     "abort_all",
@@ -89,7 +90,7 @@ def sign_files(
         log=log, clean=not dry_run,
     )
     if output is not None and len(files) + len(report.results) != 1:
-        raise ConfigError("--output needs exactly one input file")
+        raise ConfigError("output needs exactly one input file")
     with certificate_notes(log):  # cryptography's warnings as notes, for the whole run
         if dry_run:
             report.results.extend(run_simple(

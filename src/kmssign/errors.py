@@ -12,16 +12,22 @@ from collections.abc import Iterable
 
 __all__ = [
     "CertificateError",
+    "ChainUntrustedError",
     "CompoundFileError",
     "ConfigError",
+    "DigestMismatchError",
     "FileAccessError",
     "KmsSignError",
     "KmsUnavailableError",
     "MalformedFileError",
+    "MalformedSignatureError",
     "PEFormatError",
     "SigningError",
     "TimestampError",
+    "TimestampInvalidError",
+    "TimestampMissingError",
     "TimestampUnavailableError",
+    "UnsignedError",
     "VerificationError",
     "WheelFormatError",
     "one_line",
@@ -32,7 +38,13 @@ __all__ = [
 
 
 class KmsSignError(Exception):
-    """Root of every error kmssign reports to a user."""
+    """Root of every error kmssign reports to a user.
+
+    ``code`` is what went wrong as a stable word (a file result's ``outcome``, the JSON
+    report's ``outcome``): each subclass names its own.
+    """
+
+    code: str = "error"
 
 
 class ConfigError(KmsSignError):
@@ -44,19 +56,27 @@ class ConfigError(KmsSignError):
         self.problems: list[str] = list(problems)
         super().__init__("; ".join(self.problems))
 
+    code = "config-error"
+
 
 class PEFormatError(KmsSignError):
     """The file is not a PE image kmssign can sign, or its structure is broken."""
+
+    code = "malformed"
 
 
 class WheelFormatError(KmsSignError):
     """The file is not a wheel kmssign can sign or verify: a broken or unsafe zip, or a
     RECORD that is missing or does not match the members."""
 
+    code = "malformed"
+
 
 class MalformedFileError(KmsSignError):
     """A file's structure is broken: truncated, inconsistent, or holding bytes that belong
     to nothing. The message is one line naming the file and the reason."""
+
+    code = "malformed"
 
 
 class CompoundFileError(MalformedFileError):
@@ -67,9 +87,13 @@ class CompoundFileError(MalformedFileError):
 class CertificateError(KmsSignError):
     """A certificate or chain cannot be loaded or does not fit the signing key."""
 
+    code = "certificate-invalid"
+
 
 class SigningError(KmsSignError):
     """Producing a signature failed (key file, KMS, self-check)."""
+
+    code = "signing-failed"
 
 
 class KeyFileError(SigningError):
@@ -79,6 +103,8 @@ class KeyFileError(SigningError):
 class TimestampError(KmsSignError):
     """No acceptable RFC 3161 timestamp could be obtained."""
 
+    code = "service-error"
+
 
 class TimestampUnavailableError(TimestampError):
     """Every timestamp server failed earlier in this run, so none is asked again."""
@@ -87,13 +113,56 @@ class TimestampUnavailableError(TimestampError):
 class KmsUnavailableError(SigningError):
     """KMS could not be reached earlier in this run, so it is not called again."""
 
+    code = "service-error"
+
 
 class FileAccessError(KmsSignError):
     """A file kmssign must replace is read-only, or its directory cannot be written."""
 
+    code = "io-error"
+
 
 class VerificationError(KmsSignError):
-    """A signature, digest, chain or timestamp did not verify."""
+    """A signature, digest, chain or timestamp did not verify (the subclasses say which;
+    this class itself: the signature or its signed attributes)."""
+
+    code = "signature-invalid"
+
+
+class UnsignedError(VerificationError):
+    """The file carries no signature at all."""
+
+    code = "unsigned"
+
+
+class DigestMismatchError(VerificationError):
+    """The file's digest does not match its signature: it changed after signing."""
+
+    code = "digest-mismatch"
+
+
+class MalformedSignatureError(VerificationError):
+    """The signature's bytes are not a well-formed Authenticode SignedData."""
+
+    code = "malformed"
+
+
+class ChainUntrustedError(VerificationError):
+    """The signer's certificate does not chain to a trusted root (or is not valid)."""
+
+    code = "chain-untrusted"
+
+
+class TimestampInvalidError(VerificationError):
+    """The signature's timestamp (token or countersignature) does not verify."""
+
+    code = "timestamp-invalid"
+
+
+class TimestampMissingError(VerificationError):
+    """A timestamp is required and the signature has none."""
+
+    code = "timestamp-missing"
 
 
 def one_line(text: object) -> str:

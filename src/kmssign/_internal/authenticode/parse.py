@@ -28,7 +28,7 @@ from kmssign._internal.cms.signerinfo import (
 from kmssign._internal.cms.signerinfo import check_signature as check_signer_signature
 from kmssign._internal.cms.structures import PARSE_ERRORS
 from kmssign._internal.der import children, contents, read
-from kmssign.errors import VerificationError, plain_reason
+from kmssign.errors import MalformedSignatureError, VerificationError, plain_reason
 
 MAX_NESTING = 4  # nested signatures inside nested signatures, as deep as anyone goes
 
@@ -88,12 +88,14 @@ def parse_signature(der: bytes) -> ParsedSignature:
     try:
         end = read(der).end
         if der[end:].strip(b"\0"):
-            raise VerificationError("data after the Authenticode signature")
+            raise MalformedSignatureError("data after the Authenticode signature")
         return _parse(der[:end], 0)
     except VerificationError:
         raise
     except PARSE_ERRORS as exc:
-        raise VerificationError(f"malformed Authenticode signature ({plain_reason(exc)})") from exc
+        raise MalformedSignatureError(
+            f"malformed Authenticode signature ({plain_reason(exc)})"
+        ) from exc
 
 
 def _parse(content_info: bytes, depth: int) -> ParsedSignature:

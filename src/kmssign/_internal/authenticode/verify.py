@@ -19,7 +19,15 @@ from kmssign._internal.authenticode.parse import (
 )
 from kmssign._internal.cms.timestamps import check_countersignature, check_token
 from kmssign._internal.pki.certs import extension, subject_of, validate_chain
-from kmssign.errors import VerificationError, plain_reason
+from kmssign.errors import (
+    ChainUntrustedError,
+    DigestMismatchError,
+    MalformedSignatureError,
+    TimestampInvalidError,
+    TimestampMissingError,
+    VerificationError,
+    plain_reason,
+)
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,7 @@ def _check_intact(parsed: ParsedSignature, signed: SignedFile, file_digest: byte
             f"the signature is not one for {signed.kind} (its content is {parsed.data_type})"
         )
     if parsed.file_digest != file_digest:
-        raise VerificationError(
+        raise DigestMismatchError(
             "the file's digest does not match its signature (the file was changed after signing)"
         )
     check_signature(parsed)
@@ -106,8 +114,13 @@ def check_intact(
             _check_intact(parsed, signed, digests.get(parsed.digest, b""))
         except VerificationError as exc:
             if index:
-                raise VerificationError(f"nested signature {index}: {exc}") from exc
+                raise _nested(index, exc) from exc
             raise
+
+
+def _nested(index: int, exc: VerificationError) -> VerificationError:
+    """``exc`` said of nested signature ``index``, of the same class (the same outcome)."""
+    return type(exc)(f"nested signature {index}: {exc}")
 
 
 def _requires_code_signing(cert: x509.Certificate) -> x509.ObjectIdentifier | None:
@@ -125,25 +138,31 @@ def verify_signature(
 ) -> VerifiedSignature:
     """Timestamp and chain of a signature found intact (:func:`intact_signatures`)."""
     when: dt.datetime | None = None
-    if parsed.timestamp_token is not None:
-        info = check_token(parsed.timestamp_token, parsed.signature, roots=tsa_roots or roots)
-        when = info.gen_time
-    elif parsed.countersignature is not None:
-        info = check_countersignature(
-            parsed.countersignature,
-            parsed.signature,
-            parsed.certificate_ders,
-            roots=tsa_roots or roots,
-        )
-        when = info.gen_time
+    try:
+        if parsed.timestamp_token is not None:
+            info = check_token(parsed.timestamp_token, parsed.signature, roots=tsa_roots or roots)
+            when = info.gen_time
+        elif parsed.countersignature is not None:
+            info = check_countersignature(
+                parsed.countersignature,
+                parsed.signature,
+                parsed.certificate_ders,
+                roots=tsa_roots or roots,
+            )
+            when = info.gen_time
+    except VerificationError as exc:
+        raise TimestampInvalidError(str(exc)) from exc
     if roots:
-        validate_chain(
-            parsed.signer_cert,
-            parsed.intermediates,
-            roots,
-            when or dt.datetime.now(dt.timezone.utc),
-            required_eku=_requires_code_signing(parsed.signer_cert),
-        )
+        try:
+            validate_chain(
+                parsed.signer_cert,
+                parsed.intermediates,
+                roots,
+                when or dt.datetime.now(dt.timezone.utc),
+                required_eku=_requires_code_signing(parsed.signer_cert),
+            )
+        except VerificationError as exc:
+            raise ChainUntrustedError(str(exc)) from exc
     return VerifiedSignature(
         signer=subject_of(parsed.signer_cert),
         digest=parsed.digest,
@@ -169,12 +188,12 @@ def verify_signed(
                 results.append(verify_signature(parsed, roots=roots, tsa_roots=tsa_roots))
             except VerificationError as exc:
                 if index:
-                    raise VerificationError(f"nested signature {index}: {exc}") from exc
+                    raise _nested(index, exc) from exc
                 raise
     except OSError as exc:
         raise VerificationError(f"cannot read file: {exc.strerror or exc}") from exc
     except PARSE_ERRORS as exc:  # asn1crypto reads some values only when asked
-        raise VerificationError(f"malformed signature ({plain_reason(exc)})") from exc
+        raise MalformedSignatureError(f"malformed signature ({plain_reason(exc)})") from exc
     if require_timestamp and results[0].timestamp is None:
-        raise VerificationError("the signature has no timestamp (--require-timestamp)")
+        raise TimestampMissingError("the signature has no timestamp (require-timestamp)")
     return VerifiedFile(tuple(results))

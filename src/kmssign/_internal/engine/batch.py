@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kmssign._internal.engine.atomic import clear_leftover, resume
 from kmssign._internal.engine.discovery import NOT_PE, discover, is_wheel_name
-from kmssign._internal.engine.report import FileResult, Report
+from kmssign._internal.engine.report import FileResult, Outcome, Report
 from kmssign._internal.engine.signing import Log, nolog
 
 OnResult = Callable[[FileResult], None]
@@ -39,7 +39,8 @@ def discovered(
     for path, reason in found.problems:
         if reason == NOT_PE and is_wheel_name(path):
             reason = f"a wheel, not a PE file: `kmssign wheel {path}` signs the PE files in it"
-        report.results.append(FileResult(path, "failed", reason=reason))
+        code = Outcome.NOT_SIGNABLE if reason == NOT_PE else Outcome.IO_ERROR
+        report.results.append(FileResult(path, "failed", reason=reason, code=code))
     if on_start:
         on_start(len(found.files) + len(report.results))
     if on_result:

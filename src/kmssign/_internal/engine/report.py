@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Literal
 
-from kmssign.errors import KmsSignError, plain_reason, redact
+from kmssign.errors import KmsSignError, VerificationError, plain_reason, redact
 
 Status = Literal[
     "signed", "skipped", "failed", "verified", "timestamped", "would-sign", "unsigned"
@@ -15,6 +16,49 @@ Status = Literal[
 STATUS_ORDER: tuple[Status, ...] = (
     "signed", "timestamped", "verified", "would-sign", "skipped", "unsigned", "failed",
 )
+
+
+class Outcome(str, Enum):
+    """What happened to one file, as a stable code (its value): what a library caller or
+    a reader of the JSON report tells "unsigned" from "tampered" from "not trusted" by."""
+
+    SIGNED = "signed"
+    SKIPPED_SIGNED = "skipped-signed"  # already signed, signatures intact: left alone
+    SKIPPED = "skipped"  # nothing to do for another reason (already timestamped, ...)
+    WOULD_SIGN = "would-sign"
+    TIMESTAMPED = "timestamped"
+    VERIFIED = "verified"
+    UNSIGNED = "unsigned"
+    DIGEST_MISMATCH = "digest-mismatch"
+    SIGNATURE_INVALID = "signature-invalid"
+    CHAIN_UNTRUSTED = "chain-untrusted"
+    TIMESTAMP_INVALID = "timestamp-invalid"
+    TIMESTAMP_MISSING = "timestamp-missing"
+    MALFORMED = "malformed"
+    NOT_SIGNABLE = "not-signable"  # not a file of a format kmssign signs
+    IO_ERROR = "io-error"
+    SERVICE_ERROR = "service-error"  # KMS or the timestamp servers
+    SIGNING_FAILED = "signing-failed"
+    CERTIFICATE_INVALID = "certificate-invalid"
+    CONFIG_ERROR = "config-error"
+    ERROR = "error"  # a bug: the reason says where to report it
+
+
+_BY_STATUS = {
+    "signed": Outcome.SIGNED, "skipped": Outcome.SKIPPED, "would-sign": Outcome.WOULD_SIGN,
+    "timestamped": Outcome.TIMESTAMPED, "verified": Outcome.VERIFIED,
+    "unsigned": Outcome.UNSIGNED, "failed": Outcome.ERROR,
+}
+
+
+def outcome_of(exc: BaseException) -> Outcome:
+    """The outcome an exception stands for (a KmsSignError's ``code``; OSError: io-error)."""
+    if isinstance(exc, OSError):
+        return Outcome.IO_ERROR
+    try:
+        return Outcome(getattr(exc, "code", "error"))
+    except ValueError:
+        return Outcome.ERROR
 
 
 @dataclass
@@ -30,12 +74,24 @@ class FileResult:
     warnings: list[str] = field(default_factory=list)
     output: Path | None = None  # the file written (``path``, or where -o put it)
     format: str | None = None  # the file's format ("pe", "msi"), once it was opened
+    error: BaseException | None = None  # why it failed, for a library caller
+    code: Outcome | None = None  # set where the status alone does not say it
+
+    @property
+    def outcome(self) -> Outcome:
+        """What happened, as a stable code (:class:`Outcome`)."""
+        if self.code is not None:
+            return self.code
+        if self.error is not None:
+            return outcome_of(self.error)
+        return _BY_STATUS.get(self.status, Outcome.ERROR)
 
     def fail(self, exc: Exception) -> FileResult:
         """Mark this file failed with the one-line reason ``exc`` gives; an exception
         that is neither kmssign's nor the system's is a bug, said as :func:`unexpected`
         (so the per-file paths catch ``Exception``: one file never ends a batch)."""
         self.status = "failed"
+        self.error = exc
         if isinstance(exc, OSError):
             self.reason = f"{exc.strerror or exc}"
         elif isinstance(exc, KmsSignError):
@@ -66,6 +122,13 @@ class Report:
         return ", ".join(
             f"{self.count(s)} {s}" for s in STATUS_ORDER if self.count(s) or s == "failed"
         )
+
+
+def same_kind(exc: KmsSignError, message: str) -> VerificationError:
+    """A VerificationError saying ``message``, with ``exc``'s code (its outcome)."""
+    error = VerificationError(message)
+    error.code = exc.code
+    return error
 
 
 def unexpected(exc: Exception) -> str:

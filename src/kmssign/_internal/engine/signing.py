@@ -25,7 +25,7 @@ from kmssign._internal.cms.structures import encoded
 from kmssign._internal.engine.atomic import AtomicFile, check_running
 from kmssign._internal.engine.formats import Signable, format_named, open_signable
 from kmssign._internal.engine.locking import TargetLock, lock_target
-from kmssign._internal.engine.report import FileResult
+from kmssign._internal.engine.report import FileResult, Outcome, same_kind
 from kmssign._internal.pki.certs import (
     SigningCertificates,
     leaf_warnings,
@@ -38,7 +38,6 @@ from kmssign.errors import (
     KmsSignError,
     TimestampError,
     TimestampUnavailableError,
-    VerificationError,
 )
 from kmssign.signers import DIGESTS, DigestName, Signer, Timestamper
 
@@ -194,10 +193,12 @@ def _kept_as_signed(signable: Signable, result: FileResult) -> FileResult | None
     try:
         intact_signatures(signable)
     except KmsSignError as exc:
-        raise VerificationError(
-            f"its existing signature is broken ({exc}); --no-skip-signed replaces it"
+        raise same_kind(
+            exc, f"its existing signature is broken ({exc}); signing with skip-signed off "
+            "replaces it"
         ) from exc
     result.status = "skipped"
+    result.code = Outcome.SKIPPED_SIGNED
     result.reason = ALREADY_SIGNED
     return result
 
@@ -222,9 +223,10 @@ def _nest_target(signable: Signable, digest: str, copy_digest: bytes) -> bytes:
     try:
         return intact_signatures(signable, known)[0].der
     except KmsSignError as exc:
-        raise VerificationError(
-            f"cannot nest under its signature ({exc}); sign without --append to replace it"
+        raise same_kind(
+            exc, f"cannot nest under its signature ({exc}); signing without append replaces it"
         ) from exc
+
 
 
 def prepare_file(

@@ -10,7 +10,7 @@ from cryptography import x509
 from kmssign._internal.authenticode.verify import VerifiedFile, VerifiedSignature, verify_signed
 from kmssign._internal.engine.formats import open_signable
 from kmssign._internal.engine.report import FileResult
-from kmssign.errors import VerificationError
+from kmssign.errors import UnsignedError, VerificationError
 
 
 def _nested_note(signature: VerifiedSignature) -> str:
@@ -19,7 +19,7 @@ def _nested_note(signature: VerifiedSignature) -> str:
     return f"nested signature: {signature.signer}, {signature.digest}, {stamp}"
 
 
-class NotSigned(VerificationError):
+class NotSigned(UnsignedError):
     """The file carries no signature at all."""
 
 
@@ -44,7 +44,9 @@ def verify_file(
                 signable, roots=roots, tsa_roots=tsa_roots, require_timestamp=require_timestamp
             )
     except OSError as exc:
-        raise VerificationError(f"cannot read file: {exc.strerror or exc}") from exc
+        error = VerificationError(f"cannot read file: {exc.strerror or exc}")
+        error.code = "io-error"
+        raise error from exc
 
 
 def verify_one(
@@ -63,8 +65,9 @@ def verify_one(
             path, roots=roots, tsa_roots=tsa_roots, require_timestamp=require_timestamp,
             found=found,
         )
-    except NotSigned:
+    except NotSigned as exc:
         found.reason = "not signed"
+        found.error = exc
         if allow_unsigned:
             found.status = "unsigned"
         return found
@@ -73,7 +76,7 @@ def verify_one(
     primary = verified.primary
     notes = [_nested_note(s) for s in verified.signatures[1:]]
     if not primary.chain_checked:
-        notes.append("chain not checked (no --ca given)")
+        notes.append("chain not checked (no trusted roots given)")
     return FileResult(
         path, "verified", reason="; ".join(notes) or None, signer=primary.signer,
         digest=primary.digest, timestamp=primary.timestamp, format=found.format,

@@ -159,8 +159,8 @@ class KmsSigner:
             ) from exc
         except NoRegionError as exc:
             raise SigningError(
-                f"no AWS region set for KMS key {key_id}: pass --region, set region in "
-                "[tool.kmssign] or AWS_REGION, or use the key's ARN"
+                f"no AWS region set for KMS key {key_id}: set the region setting, "
+                "AWS_REGION or AWS_DEFAULT_REGION, or use the key's ARN"
             ) from exc
         except ValueError as exc:
             raise SigningError(
@@ -376,8 +376,8 @@ def kms_error(
         return SigningError(f"cannot load AWS credentials for {key}: {_one_line(exc)}")
     if isinstance(exc, NoRegionError):
         return SigningError(
-            f"no AWS region set for {key}: pass --region, set region in "
-            "[tool.kmssign] or AWS_REGION, or use the key's ARN"
+            f"no AWS region set for {key}: set the region setting, "
+            "AWS_REGION or AWS_DEFAULT_REGION, or use the key's ARN"
         )
     if _unreachable(exc):
         url = getattr(exc, "kwargs", {}).get("endpoint_url") or endpoint or "(unknown)"

@@ -472,16 +472,18 @@ def _main(argv: Sequence[str] | None) -> int:
     from kmssign.errors import ConfigError, KmsSignError, printable
     from kmssign.frontends.cli import commands
     from kmssign.frontends.cli.exits import exit_code_for
+    from kmssign.frontends.cli.output import flag_wording
 
     with _signals_interrupt():
         try:
             return int(commands.run(args))
         except ConfigError as exc:
             for problem in exc.problems:
-                print(f"kmssign: error: {printable(problem)}", file=sys.stderr)
+                print(f"kmssign: error: {printable(flag_wording(problem) or '')}",
+                      file=sys.stderr)
             return EXIT_USAGE
         except KmsSignError as exc:
-            print(f"kmssign: error: {printable(str(exc))}", file=sys.stderr)
+            print(f"kmssign: error: {printable(flag_wording(str(exc)) or '')}", file=sys.stderr)
             return exit_code_for(exc)
         except KeyboardInterrupt as exc:  # cleaned up while SIGTERM still interrupts
             return _interrupted(exc)

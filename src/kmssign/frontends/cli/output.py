@@ -10,12 +10,31 @@ from typing import Any, TextIO
 from kmssign.api import FileResult, Report
 from kmssign.errors import printable
 
+# The library speaks of settings; where the CLI prints its words, they name its flags.
+_FLAG_WORDING = (
+    ("signing with skip-signed off replaces it", "--no-skip-signed replaces it"),
+    ("signing without append replaces it", "sign without --append to replace it"),
+    ("chain not checked (no trusted roots given)", "chain not checked (no --ca given)"),
+    ("(require-timestamp)", "(--require-timestamp)"),
+    ("output needs exactly one input file", "--output needs exactly one input file"),
+    ("set the region setting,", "pass --region, set region in [tool.kmssign],"),
+)
+
+
+def flag_wording(text: str | None) -> str | None:
+    """A library message as the CLI says it: the settings named by the flags that set them."""
+    if text is None:
+        return None
+    for library, cli in _FLAG_WORDING:
+        text = text.replace(library, cli)
+    return text
+
 
 def describe(result: FileResult) -> str:
     """One line for one file: ``signed: path (signer, sha256, timestamp ...)``, or
     ``signed: path -> output (...)`` when the signed file went elsewhere (``-o``).
     Control characters and undecodable bytes in names and reasons are escaped."""
-    return printable(_describe(result))
+    return printable(flag_wording(_describe(result)) or "")
 
 
 def _describe(result: FileResult) -> str:
@@ -54,8 +73,9 @@ def as_json(report: Report, error: str | None = None) -> dict[str, Any]:
                 "path": str(r.path),
                 "output": str(r.output) if r.output is not None else None,
                 "status": r.status,
+                "outcome": r.outcome.value,
                 "format": r.format,
-                "reason": r.reason,
+                "reason": flag_wording(r.reason),
                 "signer": r.signer,
                 "digest": r.digest,
                 "timestamp": r.timestamp.isoformat() if r.timestamp else None,
