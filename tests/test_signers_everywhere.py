@@ -176,3 +176,42 @@ def test_a_setuptools_build_signs_through_a_token(
     assert USER_PIN not in built.output
     tool = extract(built.wheel, tmp_path / "x") / "pkg" / "tool.exe"
     assert "kmssign Test Signer p384" in peutil.osslsigncode_verify(tool, pki.root_pem)
+
+
+@pytest.mark.slow
+@pytest.mark.posix  # bash
+@pytest.mark.network  # the step pip-installs kmssign and its dependencies
+@pytest.mark.parametrize("where", ["env", "pyproject"])
+def test_the_actions_install_step_adds_the_pkcs11_extra(tmp_path: Path, where: str) -> None:
+    """With PKCS#11 settings in the step's env (or the project's pyproject.toml), the
+    Action's own environment can load the PKCS#11 signer; the five inputs stay."""
+    import os
+    import subprocess
+
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    action = yaml.safe_load((root / "action.yml").read_text(encoding="utf-8"))
+    install = action["runs"]["steps"][0]
+    assert install["id"] == "install"
+    workdir, runner = tmp_path / "workspace", tmp_path / "runner"
+    workdir.mkdir()
+    runner.mkdir()
+    env = {k: os.environ[k] for k in ("PATH", "TMPDIR") if k in os.environ}
+    env.update(HOME=str(tmp_path), RUNNER_OS="Linux", RUNNER_TEMP=str(runner),
+               GITHUB_ACTION_PATH=str(root), GITHUB_OUTPUT=str(runner / "output"))
+    if where == "env":
+        env["KMSSIGN_PKCS11_MODULE"] = str(MODULE)
+    else:
+        (workdir / "pyproject.toml").write_text('[tool.kmssign]\npkcs11-key = "release"\n')
+    proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c",
+                           install["run"]], cwd=workdir, env=env, capture_output=True,
+                          text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    python = dict(line.split("=", 1) for line in
+                  (runner / "output").read_text().splitlines())["python"]
+    check = subprocess.run(
+        [python, "-c", "import pkcs11, kmssign._internal.signers.pkcs11; print('ok')"],
+        capture_output=True, text=True, check=False,
+    )
+    assert check.stdout.strip() == "ok", check.stderr
