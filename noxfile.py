@@ -55,7 +55,7 @@ def lint(session: nox.Session) -> None:
     session.install("-e", ".[test]", "ruff", "mypy", "boto3-stubs[kms]", "import-linter",
                     "check-jsonschema", "zizmor")
     session.run("ruff", "check", "src", "tests", "benchmarks", "demo", "sample_app",
-                ".github/scripts")
+                ".github/scripts", "docs/_gen")
     session.run("mypy", "--strict", "src/kmssign")
     session.run("mypy", "--strict", "--follow-imports=silent", ".github/scripts")
     session.run("lint-imports")

@@ -314,3 +314,16 @@ def test_github_actions_page_uses_the_action_with_its_inputs() -> None:
     for name in (*action["inputs"], *action["outputs"]):
         assert f"`{name}`" in text
     assert "(aws-kms.md" in text and (DOCS / "how-to" / "aws-kms.md").is_file()
+
+
+def test_every_environment_variable_the_code_reads_is_documented() -> None:
+    """KMSSIGN_* names in the source: the settings' (generated) and the others, which the
+    settings page names in its prose."""
+    source = "\n".join(p.read_text(encoding="utf-8")
+                       for p in (ROOT / "src" / "kmssign").rglob("*.py"))
+    names = set(re.findall(r"\bKMSSIGN_[A-Z][A-Z0-9_]*[A-Z0-9]\b", source))
+    settings_env = {config.ENV_PREFIX + key.upper().replace("-", "_") for key in config.KEYS}
+    others = names - settings_env
+    assert {"KMSSIGN_DISABLE", "KMSSIGN_KEY_PASSWORD"} <= others
+    text = page("reference/settings.md")
+    assert not [name for name in others if f"`{name}" not in text]
