@@ -197,11 +197,12 @@ def test_the_schema_describes_every_field_of_the_report() -> None:
         assert f"| `{name}` |" in table
 
 
-def test_the_schema_lists_every_status() -> None:
-    from kmssign._internal.engine.report import STATUS_ORDER
+def test_the_schema_lists_every_status_and_outcome() -> None:
+    from kmssign._internal.engine.report import STATUS_ORDER, Outcome
 
-    statuses = REF.schema()["properties"]["files"]["items"]["properties"]["status"]["enum"]
-    assert set(statuses) == set(STATUS_ORDER)
+    fields = REF.schema()["properties"]["files"]["items"]["properties"]
+    assert set(fields["status"]["enum"]) == set(STATUS_ORDER)
+    assert fields["outcome"]["enum"] == [o.value for o in Outcome]
 
 
 # -- the Python API ------------------------------------------------------------------
