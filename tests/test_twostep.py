@@ -302,3 +302,16 @@ def test_a_wheel_changed_since_digest_stops_every_file(
     err = _refused(capsys, [wheel, loose], tmp_path / "req.json", tmp_path / "sig.json")
     assert err == (f"kmssign: error: {wheel}: the wheel changed since kmssign digest; "
                    "nothing was written")
+
+
+def test_digest_writes_no_request_file_when_a_file_fails(
+    capsys, pki: TestPKI, samples, tmp_path: Path
+) -> None:
+    (tmp_path / "notes.txt").write_text("not a PE file")
+    code, out, err = run_cli(capsys, "digest", str(samples["t64.exe"]),
+                             str(tmp_path / "notes.txt"), "-o", str(tmp_path / "req.json"),
+                             *_cert_args(pki, "rsa2048"))
+    assert code == 1
+    assert "notes.txt" in out + err
+    assert "wrote" not in out
+    assert not (tmp_path / "req.json").exists()

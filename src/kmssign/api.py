@@ -125,7 +125,8 @@ def digest_files(
     log: Log = nolog,
 ) -> Report:
     """Two-step signing, step one: write to ``output`` (atomically) what signing each file
-    among ``paths`` needs signed. Needs the certificate, not the key."""
+    among ``paths`` needs signed. Needs the certificate, not the key. When a file fails,
+    ``output`` is not written."""
     from kmssign._internal.engine.atomic import atomic_output
     from kmssign._internal.engine.twosteprun import digest_run
 
@@ -138,8 +139,9 @@ def digest_files(
     with certificate_notes(log):
         requests, results = digest_run(files, settings, wheels=wheels, on_result=on_result)
     report.results.extend(results)
-    with atomic_output(Path(output)) as out:
-        out.write(requests.dumps().encode())
+    if report.ok:  # a file that failed would be missing from the requests: none are written
+        with atomic_output(Path(output)) as out:
+            out.write(requests.dumps().encode())
     return report
 
 

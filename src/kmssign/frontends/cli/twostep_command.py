@@ -77,7 +77,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
         on_start=printer.start, on_result=printer.result, log=printer.log,
     )
     code = _finish(printer, report, args, "digest")
-    if not args.quiet and not args.json:
+    if report.ok and not args.quiet and not args.json:
         print(f"kmssign: wrote {report.count('would-sign')} signing requests to {args.output}")
     return code
 
