@@ -22,6 +22,8 @@ from tests.support import peutil
 from tests.support.sandbox import SandboxProcess
 
 KMSSIGN = [sys.executable, "-m", "kmssign"]
+# Stopped as a user stops it, with SIGINT (Ctrl-C) or SIGTERM (kill): signals.
+pytestmark = pytest.mark.posix
 
 
 @pytest.fixture
