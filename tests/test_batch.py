@@ -163,8 +163,13 @@ def test_progress_line_on_a_terminal() -> None:
     assert quiet_err.getvalue() == ""
 
 
-def test_dry_run_calls_no_service(capsys, aws_env, kms_identity, proxy, tsa, tmp_path) -> None:
-    files = make_distinct(peutil.LAUNCHERS["t64.exe"], tmp_path / "many", 4)
+def test_dry_run_calls_no_service(
+    capsys, aws_env, kms_identity, proxy, tsa, tmp_path, samples
+) -> None:
+    """Every real sample (PE32, PE32+, ARM64, ...) and a batch: planned, nothing asked of
+    KMS or the TSA, nothing written."""
+    files = [*make_distinct(peutil.LAUNCHERS["t64.exe"], tmp_path / "many", 4),
+             *samples.values()]
     before = {p: p.read_bytes() for p in files}
     identity = kms_identity("RSA_2048")
     tsa.reset()
@@ -173,6 +178,6 @@ def test_dry_run_calls_no_service(capsys, aws_env, kms_identity, proxy, tsa, tmp
         "--timestamp-url", tsa.url("tsa"),
     )
     assert code == 0, err
-    assert out.count("would-sign: ") == 4
+    assert out.count("would-sign: ") == len(files)
     assert sum(proxy.calls.values()) == 0 and tsa.count("tsa") == 0
     assert {p: p.read_bytes() for p in files} == before

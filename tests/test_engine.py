@@ -355,17 +355,6 @@ def test_directory_is_searched_by_content(capsys, pki: TestPKI, samples, tmp_pat
     assert (tree / "readme.exe").read_text() == "not a PE file despite the name"
 
 
-def test_dry_run_changes_nothing(capsys, pki: TestPKI, samples) -> None:
-    before = {n: p.read_bytes() for n, p in samples.items()}
-    code, out, _ = run_cli(
-        capsys, "sign", *map(str, samples.values()),
-        *sign_args(pki.identity("rsa2048"), "--dry-run"),
-    )
-    assert code == 0
-    assert out.count("would-sign: ") == len(samples)
-    assert {n: p.read_bytes() for n, p in samples.items()} == before
-
-
 def test_struct_of_signed_file_has_one_win_certificate(capsys, pki: TestPKI, samples) -> None:
     path = samples["t64.exe"]
     _sign(capsys, path, pki.identity("rsa2048"))

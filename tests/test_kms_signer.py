@@ -580,22 +580,6 @@ def test_kms_identity_fixture(
         )
         == signer.public_key_der()
     )
-    result = subprocess.run(
-        [
-            "openssl",
-            "verify",
-            "-CAfile",
-            str(pki.root_pem),
-            "-untrusted",
-            str(cert_path),
-            str(cert_path),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert x509.oid.ExtendedKeyUsageOID.CODE_SIGNING in eku
 
 
 def test_subprocess_reaches_the_server_through_aws_env(

@@ -9,6 +9,7 @@ import pytest
 
 from kmssign._internal.net import deadline
 from kmssign._internal.net.deadline import Deadline, DeadlinePassed, call_within
+from tests.support.clock import ManualClock
 
 
 def test_runners_serve_one_call_after_another(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,23 +40,24 @@ def test_results_and_exceptions_come_back_to_the_caller() -> None:
 
 
 def test_a_call_past_its_deadline_keeps_its_runner_until_it_ends() -> None:
+    clock = ManualClock()
     release = threading.Event()
     stuck: list[int] = []
 
     def hang() -> None:
         stuck.append(threading.get_ident())
-        release.wait(10)
+        clock.advance(1)  # past the deadline, still in the call
+        release.wait()
 
     with pytest.raises(DeadlinePassed):
-        call_within(Deadline(0.2), hang, name="t")
+        call_within(Deadline(0.2, clock=clock), hang, name="t")
     meanwhile = call_within(Deadline(5), threading.get_ident, name="t")
     assert meanwhile != stuck[0]  # not handed to the runner still in the call
     release.set()
     # once it ended, that runner serves again (alongside the other one)
     seen = set()
-    for _ in range(50):
+    for _ in range(100_000):
         seen.add(call_within(Deadline(5), threading.get_ident, name="t"))
         if stuck[0] in seen:
             break
-        threading.Event().wait(0.01)
     assert stuck[0] in seen

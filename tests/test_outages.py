@@ -19,6 +19,7 @@ from kmssign._internal.net.deadline import Deadline, DeadlinePassed, call_within
 from kmssign._internal.timestamp.client import TimestampClient
 from kmssign.errors import TimestampError, TimestampUnavailableError
 from tests.support import peutil
+from tests.support.clock import ManualClock
 from tests.support.helpers import run_cli, sign_args, snapshot
 from tests.support.kms_proxy import KmsProxy
 from tests.support.pki import TestPKI
@@ -248,9 +249,12 @@ def test_a_hung_get_public_key_ends_the_run_in_one_line(
 
 
 def test_a_deadline_counts_down_and_then_refuses() -> None:
-    deadline = Deadline(0.2)
-    assert 0 < deadline.left() <= 0.2 and not deadline.passed
-    time.sleep(0.25)
+    clock = ManualClock()
+    deadline = Deadline(0.2, clock=clock)
+    assert deadline.left() == pytest.approx(0.2) and not deadline.passed
+    clock.advance(0.15)
+    assert deadline.left() == pytest.approx(0.05) and not deadline.passed
+    clock.advance(0.1)
     assert deadline.passed
     with pytest.raises(DeadlinePassed, match=r"^deadline of 0\.2 s passed$") as caught:
         deadline.left()
@@ -265,22 +269,22 @@ def test_call_within_returns_raises_and_gives_up_on_a_blocked_call() -> None:
 
     with pytest.raises(ValueError, match="inner"):
         call_within(Deadline(5), broken, name="t")
+    clock = ManualClock()
     release = threading.Event()
     seen: list[threading.Thread] = []
 
     def blocked() -> None:
         seen.append(threading.current_thread())
-        release.wait(30)
+        clock.advance(0.31)  # the call's deadline passes while it is still blocked
+        release.wait()
 
-    start = time.monotonic()
-    with pytest.raises(DeadlinePassed):
-        call_within(Deadline(0.3), blocked, name="kmssign-test")
-    assert time.monotonic() - start < 5
+    with pytest.raises(DeadlinePassed, match=r"deadline of 0\.3 s passed"):
+        call_within(Deadline(0.3, clock=clock), blocked, name="kmssign-test")
+    assert not release.is_set()  # given up on while the call still blocked
     assert seen[0].daemon  # a call that never returns cannot hold up the exit
     release.set()
     # once its call ended, the runner serves other calls again
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+    for _ in range(100_000):
         if call_within(Deadline(5), threading.current_thread, name="t") is seen[0]:
             break
     else:
@@ -289,30 +293,24 @@ def test_call_within_returns_raises_and_gives_up_on_a_blocked_call() -> None:
 
 def test_no_retry_starts_after_the_deadline_of_its_call() -> None:
     stop_if_passed()  # outside any call: nothing to stop
+    clock = ManualClock()
     attempts: list[float] = []
+    stopped = threading.Event()
 
     def retrying() -> None:
-        while True:  # a client library's retry loop, asking before each attempt
-            stop_if_passed()
-            attempts.append(time.monotonic())
-            time.sleep(0.05)
-
-    thread_errors: list[BaseException] = []
-
-    def run() -> None:
         try:
-            call_within(Deadline(0.2), retrying, name="t")
-        except DeadlinePassed as exc:
-            thread_errors.append(exc)
+            while True:  # a client library's retry loop, asking before each attempt
+                stop_if_passed()
+                attempts.append(clock.monotonic())
+                clock.advance(0.0625)  # each attempt takes 1/16 s of the call's clock
+        finally:
+            stopped.set()
 
-    runner = threading.Thread(target=run)
-    runner.start()
-    runner.join(5)
-    assert thread_errors
-    time.sleep(0.2)  # the worker's next check has passed by now
-    count = len(attempts)
-    time.sleep(0.2)
-    assert len(attempts) == count  # it stopped by itself
+    with pytest.raises(DeadlinePassed):
+        call_within(Deadline(0.25, clock=clock), retrying, name="t")
+    assert stopped.wait(30)  # it stopped by itself (the test fails, not hangs, otherwise)
+    # attempts at 0, 1/16, 2/16 and 3/16 s of the 1/4 s deadline, none at or after it
+    assert [t - attempts[0] for t in attempts] == [0, 0.0625, 0.125, 0.1875]
 
 
 def test_the_breaker_opens_once_whoever_trips_it() -> None:

@@ -23,10 +23,9 @@ import pytest
 
 from tests.support import peutil, wheelutil
 from tests.support.docs import page
-from tests.support.fixtures_build import SAMPLE_APP, extract, run_build
+from tests.support.fixtures_build import SAMPLE_APP, run_build
 from tests.support.helpers import run_cli
 from tests.support.markdown import code_blocks, section
-from tests.support.pki import TestPKI
 from tests.support.plugincheck import KmsBuild, check_kms_signed_wheel, toml_table
 
 BIN = Path(sys.executable).parent  # kmssign, delvewheel and python of the test environment
@@ -137,27 +136,6 @@ def test_repair_wheel_command_leaves_one_signed_wheel_in_dest_dir(
     else:
         assert names == expected
         assert wheel.read_bytes() == built.read_bytes()  # {wheel} itself is left as built
-
-
-@pytest.mark.slow
-@pytest.mark.mingw
-@pytest.mark.osslsigncode
-def test_signing_before_delvewheel_would_break_the_pyd(
-    win_wheel: tuple[Path, Path], pki: TestPKI, build_env: dict[str, str], tmp_path: Path
-) -> None:
-    """Why the recipe signs after delvewheel: it patches the .pyd's import table."""
-    built, native = win_wheel
-    identity = pki.identity()
-    wheel = shutil.copyfile(built, tmp_path / built.name)
-    env = with_path(build_env, BIN, native)
-    shell(f"kmssign wheel --key-file {identity.key_path} --cert {identity.cert_path} "
-          f"--chain {identity.chain_path} --no-timestamp {wheel}", tmp_path, env)
-    content = extract(wheel, tmp_path / "signed")
-    peutil.osslsigncode_verify(content / PYD, pki.root_pem)
-    shell(f"delvewheel repair -w {tmp_path / 'out'} {wheel}", tmp_path, env)
-    (repaired,) = (tmp_path / "out").glob("*.whl")
-    content = extract(repaired, tmp_path / "repaired")
-    peutil.osslsigncode_verify(content / PYD, pki.root_pem, expect_ok=False)
 
 
 # --- a third backend: flit ------------------------------------------------------------------

@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -23,16 +23,40 @@ class DeadlinePassed(TimeoutError):
     """The deadline of a network exchange passed before it was done."""
 
 
+class Clock(Protocol):
+    """Where a deadline reads the time and waits: the system's monotonic clock, or one a
+    test moves by hand."""
+
+    def monotonic(self) -> float: ...
+
+    def wait(self, event: threading.Event, timeout: float) -> bool:
+        """``event.wait(timeout)`` on this clock: True once set, False once timed out."""
+
+
+class SystemClock:
+    """The monotonic clock, and real waiting."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wait(self, event: threading.Event, timeout: float) -> bool:
+        return event.wait(timeout)
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
 class Deadline:
     """``seconds`` from now; what is left of it shrinks with every blocking step."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.seconds = seconds
-        self._end = time.monotonic() + seconds
+        self.clock = clock
+        self._end = clock.monotonic() + seconds
 
     def remaining(self) -> float:
         """Seconds left (zero or less once it has passed)."""
-        return self._end - time.monotonic()
+        return self._end - self.clock.monotonic()
 
     @property
     def passed(self) -> bool:
@@ -97,7 +121,7 @@ def call_within(deadline: Deadline, call: Callable[[], T], *, name: str) -> T:
             done.set()
 
     _hand_off(run, name)
-    if not done.wait(max(0.0, deadline.remaining())):
+    if not deadline.clock.wait(done, max(0.0, deadline.remaining())):
         raise DeadlinePassed(f"deadline of {deadline.seconds:g} s passed")
     if errors:
         raise errors[0]
