@@ -23,7 +23,7 @@ HOWTO = ROOT / "docs" / "how-to"
 @pytest.mark.osslsigncode
 @pytest.mark.posix
 def test_the_softhsm2_try_runs_as_written(tmp_path: Path) -> None:
-    page = (HOWTO / "pkcs11.md").read_text()
+    page = (HOWTO / "pkcs11.md").read_text(encoding="utf-8")
     (block,) = code_blocks(section(page, "## A local try with SoftHSM2"))
     script = "\n".join(line for line in block.splitlines()
                        if not line.startswith("sudo apt-get"))  # installed here already
@@ -41,16 +41,16 @@ def test_the_softhsm2_try_runs_as_written(tmp_path: Path) -> None:
 
 
 def test_the_pkcs11_settings_table_is_the_code_s() -> None:
-    text = section((HOWTO / "pkcs11.md").read_text(), "## Settings")
+    text = section((HOWTO / "pkcs11.md").read_text(encoding="utf-8"), "## Settings")
     for key in (k for k in config.KEYS if k.startswith("pkcs11-")):
         env = config.ENV_PREFIX + key.upper().replace("-", "_")
         assert f"| `{key}` | `--{key}` | `{env}` |" in text
 
 
 def test_the_pages_link_each_other() -> None:
-    signers = (HOWTO / "signers.md").read_text()
+    signers = (HOWTO / "signers.md").read_text(encoding="utf-8")
     assert "(pkcs11.md)" in signers and "(two-step.md)" in signers
-    assert "(two-step.md)" in (HOWTO / "pkcs11.md").read_text()
+    assert "(two-step.md)" in (HOWTO / "pkcs11.md").read_text(encoding="utf-8")
 
 
 def test_the_two_step_workflow_is_valid_and_uses_real_commands() -> None:
@@ -58,7 +58,7 @@ def test_the_two_step_workflow_is_valid_and_uses_real_commands() -> None:
 
     from kmssign.frontends.cli.main import build_parser
 
-    page = (HOWTO / "two-step.md").read_text()
+    page = (HOWTO / "two-step.md").read_text(encoding="utf-8")
     (workflow,) = code_blocks(section(page, "## The GitHub Actions workflow"))
     jobs = yaml.safe_load(workflow)["jobs"]
     assert list(jobs) == ["build", "sign", "attach"]
