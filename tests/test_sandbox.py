@@ -124,3 +124,21 @@ def test_detach_returns_once_ready_and_kill_stops_it(tmp_path: Path) -> None:
         time.sleep(0.2)
     assert not (box / "sandbox.pid").exists() and not (box / "env.sh").exists()
     assert (box / "sandbox.log").read_text().splitlines()[-1] == "kmssign sandbox: stopped"
+
+
+@pytest.mark.parametrize("detach", [False, True], ids=["foreground", "detach"])
+def test_without_moto_it_says_which_extra_in_one_line(tmp_path: Path, detach: bool) -> None:
+    fake = tmp_path / "no-moto" / "moto"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise ImportError("No module named moto (a stand-in)")\n')
+    pythonpath = os.pathsep.join([str(fake.parent), *filter(None, [os.environ.get("PYTHONPATH")])])
+    box = tmp_path / "box"
+    proc = subprocess.run([*KMSSIGN, "sandbox", "--dir", str(box), *(["--detach"] * detach)],
+                          env={**os.environ, "PYTHONPATH": pythonpath}, cwd=tmp_path,
+                          capture_output=True, text=True, check=False, timeout=180)
+    assert proc.returncode != 0
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("kmssign: error: ") and line.count("kmssign: error:") == 1
+    assert "pip install 'kmssign[sandbox]'" in line
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (box / "env.sh").exists() and not (box / "sandbox.pid").exists()

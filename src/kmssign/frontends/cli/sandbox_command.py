@@ -78,9 +78,8 @@ def _detach(args: argparse.Namespace) -> int:
                 child.terminate()
                 child.wait()
             output = log_path.read_text(errors="replace").strip().splitlines()
-            raise KmsSignError(
-                "the sandbox did not start" + (f": {output[-1]}" if output else "")
-                + f" (see {log_path})")
+            reason = output[-1].removeprefix("kmssign: error: ") if output else "no output"
+            raise KmsSignError(f"the sandbox did not start: {reason} (see {log_path})")
         time.sleep(0.1)
     (directory / "sandbox.pid").write_text(f"{child.pid}\n")
     sys.stdout.write(log_path.read_text(errors="replace"))
