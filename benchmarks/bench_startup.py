@@ -11,7 +11,8 @@ standard-library modules only it uses, and its work on the file (key, certificat
 signature, self-check, atomic write). Both are started as the console script starts
 ``kmssign``. Prints the median wall and CPU (user + system) time of each, in
 interleaved rounds, and the ratio (target: 1.3x); ``kmssign --version`` and ``python -c
-pass`` for scale. Wall times on a shared machine are noisy; the CPU times less so.
+pass`` for scale. Wall times on a shared machine are noisy; the CPU times less so. The
+last line, ``RESULT {...}``, is for benchmarks/compare.py.
 A benchmark, not a test: it prints numbers, asserts nothing.
 """
 
@@ -103,6 +104,11 @@ def main() -> None:
     ratio = wall["kmssign sign (small file)"] / wall[base]
     print(f"kmssign sign of one small file / the same libraries imported: {ratio:.2f}x "
           f"(target <= 1.3x): {'OK' if ratio <= 1.3 else 'MISSED'}")
+    print("RESULT " + json.dumps({
+        "bench": "startup", "sign_s": wall["kmssign sign (small file)"], "libraries_s": wall[base],
+        "version_s": wall["kmssign --version"], "python_s": wall["python -c pass"],
+        "ratio": ratio, "cpu_ratio": cpu["kmssign sign (small file)"] / cpu[base],
+    }))
 
 
 if __name__ == "__main__":

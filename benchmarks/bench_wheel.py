@@ -18,17 +18,22 @@ Then measures, as whole processes in interleaved rounds (page cache warm, dirty 
 written back before each run): ``cp`` of the wheel (no reflink), ``kmssign sign`` of the
 five PE files as loose files, and ``kmssign wheel WHEEL -w DIR`` (all with a key file and
 no timestamp), and prints the median wall times, kmssign's peak RSS, and the ratio of
-``kmssign wheel`` to the sum of the two others. Targets (issue 14): at most 1.3x that
+``kmssign wheel`` to the sum of the two others. Targets (issue 24): at most 1.6x that
 sum, at most 100 MiB peak RSS. ``kmssign verify`` of the wheel (which reads and hashes
-every member) is timed too, to show what checking RECORD costs, and ``kmssign wheel``
-without ISA-L (the ``isal`` package of ``kmssign[fast]``), zlib doing the inflating and
-deflating. The wheel is made in a child process: a child's peak RSS starts from its
-parent's size, so this process stays small.
+every member) is timed too, to show what checking RECORD costs. Whether ISA-L (the
+``isal`` package of ``kmssign[fast]``) or zlib inflates and deflates is the install's:
+benchmarks/compare.py runs this on the default install and on ``[fast]``. The last
+line, ``RESULT {...}``, is for compare.py. The wheel is made in a child process: a
+child's peak RSS starts from its parent's size, so this process stays small.
 A benchmark, not a test: it prints numbers, asserts nothing.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import importlib.util
+import json
 import os
 import platform
 import random
@@ -48,7 +53,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sign import compile_kmssign, measure  # noqa: E402
 from tests.support.peutil import LAUNCHERS  # noqa: E402
 from tests.support.pki import TestPKI  # noqa: E402
-from tests.support.wheelutil import record_of  # noqa: E402
 
 MIB = 1 << 20
 PE_COUNT, PE_SIZE = 5, 10 * MIB
@@ -57,6 +61,16 @@ WORDS = [
     "def", "return", "self", "import", "from", "class", "for", "in", "if", "else", "None",
     "value", "result", "index", "items", "name", "path", "data", "True", "False", "len",
 ]
+
+
+def record_of(files: dict[str, bytes], record_name: str) -> bytes:
+    """RECORD listing ``files`` (tests/support/wheelutil's needs pytest; the default
+    install this also runs on has none)."""
+    def digest(data: bytes) -> str:
+        return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode().rstrip("=")
+
+    rows = [f"{name},sha256={digest(data)},{len(data)}" for name, data in files.items()]
+    return "".join(f"{row}\n" for row in [*rows, f"{record_name},,"]).encode()
 
 
 def text_block(rng: random.Random, size: int) -> bytes:
@@ -122,6 +136,10 @@ def make_wheel(path: Path, loose: Path, content: str) -> None:
         archive.writestr(record_name, record_of(files, record_name))
 
 
+def have_isal() -> bool:
+    return importlib.util.find_spec("isal") is not None
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--make"]:
         make_wheel(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4])
@@ -148,12 +166,9 @@ def main() -> None:
                 *kmssign, "sign", *(str(loose / f"{n}.dll") for n in range(PE_COUNT)), *key,
             ],
             "kmssign wheel": [*kmssign, "wheel", str(wheel), "-w", str(out_dir), *key],
-            "kmssign wheel (zlib, no isal)": [
-                sys.executable, "-c", "import sys; sys.modules['isal'] = None; "
-                "from kmssign.frontends.cli.main import main; sys.exit(main())",
-                "wheel", str(wheel), "-w", str(out_dir), *key,
-            ],
-            "kmssign verify (wheel)": [*kmssign, "verify", str(wheel), "--quiet"],
+            # RECORD and every member checked; the members are not signed yet
+            "kmssign verify (wheel)": [*kmssign, "verify", str(wheel), "--allow-unsigned",
+                                       "--quiet"],
         }
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in tools}
         compile_kmssign()
@@ -182,9 +197,16 @@ def main() -> None:
     floor = wall["cp (the wheel)"] + wall["kmssign sign (5 PE files)"]
     ratio = wall["kmssign wheel"] / floor
     rss = max(r for _, r in results["kmssign wheel"])
-    print(f"kmssign wheel targets: time <= 1.3x (cp + sign) = {1.3 * floor:.3f} s: "
-          f"{ratio:.2f}x {'OK' if ratio <= 1.3 else 'MISSED'}; peak RSS <= 100 MiB: "
+    print(f"kmssign wheel targets: time <= 1.6x (cp + sign) = {1.6 * floor:.3f} s: "
+          f"{ratio:.2f}x {'OK' if ratio <= 1.6 else 'MISSED'}; peak RSS <= 100 MiB: "
           f"{rss:.1f} MiB {'OK' if rss <= 100 else 'MISSED'}")
+    print(f"RECORD's check alone (kmssign verify of the wheel) is "
+          f"{wall['kmssign verify (wheel)'] / floor:.2f}x (cp + sign)")
+    print("RESULT " + json.dumps({
+        "bench": "wheel", "content": content, "isal": have_isal(), "wheel_s": wall["kmssign wheel"],
+        "cp_s": wall["cp (the wheel)"], "sign_s": wall["kmssign sign (5 PE files)"],
+        "verify_s": wall["kmssign verify (wheel)"], "ratio": ratio, "rss_mib": rss,
+    }))
 
 
 if __name__ == "__main__":
