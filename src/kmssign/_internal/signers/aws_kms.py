@@ -131,11 +131,8 @@ class KmsSigner:
             parts = key_id.split(":")
             if len(parts) > 3 and parts[3]:
                 region = parts[3]  # a key ARN names its region; KMS wants that one
-        if region is None:
-            # AWS's order: the setting, AWS_REGION, AWS_DEFAULT_REGION, the profile's
-            # region. botocore reads only the last two (and CI systems and AWS's own
-            # GitHub action set AWS_REGION).
-            region = os.environ.get("AWS_REGION", "").strip() or None
+        if region is None:  # AWS's order: the setting, AWS_REGION, then botocore's own
+            region = os.environ.get("AWS_REGION", "").strip() or None  # (it skips AWS_REGION)
         retries: Any = {}  # botocore's retry dict
         if not os.environ.get("AWS_RETRY_MODE"):
             retries["mode"] = RETRY_MODE

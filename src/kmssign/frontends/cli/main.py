@@ -479,11 +479,10 @@ def _main(argv: Sequence[str] | None) -> int:
             return int(commands.run(args))
         except ConfigError as exc:
             for problem in exc.problems:
-                print(f"kmssign: error: {printable(flag_wording(problem) or '')}",
-                      file=sys.stderr)
+                print(f"kmssign: error: {printable(flag_wording(problem))}", file=sys.stderr)
             return EXIT_USAGE
         except KmsSignError as exc:
-            print(f"kmssign: error: {printable(flag_wording(str(exc)) or '')}", file=sys.stderr)
+            print(f"kmssign: error: {printable(flag_wording(str(exc)))}", file=sys.stderr)
             return exit_code_for(exc)
         except KeyboardInterrupt as exc:  # cleaned up while SIGTERM still interrupts
             return _interrupted(exc)

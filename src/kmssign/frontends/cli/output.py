@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, TextIO
+from typing import Any, TextIO, overload
 
 from kmssign.api import FileResult, Report
 from kmssign.errors import printable
@@ -21,6 +21,10 @@ _FLAG_WORDING = (
 )
 
 
+@overload
+def flag_wording(text: str) -> str: ...
+@overload
+def flag_wording(text: None) -> None: ...
 def flag_wording(text: str | None) -> str | None:
     """A library message as the CLI says it: the settings named by the flags that set them."""
     if text is None:
@@ -34,7 +38,7 @@ def describe(result: FileResult) -> str:
     """One line for one file: ``signed: path (signer, sha256, timestamp ...)``, or
     ``signed: path -> output (...)`` when the signed file went elsewhere (``-o``).
     Control characters and undecodable bytes in names and reasons are escaped."""
-    return printable(flag_wording(_describe(result)) or "")
+    return printable(flag_wording(_describe(result)))
 
 
 def _describe(result: FileResult) -> str:
