@@ -17,14 +17,16 @@ from kmssign._internal.engine.atomic import (
     check_writable,
 )
 from kmssign._internal.engine.batch import OnResult, OnStart, discovered, unusable
-from kmssign._internal.engine.discovery import find_wheels, is_wheel_name
+from kmssign._internal.engine.discovery import discover, find_wheels, is_wheel_name, selected
 from kmssign._internal.engine.pipeline import Pipeline, run_simple
 from kmssign._internal.engine.report import FileResult, Outcome, Report, Status
 from kmssign._internal.engine.signing import (
     Log,
     Prepared,
+    already_signed,
     complete_file,
     create_signer,
+    file_sha256,
     nolog,
     open_session,
     plan_file,
@@ -47,14 +49,18 @@ __all__ = [
     "Report",
     "Status",
     "abort_all",
+    "already_signed",
     "atomic_output",
     "attach_signatures",
     "build_csr",
     "create_signer",
     "digest_files",
+    "discover",
+    "file_sha256",
     "looks_like_pe",
     "parse_subject",
     "public_key_pem",
+    "selected",
     "sign_digests",
     "sign_files",
     "sign_wheels",

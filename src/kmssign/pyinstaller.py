@@ -36,9 +36,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kmssign import api
-from kmssign._internal.engine.discovery import discover, selected
-from kmssign._internal.engine.signing import already_signed, file_sha256
-from kmssign._internal.pe.image import looks_like_pe
 from kmssign.config import DISABLE_VARIABLE, Settings, disabled, load_settings
 from kmssign.errors import ConfigError, KmsSignError, SigningError
 from kmssign.signers import Signer, Timestamper
@@ -150,14 +147,15 @@ def _sign_bundled(
             source = Path(src) if src else None
             if typecode not in _FILE_TYPECODES or source is None or not source.is_file():
                 continue
-            if not looks_like_pe(source):
+            if not api.looks_like_pe(source):
                 continue
-            if not selected(dest.replace("\\", "/"), settings.include, settings.exclude):
+            if not api.selected(dest.replace("\\", "/"), settings.include, settings.exclude):
                 continue
-            if settings.skip_signed and (kept := already_signed(source)) is not None:
+            if settings.skip_signed and (kept := api.already_signed(source)) is not None:
                 report.results.append(kept)  # skipped, or failed: a broken signature
                 continue
-            key = hashlib.sha256(file_sha256(source).encode() + b"\0" + identity).hexdigest()[:32]
+            content = api.file_sha256(source).encode()
+            key = hashlib.sha256(content + b"\0" + identity).hexdigest()[:32]
             copy = cache / key / Path(dest.replace("\\", "/")).name
             swaps.append((toc, index, copy))
             if copy.is_file():
@@ -262,11 +260,11 @@ def _sign_outputs(
     path = _output_path(target)
     if not path.exists():
         raise ConfigError(f"{path}: no such file or directory")
-    if path.is_file() and not looks_like_pe(path):
+    if path.is_file() and not api.looks_like_pe(path):
         logger.info("kmssign: %s is not a PE file (not a Windows build); left unsigned", path)
         return api.Report()
     settings = _settings(config, overrides)
-    found = discover([path], settings.include, settings.exclude)
+    found = api.discover([path], settings.include, settings.exclude)
     if found.problems:  # an output that cannot be read (or listed) is not left unsigned
         failed = api.Report([api.FileResult(p, "failed", reason=r) for p, r in found.problems])
         raise SigningError(_failure_message("output file(s)", failed))
@@ -278,14 +276,14 @@ def _sign_outputs(
             1
             for root, _dirs, names in os.walk(path)
             for name in names
-            if not looks_like_pe(Path(root, name))
+            if not api.looks_like_pe(Path(root, name))
         )
         if others:
             logger.info("kmssign: %d files in %s are not PE files; left as they are", others, path)
     report = api.Report()
     todo: list[Path] = []
     for file in found.files:
-        if settings.skip_signed and (kept := already_signed(file)) is not None:
+        if settings.skip_signed and (kept := api.already_signed(file)) is not None:
             report.results.append(kept)  # skipped, or failed: a broken signature
         else:
             todo.append(file)
