@@ -47,8 +47,8 @@ def kmssign_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def clean_environment(tmp_path: Path, wheels: Path) -> dict[str, str]:
-    """No KMSSIGN_*, AWS_*, PYTHONPATH or test virtual environment; python3 is the
-    interpreter this one was made from; pip finds kmssign in ``wheels`` only."""
+    """No KMSSIGN_*, AWS_*, PYTHON* or test virtual environment; python3 is the
+    interpreter this one was made from; pip finds kmssign in ``wheels`` (not on any index)."""
     venv_bin = str(Path(sys.executable).parent)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -56,11 +56,14 @@ def clean_environment(tmp_path: Path, wheels: Path) -> dict[str, str]:
     (bin_dir / "python3").symlink_to(base)
     path = [str(bin_dir), *(p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin)]
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("KMSSIGN_", "AWS_", "PYTHON", "VIRTUAL_ENV", "PIP_"))}
+           if not k.startswith(("KMSSIGN_", "AWS_", "PYTHON", "VIRTUAL_ENV"))}
+    # pip's own configuration (an index mirror, certificates) stays; kmssign's wheel is
+    # added to the places it finds links in.
+    links = [str(wheels), *os.environ.get("PIP_FIND_LINKS", "").split()]
     configured = subprocess.run([sys.executable, "-m", "pip", "config", "get",
                                  "global.find-links"], capture_output=True, text=True)
-    links = [str(wheels), *configured.stdout.split()] if configured.returncode == 0 else [
-        str(wheels)]
+    if configured.returncode == 0:
+        links += configured.stdout.split()
     env.update(PATH=os.pathsep.join(path), HOME=str(tmp_path / "home"),
                PIP_FIND_LINKS=" ".join(links), PIP_DISABLE_PIP_VERSION_CHECK="1")
     return env
