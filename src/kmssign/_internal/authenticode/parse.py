@@ -16,7 +16,7 @@ from cryptography import x509
 
 from kmssign._internal.authenticode import asn1
 from kmssign._internal.cms import structures
-from kmssign._internal.cms.algorithms import HASHES, digest_name
+from kmssign._internal.cms.algorithms import digest_name
 from kmssign._internal.cms.signerinfo import (
     SignerInfo,
     attribute_name,
@@ -28,6 +28,7 @@ from kmssign._internal.cms.signerinfo import (
 from kmssign._internal.cms.signerinfo import check_signature as check_signer_signature
 from kmssign._internal.cms.structures import PARSE_ERRORS
 from kmssign._internal.der import children, contents, read
+from kmssign._internal.digests import HASHES
 from kmssign.errors import MalformedSignatureError, VerificationError, plain_reason
 
 MAX_NESTING = 4  # nested signatures inside nested signatures, as deep as anyone goes

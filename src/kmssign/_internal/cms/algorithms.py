@@ -11,18 +11,11 @@ from typing import Any
 
 from asn1crypto import algos
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from kmssign._internal.cms.structures import algorithm
+from kmssign._internal.digests import HASHES
 from kmssign.errors import VerificationError
-
-HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "sha1": hashes.SHA1,
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
-}
 
 
 def digest_bytes(name: str, data: bytes) -> bytes:

@@ -14,7 +14,6 @@ from asn1crypto import x509 as asn1_x509
 
 from kmssign._internal.cms import structures
 from kmssign._internal.cms.algorithms import (
-    HASHES,
     digest_bytes,
     digest_name,
     key_fits,
@@ -22,6 +21,7 @@ from kmssign._internal.cms.algorithms import (
     verify_raw_signature,
 )
 from kmssign._internal.der import contents
+from kmssign._internal.digests import HASHES
 from kmssign.errors import VerificationError
 
 Attributes = dict[str, list[bytes]]  # attribute name (or dotted OID) -> its value elements

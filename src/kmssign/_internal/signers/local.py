@@ -7,17 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from kmssign._internal.digests import HASHES
 from kmssign.errors import KeyFileError
 from kmssign.signers import DigestName, KeyType
 
-HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
-}
 CURVE_DIGESTS: dict[str, DigestName] = {
     "secp256r1": "sha256",
     "secp384r1": "sha384",
