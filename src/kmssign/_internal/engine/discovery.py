@@ -49,6 +49,8 @@ def matches(relative: str, patterns: Iterable[str]) -> bool:
 
 
 def selected(relative: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """Whether ``relative`` (a path under a directory argument, or inside a wheel) passes
+    the ``include`` globs (none: everything) and none of the ``exclude`` globs."""
     if include and not matches(relative, include):
         return False
     return not (exclude and matches(relative, exclude))

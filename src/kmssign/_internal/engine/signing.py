@@ -49,6 +49,7 @@ def nolog(_message: str) -> None:
 
 
 def file_sha256(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, in hex (read in 1 MiB pieces)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
