@@ -262,7 +262,9 @@ def nav_pages(nav: Any) -> set[str]:
 def test_every_page_is_in_the_navigation_and_every_entry_exists() -> None:
     site = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=_Loader)
     assert site["strict"] is True
-    assert nav_pages(site["nav"]) == set(pages())
+    listed, present = nav_pages(site["nav"]), set(pages())
+    assert not present - listed, f"add these pages to mkdocs.yml's nav: {present - listed}"
+    assert not listed - present, f"mkdocs.yml's nav names missing pages: {listed - present}"
 
 
 def test_every_generated_part_is_named_by_a_page() -> None:
