@@ -142,3 +142,17 @@ def test_without_moto_it_says_which_extra_in_one_line(tmp_path: Path, detach: bo
     assert "pip install 'kmssign[sandbox]'" in line
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (box / "env.sh").exists() and not (box / "sandbox.pid").exists()
+
+
+@pytest.mark.osslsigncode
+def test_an_ec_key_spec_signs_with_its_curves_digest(tmp_path: Path) -> None:
+    process = SandboxProcess([*KMSSIGN, "sandbox", "--key-spec", "ECC_NIST_P384"],
+                             tmp_path / "box", tmp_path / "log", cwd=tmp_path).start()
+    try:
+        target = peutil.copy_sample(peutil.LAUNCHERS["t64.exe"], tmp_path, "ec.exe")
+        out = run(["sign", str(target)], process.variables(), tmp_path)
+        assert "sha384" in out, out  # P-384 is bound to SHA-384
+        root = process.directory / "root.pem"
+        peutil.osslsigncode_verify(target, root, tsa_ca=root)
+    finally:
+        assert process.stop() == 0
