@@ -18,6 +18,7 @@ tests. ``python docs/_gen/reference.py DIR`` writes the generated Markdown into 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -39,10 +40,23 @@ class Undocumented(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    os.environ["COLUMNS"] = "100"  # argparse wraps usage lines at the terminal's width
     from kmssign.frontends.cli.main import build_parser
 
     return build_parser()
+
+
+@contextlib.contextmanager
+def _columns(width: int = 100) -> Iterator[None]:
+    """argparse wraps usage at the terminal's width (COLUMNS): the same on every machine."""
+    saved = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(width)
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = saved
 
 
 def subcommands(parser: argparse.ArgumentParser | None = None) -> dict[str, Any]:
@@ -123,6 +137,11 @@ def _option_row(action: argparse.Action, command: str) -> str:
 
 def cli_markdown() -> str:
     """The command line reference: one section per subcommand."""
+    with _columns():
+        return _cli_markdown()
+
+
+def _cli_markdown() -> str:
     parser = _parser()
     helps = subcommand_help(parser)
     out = ["```", parser.format_usage().replace("usage: ", "").strip(), "```", "",
