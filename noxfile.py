@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import nox
@@ -74,12 +75,18 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The benchmarks: one 512 MiB file, 300 files against latency-injected services, and
-    a 174 MiB wheel."""
+    """The benchmarks (one 512 MiB file, 300 files against latency-injected services, a
+    short run, a 174 MiB wheel) on the default install and on [fast], side by side
+    (benchmarks/compare.py; ``nox -s bench -- --quick`` checks that they run)."""
     session.install("-e", ".[test]")
-    session.run("python", "benchmarks/bench_sign.py", *session.posargs)
-    session.run("python", "benchmarks/bench_batch.py")
-    session.run("python", "benchmarks/bench_wheel.py")
+    bin_dir = "Scripts" if sys.platform == "win32" else "bin"
+    fast = Path(session.virtualenv.location) / bin_dir / "python"
+    default = Path(session.virtualenv.location) / "default-install"
+    session.run("python", "-m", "venv", "--clear", str(default))
+    session.run(str(default / bin_dir / "python"), "-m", "pip", "install", "-q", "-e", ".",
+                external=True)
+    session.run("python", "benchmarks/compare.py", "--default",
+                str(default / bin_dir / "python"), "--fast", str(fast), *session.posargs)
 
 
 @nox.session
