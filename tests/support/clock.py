@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
+from kmssign._internal.net import deadline
+
 
 class ManualClock:
     """Monotonic time that only moves when :meth:`advance` is called."""
@@ -35,3 +39,15 @@ class ManualClock:
                     return False
                 self._changed.wait(0.001)
             return True
+
+    def sleep(self, seconds: float) -> None:
+        """A pause (a retry's backoff) takes no real time: the clock moves on."""
+        self.advance(seconds)
+
+
+def install(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
+    """A ManualClock as the clock every deadline and retry pause of kmssign uses, for one
+    test; the test's fake servers move it instead of sleeping."""
+    clock = ManualClock()
+    monkeypatch.setattr(deadline, "CLOCK", clock)
+    return clock

@@ -11,6 +11,11 @@ without a reply.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.support.clock import ManualClock
+
 import json
 import threading
 import time
@@ -30,6 +35,9 @@ class KmsProxy:
         self.latency = latency
         self.rules: list[Rule] = []
         self.hanging: set[str] = set()
+        # a test's clock (tests/support/clock.py): a hanging call moves it an hour on,
+        # past any deadline, and then hangs
+        self.clock: ManualClock | None = None
         self.dropping: set[str] = set()
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -56,6 +64,8 @@ class KmsProxy:
                     nth = proxy.calls[operation]
                 if operation in proxy.hanging or operation in proxy.dropping:
                     if operation in proxy.hanging:
+                        if proxy.clock is not None:
+                            proxy.clock.advance(3600)
                         proxy._stopping.wait()
                     self.close_connection = True
                     return

@@ -32,6 +32,11 @@ about twice the RSA signature itself. What is the same for every token of a sign
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.support.clock import ManualClock
+
 import base64
 import contextlib
 import datetime as dt
@@ -370,6 +375,9 @@ class LoopbackTSA:
         self._serials = itertools.count(1)
         self._stop_sleeping = threading.Event()
         self.latency = 0.0  # seconds added to every reply (benchmarks)
+        # a test's clock (tests/support/clock.py): ``trickle`` then moves it a
+        # TRICKLE_INTERVAL per byte instead of waiting
+        self.clock: ManualClock | None = None
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.tsa = self  # type: ignore[attr-defined]
@@ -401,6 +409,16 @@ class LoopbackTSA:
             b"HTTP/1.1 200 OK\r\nContent-Type: application/timestamp-reply\r\nX-Trickle: ",
             itertools.repeat(ord("."))
         )
+        clock = self.clock
+        if clock is not None:  # a byte per TRICKLE_INTERVAL of the test's clock
+            end = clock.monotonic() + TRICKLE_SECONDS
+            for byte in reply:
+                if clock.monotonic() > end or self._stop_sleeping.is_set():
+                    return
+                wfile.write(bytes([byte]))
+                wfile.flush()
+                clock.advance(TRICKLE_INTERVAL)
+            return
         end = time.monotonic() + TRICKLE_SECONDS
         for byte in reply:
             if time.monotonic() > end or self._stop_sleeping.wait(TRICKLE_INTERVAL):

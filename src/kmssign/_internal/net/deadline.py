@@ -32,6 +32,8 @@ class Clock(Protocol):
     def wait(self, event: threading.Event, timeout: float) -> bool:
         """``event.wait(timeout)`` on this clock: True once set, False once timed out."""
 
+    def sleep(self, seconds: float) -> None: ...
+
 
 class SystemClock:
     """The monotonic clock, and real waiting."""
@@ -42,17 +44,26 @@ class SystemClock:
     def wait(self, event: threading.Event, timeout: float) -> bool:
         return event.wait(timeout)
 
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
 
 SYSTEM_CLOCK = SystemClock()
+CLOCK: Clock = SYSTEM_CLOCK  # what deadlines and retry pauses use unless given one
+
+
+def clock() -> Clock:
+    """The clock in use (tests replace :data:`CLOCK` with one they move)."""
+    return CLOCK
 
 
 class Deadline:
     """``seconds`` from now; what is left of it shrinks with every blocking step."""
 
-    def __init__(self, seconds: float, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, seconds: float, *, clock: Clock | None = None) -> None:
         self.seconds = seconds
-        self.clock = clock
-        self._end = clock.monotonic() + seconds
+        self.clock = clock or CLOCK
+        self._end = self.clock.monotonic() + seconds
 
     def remaining(self) -> float:
         """Seconds left (zero or less once it has passed)."""

@@ -12,7 +12,6 @@ import http.client
 import secrets
 import socket
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,7 +24,7 @@ from kmssign._internal.cms.algorithms import digest_bytes
 from kmssign._internal.cms.structures import encoded
 from kmssign._internal.cms.timestamps import TokenInfo, check_token
 from kmssign._internal.der import der, der_integer
-from kmssign._internal.net import defaults
+from kmssign._internal.net import deadline, defaults
 from kmssign._internal.net.breaker import CircuitBreaker
 from kmssign._internal.timestamp.transport import http_post
 from kmssign.errors import (
@@ -165,7 +164,7 @@ class TimestampClient:
         backoff: float = 1.0,
         log: Callable[[str], None] | None = None,
         post: PostFn | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         problems = []
         if not urls:
@@ -187,7 +186,7 @@ class TimestampClient:
         self.backoff = backoff
         self._log = log or (lambda message: None)
         self._post: PostFn = post or http_post
-        self._sleep = sleep
+        self._sleep = sleep or (lambda seconds: deadline.clock().sleep(seconds))
         self._log_lock = threading.Lock()
         self._breaker = CircuitBreaker()
 
