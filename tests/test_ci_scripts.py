@@ -213,9 +213,11 @@ def test_no_expression_is_interpolated_into_a_script(path: Path) -> None:
         assert "${{" not in run, run
 
 
-def test_action_inputs_are_the_documented_five() -> None:
+def test_action_inputs_are_the_documented_six() -> None:
     action = yaml.safe_load(ACTION.read_text(encoding="utf-8"))
-    assert list(action["inputs"]) == ["files", "key-id", "certificate", "timestamp-urls", "region"]
+    assert list(action["inputs"]) == [
+        "files", "key-id", "certificate", "timestamp-urls", "region", "ca"
+    ]
     assert action["runs"]["using"] == "composite"
 
 
@@ -282,6 +284,7 @@ def test_action_installs_signs_verifies_and_writes_the_summary(
         "certificate": exported["KMSSIGN_CERTIFICATE"],
         "timestamp-urls": f"{exported['KMSSIGN_TIMESTAMP_URLS']},",
         "region": exported["AWS_REGION"],
+        "ca": exported["CI_ROOT_PEM"],  # the test PKI, not Microsoft's root program
     }
     outputs = run_action(inputs, base_env, workdir, runner)
 

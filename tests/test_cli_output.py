@@ -95,7 +95,8 @@ def test_output_option_names_the_file_written(capsys, pki: TestPKI, samples, tmp
     assert entry["sha256_before"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert entry["sha256_after"] == hashlib.sha256(dst.read_bytes()).hexdigest()
     peutil.osslsigncode_verify(dst, pki.root_pem)
-    for command in (("verify", str(dst)), ("sign", "--dry-run", str(src), *sign_args(identity))):
+    for command in (("verify", "--ca", str(pki.root_pem), str(dst)),
+                    ("sign", "--dry-run", str(src), *sign_args(identity))):
         code, out, err = run_cli(capsys, *command, "--json")
         assert code == 0, err
         assert [f["format"] for f in json.loads(out)["files"]] == ["pe"]

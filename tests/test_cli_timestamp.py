@@ -181,7 +181,7 @@ def test_timestamp_command_stamps_nested_signatures_too(
     path = samples["t64.exe"]
     _sign_twice(capsys, pki, path)
     assert signature_states(path, pki) == [("sha256", False), ("sha384", False)]
-    code, out, _ = run_cli(capsys, "verify", str(path))
+    code, out, _ = run_cli(capsys, "verify", "--no-chain", str(path))
     assert code == 0
     assert "nested signature: " in out and ", sha384, no timestamp; chain not checked" in out
     before = tsa.count("tsa")

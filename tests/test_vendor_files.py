@@ -176,10 +176,14 @@ def test_kmssign_verify_agrees_with_osslsigncode_on_vendor_signatures(
     )
     assert code == 0, record
     assert ours == theirs.signatures
-    # without roots: the digest and signature checks alone, and it says so
-    code, record, unchecked = kmssign_verify(path)
+    # without --ca: Microsoft's trusted root program, as Windows, and the line says so
+    code, record, default = kmssign_verify(path, "--require-timestamp")
+    assert code == 0 and default == ours, record
+    assert record["reason"].endswith("trust: Microsoft's root program")
+    # --no-chain: the digest and signature checks alone, and it says so
+    code, record, unchecked = kmssign_verify(path, "--no-chain")
     assert code == 0 and unchecked == ours
-    assert "chain not checked" in record["reason"]
+    assert "chain not checked (--no-chain)" in record["reason"]
 
 
 def test_verify_against_a_real_root_bundle_prints_only_our_notes(

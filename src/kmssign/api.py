@@ -33,9 +33,9 @@ from kmssign._internal.engine.signing import (
     prepare_file,
 )
 from kmssign._internal.engine.stamping import timestamp_file
-from kmssign._internal.engine.verifying import verify_one
+from kmssign._internal.engine.verifying import trust_anchors, verify_one
 from kmssign._internal.pe.image import looks_like_pe
-from kmssign._internal.pki.certs import certificate_notes, load_roots
+from kmssign._internal.pki.certs import certificate_notes
 from kmssign._internal.pki.csr import build_csr, parse_subject, public_key_pem
 from kmssign.config import Settings
 from kmssign.errors import ConfigError, FileAccessError
@@ -242,7 +242,7 @@ def verify_files(
     paths: Iterable[Path | str],
     settings: Settings | None = None,
     *,
-    roots: Sequence[Path] = (),
+    roots: Sequence[Path] | None = None,
     tsa_roots: Sequence[Path] = (),
     require_timestamp: bool = False,
     require_signed: bool = True,
@@ -257,12 +257,15 @@ def verify_files(
     ``unsigned``, not failed). Wheels (``*.whl`` given, or below a directory given) are
     verified as :func:`verify_wheels` does. Changes no file: temporary files that kmssign
     runs left are only noted. ``settings`` gives ``include``, ``exclude`` and ``jobs``, as
-    for :func:`sign_files`."""
+    for :func:`sign_files`.
+
+    Trust: ``roots`` None (the default) checks signer and TSA chains against Microsoft's
+    trusted root program, as Windows does; root certificate files replace it (and
+    ``tsa_roots`` replaces them for timestamps); an empty sequence checks no chain."""
     allow_unsigned = allow_unsigned or not require_signed
     settings = settings_from_keywords(settings, old, "verify_files")
     include, exclude, jobs = settings.include, settings.exclude, settings.jobs
-    root_certs = load_roots(roots)
-    tsa_certs = load_roots(tsa_roots)
+    root_certs, tsa_certs = trust_anchors(roots, tsa_roots)
     given = [Path(p) for p in paths]
     named_wheels = [p for p in given if is_wheel_name(p) and os.path.isfile(p)]
     loose = [p for p in given if p not in named_wheels]
@@ -342,7 +345,7 @@ def verify_wheels(
     paths: Iterable[Path | str],
     settings: Settings | None = None,
     *,
-    roots: Sequence[Path] = (),
+    roots: Sequence[Path] | None = None,
     tsa_roots: Sequence[Path] = (),
     require_timestamp: bool = False,
     require_signed: bool = True,
@@ -356,14 +359,13 @@ def verify_wheels(
     :func:`verify_files` verifies a loose file (results named ``wheel!member``). An
     unsigned member fails as an unsigned loose file does; with ``allow_unsigned`` it is
     reported ``unsigned`` without failing (``require_signed=False``, of earlier
-    versions, means the same)."""
+    versions, means the same). ``roots`` and ``tsa_roots`` as for :func:`verify_files`."""
     allow_unsigned = allow_unsigned or not require_signed
     from kmssign._internal.engine import wheelverify  # the wheel and zip stack: wheels only
 
     settings = settings_from_keywords(settings, old, "verify_wheels")
 
-    root_certs = load_roots(roots)
-    tsa_certs = load_roots(tsa_roots)
+    root_certs, tsa_certs = trust_anchors(roots, tsa_roots)
     wheels, problems = find_wheels([Path(p) for p in paths])
     if on_start:
         on_start(len(wheels) + len(problems))

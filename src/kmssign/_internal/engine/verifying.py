@@ -10,6 +10,7 @@ from cryptography import x509
 from kmssign._internal.authenticode.verify import VerifiedFile, VerifiedSignature, verify_signed
 from kmssign._internal.engine.formats import open_signable
 from kmssign._internal.engine.report import FileResult
+from kmssign._internal.pki.certs import Anchors, load_roots
 from kmssign.errors import UnsignedError, VerificationError
 
 
@@ -17,6 +18,35 @@ def _nested_note(signature: VerifiedSignature) -> str:
     when = signature.timestamp
     stamp = f"timestamp {when:%Y-%m-%dT%H:%M:%SZ}" if when is not None else "no timestamp"
     return f"nested signature: {signature.signer}, {signature.digest}, {stamp}"
+
+
+def trust_anchors(
+    roots: Sequence[Path] | None, tsa_roots: Sequence[Path] = ()
+) -> tuple[list[x509.Certificate], list[x509.Certificate]]:
+    """(signer roots, TSA roots): Microsoft's root program for code signing and for
+    timestamping when ``roots`` is None; else the roots in those files (``tsa_roots``
+    for timestamps when given); none at all (no chain check) for an empty ``roots``."""
+    if roots is None and not tsa_roots:
+        from kmssign._internal.pki.msroots import (
+            CODE_SIGNING,
+            TIME_STAMPING,
+            microsoft_anchors,
+        )
+
+        return microsoft_anchors(CODE_SIGNING), microsoft_anchors(TIME_STAMPING)
+    if roots is None:
+        from kmssign._internal.pki.msroots import CODE_SIGNING, microsoft_anchors
+
+        signer: list[x509.Certificate] = microsoft_anchors(CODE_SIGNING)
+    else:
+        signer = Anchors(load_roots(roots)) if roots else []
+    return signer, (Anchors(load_roots(tsa_roots)) if tsa_roots else [])
+
+
+def _trust_note(roots: Sequence[x509.Certificate]) -> str:
+    if not roots:
+        return "chain not checked (no trusted roots given)"
+    return f"trust: {roots.label if isinstance(roots, Anchors) else Anchors.label}"
 
 
 class NotSigned(UnsignedError):
@@ -75,8 +105,7 @@ def verify_one(
         return found.fail(exc)
     primary = verified.primary
     notes = [_nested_note(s) for s in verified.signatures[1:]]
-    if not primary.chain_checked:
-        notes.append("chain not checked (no trusted roots given)")
+    notes.append(_trust_note(roots))
     return FileResult(
         path, "verified", reason="; ".join(notes) or None, signer=primary.signer,
         digest=primary.digest, timestamp=primary.timestamp, format=found.format,

@@ -197,6 +197,20 @@ def _is_ca(cert: x509.Certificate) -> bool:
     return bool(constraints.ca)
 
 
+class Anchors(list[x509.Certificate]):
+    """Trust anchors with a name, and the conditions of the program they come from
+    (:mod:`~kmssign._internal.pki.msroots`); a plain list of roots has neither."""
+
+    label = "the given roots"
+    described = "a trusted root"
+
+    def refusal(
+        self, root: x509.Certificate, leaf: x509.Certificate, at: dt.datetime
+    ) -> str | None:
+        """Why the program does not trust a path from ``leaf`` to ``root`` at ``at``."""
+        return None
+
+
 def validate_chain(
     leaf: x509.Certificate,
     intermediates: Sequence[x509.Certificate],
@@ -229,13 +243,17 @@ def validate_chain(
                 f"certificate {subject_of(current)} is not valid at {at:%Y-%m-%d %H:%M:%S} UTC"
             )
         if current.public_bytes(serialization.Encoding.DER) in root_ders:
+            refusal = roots.refusal(current, leaf, at) if isinstance(roots, Anchors) else None
+            if refusal is not None:
+                raise VerificationError(refusal)
             return path
         parent = next(
             (c for c in candidates if c not in path and _issued_by(current, c) and _is_ca(c)), None
         )
         if parent is None:
+            trusted = roots.described if isinstance(roots, Anchors) else Anchors.described
             raise VerificationError(
-                f"certificate {subject_of(current)} does not chain to a trusted root"
+                f"certificate {subject_of(current)} does not chain to {trusted}"
             )
         path.append(parent)
         current = parent

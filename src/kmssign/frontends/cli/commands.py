@@ -113,6 +113,8 @@ def cmd_wheel(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    if args.no_chain and (args.ca or args.tsa_ca):
+        raise ConfigError("--no-chain checks no chain: leave out --ca and --tsa-ca, or it")
     printer = _printer(args)
     report = api.verify_files(
         args.paths,
@@ -120,8 +122,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             include=tuple(args.include or ()), exclude=tuple(args.exclude or ()),
             **({"jobs": args.jobs} if args.jobs else {}),
         ),
-        roots=args.ca or (),
-        tsa_roots=args.tsa_ca or (),
+        roots=() if args.no_chain else args.ca,
+        tsa_roots=() if args.no_chain else (args.tsa_ca or ()),
         require_timestamp=args.require_timestamp,
         allow_unsigned=args.allow_unsigned and not args.require_signed,
         on_start=printer.start,

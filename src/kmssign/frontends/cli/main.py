@@ -5,85 +5,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
 from kmssign import __version__
 
 # Nothing heavy is imported above: main() catches Ctrl-C from its first line on, and
 # everything else (settings, the engine, cryptography) is imported inside it.
 from kmssign.frontends.cli.exits import EXIT_USAGE
+from kmssign.frontends.cli.interrupts import interrupted, signals_interrupt
+from kmssign.frontends.cli.parsing import Append, Parser, Store
 
-FLAGS_GIVEN = "flags_given"
-"""Namespace attribute: Settings field -> the flag the user typed for it (``--cert`` or
-``--certificate``), so that a message about the value names the flag as typed."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # argparse's usage errors exit 2, like ours
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"kmssign: error: {message}{self._suggestion(message)}\n")
-
-    def parse_args(  # type: ignore[override]
-        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
-    ) -> argparse.Namespace:
-        """As argparse's, but a subcommand's unknown argument is reported with that
-        subcommand's usage (argparse reports it with the top-level one)."""
-        parsed, extras = self.parse_known_args(args, namespace)
-        if extras:
-            where: argparse.ArgumentParser = self
-            for action in self._actions:
-                if isinstance(action, argparse._SubParsersAction):
-                    where = action.choices.get(str(getattr(parsed, action.dest, "")), self)
-            where.error(f"unrecognized arguments: {' '.join(extras)}")
-        return parsed
-
-    def _suggestion(self, message: str) -> str:
-        """``(did you mean --certificate?)`` for an unknown flag close to one of ours."""
-        prefix = "unrecognized arguments: "
-        if not message.startswith(prefix):
-            return ""
-        import difflib
-
-        known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
-        for word in message[len(prefix):].split():
-            flag = word.split("=", 1)[0]
-            if flag.startswith("-"):
-                close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
-                if close:
-                    return f" (did you mean {close[0]}?)"
-        return ""
-
-
-def _record(namespace: argparse.Namespace, dest: str, option_string: str | None) -> None:
-    if option_string is not None:
-        given = getattr(namespace, FLAGS_GIVEN, None) or {}
-        given[dest] = option_string
-        setattr(namespace, FLAGS_GIVEN, given)
-
-
-class _Store(argparse._StoreAction):
-    """``store``, remembering which of the flag's names was used."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
-        super().__call__(parser, namespace, values, option_string)
-        _record(namespace, self.dest, option_string)
-
-
-class _Append(argparse._AppendAction):
-    """``append``, remembering which of the flag's names was used."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
-        super().__call__(parser, namespace, values, option_string)
-        _record(namespace, self.dest, option_string)
-
+# the names the subcommand modules use (twostep_command)
+_Parser, _Store, _Append = Parser, Store, Append
 
 def _add_kms(p: argparse.ArgumentParser) -> None:
     from kmssign.config import DEFAULT_KMS_TIMEOUT
@@ -299,7 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         action="append",
         metavar="PEM",
-        help="trusted root certificates (repeatable)",
+        help="trusted root certificates, in place of Microsoft's trusted root program "
+        "(repeatable)",
+    )
+    verify.add_argument(
+        "--no-chain",
+        action="store_true",
+        help="check digests, signatures and timestamps, not whom the chains lead to",
     )
     verify.add_argument(
         "--tsa-ca",
@@ -387,66 +328,6 @@ def _one_blas_thread(command: str) -> None:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (or SIGHUP), taking the way out Ctrl-C takes."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _terminate(signum: int, _frame: FrameType | None) -> None:
-    raise Terminated(signum)
-
-
-_TERMINATING = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
-
-
-@contextlib.contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise :class:`Terminated` in the main thread while the command
-    runs, as SIGINT raises KeyboardInterrupt, so both end through the same cleanup."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set handlers (main() called from a thread)
-        return
-    previous = {signum: signal.signal(signum, _terminate) for signum in _TERMINATING}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Ignore SIGINT, SIGTERM and SIGHUP while cleaning up after one of them."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signums = [signal.SIGINT, *_TERMINATING]
-    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in signums}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def _interrupted(exc: KeyboardInterrupt) -> int:
-    """Remove every temporary file still there, say so in one line; exit 128 + signal."""
-    signum = exc.signum if isinstance(exc, Terminated) else int(signal.SIGINT)
-    with _signals_held():
-        # A run interrupted while still importing has made no temporary file yet.
-        api = sys.modules.get("kmssign.api")  # what made the temporary files
-        abort_all = getattr(api, "abort_all", None)
-        if abort_all is not None:
-            abort_all()
-        name = signal.Signals(signum).name
-        print(f"kmssign: interrupted ({name}); files not finished are left as they were",
-              file=sys.stderr)
-    return 128 + signum
-
-
 def _escaping_output() -> None:
     """Never fail on printing: what the output encoding lacks is written escaped."""
     for stream in (sys.stdout, sys.stderr):
@@ -462,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt as exc:
-        return _interrupted(exc)
+        return interrupted(exc)
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -474,7 +355,7 @@ def _main(argv: Sequence[str] | None) -> int:
     from kmssign.frontends.cli.exits import exit_code_for
     from kmssign.frontends.cli.output import flag_wording
 
-    with _signals_interrupt():
+    with signals_interrupt():
         try:
             return int(commands.run(args))
         except ConfigError as exc:
@@ -485,4 +366,4 @@ def _main(argv: Sequence[str] | None) -> int:
             print(f"kmssign: error: {printable(flag_wording(str(exc)))}", file=sys.stderr)
             return exit_code_for(exc)
         except KeyboardInterrupt as exc:  # cleaned up while SIGTERM still interrupts
-            return _interrupted(exc)
+            return interrupted(exc)

@@ -14,7 +14,7 @@ from kmssign.errors import printable
 _FLAG_WORDING = (
     ("signing with skip-signed off replaces it", "--no-skip-signed replaces it"),
     ("signing without append replaces it", "sign without --append to replace it"),
-    ("chain not checked (no trusted roots given)", "chain not checked (no --ca given)"),
+    ("chain not checked (no trusted roots given)", "chain not checked (--no-chain)"),
     ("(require-timestamp)", "(--require-timestamp)"),
     ("output needs exactly one input file", "--output needs exactly one input file"),
     ("set the region setting,", "pass --region, set region in [tool.kmssign],"),
