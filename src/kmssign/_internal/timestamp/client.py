@@ -21,7 +21,7 @@ from typing import ClassVar
 from asn1crypto import algos, cms, core, tsp
 
 from kmssign._internal.cms.algorithms import digest_bytes
-from kmssign._internal.cms.structures import encoded
+from kmssign._internal.cms.structures import PARSE_ERRORS, encoded
 from kmssign._internal.cms.timestamps import TokenInfo, check_token
 from kmssign._internal.der import der, der_integer
 from kmssign._internal.net import deadline, defaults
@@ -108,7 +108,7 @@ def parse_response(body: bytes) -> cms.ContentInfo:
         # Re-load from the bytes it was read from (dump() could re-encode it: slow); check_token
         # parses what it needs and reports malformed content.
         token = None if isinstance(token, core.Void) else cms.ContentInfo.load(encoded(token))
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError) as exc:
+    except PARSE_ERRORS as exc:
         raise TimestampError(f"reply is not a DER TimeStampResp ({exc})") from exc
     if status not in ("granted", "granted_with_mods"):
         details = [str(status)]
