@@ -73,7 +73,7 @@ def test_verify_outcomes_and_the_exceptions(
     assert untrusted.outcome is Outcome.CHAIN_UNTRUSTED
     assert isinstance(untrusted.error, ChainUntrustedError)
     assert isinstance(untrusted.error, VerificationError)  # the old catch still catches it
-    missing = api.verify_files([signed], require_timestamp=True).results[0]
+    missing = api.verify_files([signed], roots=[pki.root_pem], require_timestamp=True).results[0]
     assert missing.outcome is Outcome.TIMESTAMP_MISSING
     assert isinstance(missing.error, TimestampMissingError)
     assert missing.reason == "the signature has no timestamp (require-timestamp)"
@@ -83,7 +83,8 @@ def test_verify_outcomes_and_the_exceptions(
     assert code == 1
     outcomes = {Path(f["path"]): f["outcome"] for f in json.loads(out)["files"]}
     assert outcomes == {signed: "verified", tampered: "digest-mismatch", unsigned: "unsigned"}
-    code, out, err = run_cli(capsys, "verify", "--require-timestamp", str(signed))
+    code, out, err = run_cli(capsys, "verify", "--require-timestamp", "--ca", str(pki.root_pem),
+                             str(signed))
     assert code == 1 and "(--require-timestamp)" in out + err
 
 
