@@ -236,7 +236,9 @@ def test_kmssign_verify_and_wheel_unpack_accept_the_wheel(
     kms_wheel: Built[Project], pki: TestPKI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     wheel = kms_wheel.build.wheel
-    code, out, err = run_cli(capsys, "verify", "--ca", str(pki.root_pem), str(wheel))
+    # the member the hook's exclude left unsigned is left out here too (unsigned fails)
+    code, out, err = run_cli(capsys, "verify", "--ca", str(pki.root_pem),
+                             "--exclude", "pkg/skipme/*", str(wheel))
     assert code == 0, out + err
     for name in kms_wheel.project.signed:
         line = next(x for x in out.splitlines() if f"!{name} " in x)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kmssign.api import FileResult, sign_wheels
 from kmssign.config import DISABLE_VARIABLE, Settings
-from kmssign.errors import SigningError, printable
+from kmssign.errors import ConfigError, SigningError, printable
 
 Log = Callable[[str], None]
 
@@ -58,13 +58,37 @@ def log_results(named: Iterable[tuple[str, FileResult]], log: Log) -> None:
     log(f"kmssign: {signed} signed, {len(named) - signed} skipped")
 
 
-def sign_built_wheel(wheel: Path, settings: Settings, log: Log) -> None:
+def check_sdist_certificate(settings: Settings, project: Path) -> None:
+    """A build from an sdist runs in a copy of the project that holds only what the sdist
+    carries: a ``certificate`` given relative to the project may not be in it. Say so,
+    and the way out, before the run fails on a file in a temporary directory."""
+    path = settings.certificate
+    if path is None or path.exists() or not (project / "PKG-INFO").is_file():
+        return
+    try:
+        relative = path.relative_to(project).as_posix()
+    except ValueError:
+        return  # an absolute path elsewhere: its own error says it is missing
+    raise ConfigError(
+        f"certificate {relative!r} is relative to the project, and this build runs from "
+        f"an sdist that does not carry it ({project}); set certificate to an absolute "
+        "path, or the certificate's path in KMSSIGN_CERTIFICATE"
+    )
+
+
+def sign_built_wheel(
+    wheel: Path, settings: Settings, log: Log, *, project: Path | None = None
+) -> int:
     """Sign every PE member of ``wheel`` in place (atomically) and log it.
 
     Raises KmsSignError: run-level problems (settings, key, certificate) from
     ``sign_wheels``, and a SigningError naming every member (or the wheel) that failed;
-    the plugin then fails the build.
+    the plugin then fails the build. ``project``: the project's directory (a build from
+    an sdist is checked for a certificate it did not carry). Returns how many PE members
+    the wheel has.
     """
+    if project is not None:
+        check_sdist_certificate(settings, project)
     report = sign_wheels([wheel], settings, log=log)
     prefix = f"{wheel}!"  # results name members "<wheel>!<path in the wheel>"
     members = [(str(r.path)[len(prefix):], r) for r in report.results
@@ -72,7 +96,8 @@ def sign_built_wheel(wheel: Path, settings: Settings, log: Log) -> None:
     whole = [(wheel.name, r) for r in report.results if not str(r.path).startswith(prefix)]
     if not members and all(r.status == "skipped" for _, r in whole):
         log(f"kmssign: no Windows binaries in {wheel.name}")
-        return
+        return 0
     if any(r.status == "failed" for _, r in members):
         whole = []  # "left unchanged: N of its PE members failed" would say it again
     log_results(members + whole, log)
+    return len(members)

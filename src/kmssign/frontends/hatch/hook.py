@@ -43,7 +43,13 @@ class KmsSignBuildHook(BuildHookInterface[Any]):
             if settings is None:
                 return
             if self.target_name == "wheel":
-                buildhooks.sign_built_wheel(artifact, settings, self.app.display_info)
+                root = Path(self.root)
+                found = buildhooks.sign_built_wheel(
+                    artifact, settings, self.app.display_info, project=root
+                )
+                hint = work.excluded_binaries_hint(root) if not found else None
+                if hint is not None:
+                    self.app.display_info(hint)
             else:
                 work.sign_artifact(artifact, settings, self.app.display_info)
         except KmsSignError as exc:

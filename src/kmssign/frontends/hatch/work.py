@@ -44,6 +44,46 @@ def hook_settings(
     )
 
 
+# Where a project keeps what is not its packages' source: not searched for binaries.
+_NOT_PACKAGES = frozenset({"build", "dist", "venv", "env", "node_modules", "__pycache__"})
+_BINARY_SUFFIXES = (".pyd", ".dll")
+
+
+def _project_binaries(root: Path, limit: int = 3) -> list[str]:
+    """Up to ``limit`` .pyd/.dll files below ``root``, outside hidden and build folders."""
+    found: list[str] = []
+    stack = [root]
+    while stack and len(found) < limit:
+        directory = stack.pop()
+        try:
+            entries = sorted(directory.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name in _NOT_PACKAGES:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                stack.append(entry)
+            elif entry.suffix.lower() in _BINARY_SUFFIXES and len(found) < limit:
+                found.append(entry.relative_to(root).as_posix())
+    return found
+
+
+def excluded_binaries_hint(root: Path) -> str | None:
+    """When a wheel came out without Windows binaries while the project has some: the
+    likely reason (hatchling's default exclude ``*.py[cdo]`` matches ``.pyd``, and
+    ignored files such as built DLLs stay out) and the way in (``artifacts``)."""
+    binaries = _project_binaries(root)
+    if not binaries:
+        return None
+    return (
+        f"kmssign: hint: the project has Windows binaries ({', '.join(binaries)}) that are "
+        "not in the wheel: hatchling excludes *.pyd by default (its *.py[cdo] pattern) and "
+        "leaves out files that VCS ignores; list them in "
+        '[tool.hatch.build.targets.wheel] artifacts = ["*.pyd", "*.dll"]'
+    )
+
+
 def sign_artifact(artifact: Path, settings: Settings, log: Log) -> None:
     """Sign a built executable, or the PE files in a built directory, in place, and log it.
 

@@ -79,7 +79,7 @@ def sign_made_wheels(wheels: list[Path], pyproject: Path, log: buildhooks.Log) -
         settings = project_settings(pyproject, os.environ)
         with _quiet("botocore"):
             for wheel in wheels:
-                buildhooks.sign_built_wheel(wheel, settings, log)
+                buildhooks.sign_built_wheel(wheel, settings, log, project=pyproject.parent)
     except KmsSignError as exc:
         for wheel in wheels:  # no unsigned wheel is left where one is expected
             wheel.unlink(missing_ok=True)
