@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from kmssign._internal.net import deadline
 from kmssign._internal.pe import kernelcopy, reading
 from kmssign._internal.pe.checksum import pe_checksum
 from kmssign._internal.pe.digest import authenticode_digest
@@ -177,7 +178,9 @@ def test_full_disk_at_preallocation_fails_cleanly(
     assert f"failed: {path}: no space left" in err, err
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.exe"]
-    assert not [t.name for t in threading.enumerate() if t.name.startswith("kmssign-")]
+    # no call left running (runner threads kept idle for the next calls are fine)
+    assert not [t.name for t in threading.enumerate()
+                if t.name.startswith("kmssign-") and t.name != deadline.IDLE]
 
 
 @pytest.mark.osslsigncode

@@ -88,6 +88,9 @@ Job = Callable[[], None]
 _idle: queue.SimpleQueue[queue.SimpleQueue[Job]] = queue.SimpleQueue()
 
 
+IDLE = "kmssign-idle"  # an idle runner's thread name; a busy one carries its call's name
+
+
 def _serve(inbox: queue.SimpleQueue[Job]) -> None:
     while True:
         inbox.get()()
@@ -123,12 +126,14 @@ def call_within(deadline: Deadline, call: Callable[[], T], *, name: str) -> T:
     done = threading.Event()
 
     def run() -> None:
+        threading.current_thread().name = name
         _current.deadline = deadline
         try:
             results.append(call())
         except BaseException as exc:  # handed to the caller
             errors.append(exc)
         finally:
+            threading.current_thread().name = IDLE
             done.set()
 
     _hand_off(run, name)
