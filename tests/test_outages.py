@@ -333,3 +333,28 @@ def test_the_breaker_opens_once_whoever_trips_it() -> None:
     assert opened.count(True) == 1
     assert breaker.reason is not None and breaker.reason.startswith("reason ")
     assert not breaker.trip("another")
+
+
+def test_a_wheel_whose_tsa_is_down_spends_one_kms_sign(
+    capsys, aws_env, kms_identity, kms_proxy: KmsProxy, tsa, tmp_path: Path
+) -> None:
+    """Members sign concurrently (default jobs); until one token came back they go one at a
+    time, so the first member's failure leaves the others unsigned and KMS unasked (#23)."""
+    from tests.support import wheelutil
+
+    launcher = peutil.LAUNCHERS["t64.exe"].read_bytes()
+    members = {f"demo_pkg/tool{i}.exe": launcher + f"overlay {i}".encode() for i in range(8)}
+    wheel = wheelutil.write_wheel(tmp_path / wheelutil.WHEEL_NAME, members)
+    before = wheel.read_bytes()
+    identity = kms_identity("RSA_2048")
+    tsa.reset()
+    code, _, err = run_cli(
+        capsys, "wheel", str(wheel), *_kms(identity, kms_proxy, "--timestamp-url",
+                                           tsa.url("http500")),
+    )
+    assert code == 1
+    assert kms_proxy.count("Sign") == 1  # the first member's; the others never signed
+    assert tsa.count("http500") == 1
+    assert wheel.read_bytes() == before
+    failed = failures(err)
+    assert len(failed) == len(members) + 1  # each member, and the wheel left unchanged

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -26,6 +26,7 @@ from kmssign._internal.engine.atomic import AtomicFile, check_running
 from kmssign._internal.engine.formats import Signable, format_named, open_signable
 from kmssign._internal.engine.locking import TargetLock, lock_target
 from kmssign._internal.engine.report import FileResult, Outcome, same_kind
+from kmssign._internal.net.breaker import FirstSuccess
 from kmssign._internal.pki.certs import (
     SigningCertificates,
     leaf_warnings,
@@ -45,7 +46,7 @@ Log = Callable[[str], None]
 
 
 def nolog(_message: str) -> None:
-    pass
+    """The log of a run nobody listens to."""
 
 
 def file_sha256(path: Path) -> str:
@@ -69,6 +70,7 @@ class SigningSession:
     description: str | None
     url: str | None
     log: Log = nolog
+    first_stamp: FirstSuccess = field(default_factory=FirstSuccess, compare=False)
 
     @functools.cached_property
     def signer_subject(self) -> str:
@@ -342,18 +344,17 @@ def complete_file(prepared: Prepared, session: SigningSession) -> FileResult:
 
 def _complete_locked(prepared: Prepared, session: SigningSession) -> FileResult:
     result = prepared.result
+    probe = False
     try:
         if session.timestamper is not None and session.timestamp_policy == "required":
-            # no KMS Sign for a signature that cannot get the timestamp it needs
-            session.timestamper.check_available()
+            # no KMS Sign without its token: one file at a time until a token came back
+            probe = session.first_stamp.enter(check_running, session.timestamper.check_available)
         content_info = build_signed_data(
             file_digest=prepared.file_digest,
             digest=session.digest,
             signer=session.signer,
-            leaf=session.certificates.leaf,
-            chain=session.certificates.chain,
-            description=session.description,
-            url=session.url,
+            leaf=session.certificates.leaf, chain=session.certificates.chain,
+            description=session.description, url=session.url,
             content_data=format_named(prepared.signable.format).content_data(),
         )
         content_info = _timestamp(session, content_info, result)
@@ -370,6 +371,8 @@ def _complete_locked(prepared: Prepared, session: SigningSession) -> FileResult:
     except BaseException:
         prepared.output.abort()
         raise
+    finally:
+        session.first_stamp.leave(probe, result.timestamp is not None)
     result.status = "signed"
     result.output = prepared.output.target
     result.signer = session.signer_subject
