@@ -278,7 +278,7 @@ def test_build_log_names_every_file_and_the_count(kms_wheel: Built[Project]) -> 
     assert_signed_lines(kms_wheel.build.output, kms_wheel.project.signed,
                         "kmssign: 8 signed, 1 skipped")
     lines = kms_wheel.build.output.splitlines()
-    assert "kmssign: skipped pkg/bin/vendor.dll (already signed)" in lines
+    assert "kmssign: skipped: pkg/bin/vendor.dll (already signed)" in lines
     assert not any("raw.exe" in x for x in lines)
 
 
@@ -391,7 +391,7 @@ def test_a_file_that_cannot_be_signed_fails_the_build(
     build = run_build(project.root, tmp_path / "dist", build_env)
     line = one_error_line(build)
     assert "1 file could not be signed: pkg/bin/broken.exe: " in line, line
-    assert "kmssign: FAILED pkg/bin/broken.exe: " in build.output
+    assert "kmssign: failed: pkg/bin/broken.exe: " in build.output
 
 
 def test_editable_wheel_is_untouched(
@@ -490,7 +490,7 @@ def test_executables_of_other_targets_are_signed_in_place(
     for name in ("app.exe", "lib/helper.dll"):
         report = peutil.osslsigncode_verify(app / name, pki.root_pem, tsa_ca=pki.root_pem)
         assert KMS_SUBJECT in report
-        assert f"kmssign: signed {name} (" in build.output
+        assert f"kmssign: signed: {name} (" in build.output
     assert (app / "README.txt").read_text() == "not a binary\n"
     assert "kmssign: 2 signed, 0 skipped" in build.output
 
@@ -538,7 +538,7 @@ def test_sample_app_wheel(
     for name in binaries:
         report = peutil.osslsigncode_verify(content / name, pki.root_pem, tsa_ca=pki.root_pem)
         assert KMS_SUBJECT in report
-        assert f"kmssign: signed {name} (" in build.output
+        assert f"kmssign: signed: {name} (" in build.output
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",

@@ -158,7 +158,7 @@ def test_build_log_lines_escape_member_names(
     """A member name holding a newline cannot forge a line of the build's log (or of the
     error that fails it): the plugins' lines are escaped as the CLI's are."""
     identity = pki.identity("rsa2048")
-    forged = "kmssign: signed demo_pkg/forged.exe (signer: Someone Trusted; timestamp: x)"
+    forged = "kmssign: signed: demo_pkg/forged.exe (Someone Trusted, sha256, timestamp x)"
     name = f"demo_pkg/a\n{forged}\n.exe"
     wheel = wheelutil.write_wheel(tmp_path / wheelutil.WHEEL_NAME, {
         name: samples["t64.exe"].read_bytes(),
@@ -168,8 +168,8 @@ def test_build_log_lines_escape_member_names(
     lines: list[str] = []
     buildhooks.sign_built_wheel(wheel, settings, lines.append)
     assert lines == [
-        f"kmssign: signed demo_pkg/a\\n{forged}\\n.exe (signer: kmssign Test Signer rsa2048; "
-        "timestamp: no timestamp)",
+        f"kmssign: signed: demo_pkg/a\\n{forged}\\n.exe (kmssign Test Signer rsa2048, sha256, "
+        "no timestamp)",
         "kmssign: 1 signed, 0 skipped",
     ]
     out = tmp_path / "member.exe"

@@ -188,7 +188,8 @@ def fake_analysis(root: Path) -> SimpleNamespace:
 
 @pytest.mark.osslsigncode
 def test_sign_bundled_swaps_pe_entries_and_reuses_signed_copies(
-    project: Callable[[str], Path], in_build: Callable[[Path], Path], pki: TestPKI
+    project: Callable[[str], Path], in_build: Callable[[Path], Path], pki: TestPKI,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     identity = pki.identity("rsa2048")
     root = project(key_file_settings(identity, None))
@@ -198,7 +199,11 @@ def test_sign_bundled_swaps_pe_entries_and_reuses_signed_copies(
 
     analysis = fake_analysis(root)
     binaries, datas = analysis.binaries, analysis.datas
-    report = sign_bundled(analysis, signer=signer)
+    with caplog.at_level(logging.INFO, logger="kmssign"):
+        report = sign_bundled(analysis, signer=signer)
+    # the one line of every front end: signer and digest (no timestamp in this build)
+    assert "kmssign: signed: lib.dll (kmssign Test Signer rsa2048, sha256, no timestamp)" \
+        in caplog.messages, caplog.messages
 
     assert analysis.binaries is binaries and analysis.datas is datas  # changed in place
     assert signer.calls == 2

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 from kmssign import api
 from kmssign.config import DISABLE_VARIABLE, Settings, disabled, load_settings
-from kmssign.errors import ConfigError, KmsSignError, SigningError
+from kmssign.errors import ConfigError, KmsSignError, SigningError, printable
 from kmssign.signers import Signer, Timestamper
 
 __all__ = ["CACHE_DIR", "disabled", "run_pyinstaller", "sign_bundled", "sign_outputs"]
@@ -208,8 +208,8 @@ def _sign_copies(
         copy = staged[result.path]
         shutil.rmtree(copy.parent, ignore_errors=True)
         os.replace(result.path.parent, copy.parent)
-        result.path = copy
-        logger.info("kmssign: signed %s", pending[copy].name)
+        result.path = result.output = copy
+        logger.info("kmssign: %s", printable(result.line(pending[copy].name)))
     return report
 
 
@@ -297,7 +297,7 @@ def _sign_outputs(
         if not signed.ok:
             raise SigningError(_failure_message("output file(s)", signed))
         for result in signed.results:
-            logger.info("kmssign: signed %s", result.path)
+            logger.info("kmssign: %s", printable(result.line()))
         report.results.extend(signed.results)
     logger.info("kmssign: %s: %s", path, report.summary())
     return report

@@ -78,13 +78,13 @@ def build_recorded(project: P, root: Path, run: Callable[[Path], Build]) -> Buil
 
 
 def assert_signed_lines(output: str, names: Iterable[str], count: str) -> None:
-    """The build log has a ``kmssign: signed NAME (...)`` line naming the KMS signer and a
+    """The build log has a ``kmssign: signed: NAME (...)`` line naming the KMS signer and a
     timestamp for each of ``names``, and the ``count`` line."""
     lines = [x.strip() for x in output.splitlines()]
     for name in names:
-        line = next((x for x in lines if x.startswith(f"kmssign: signed {name} (")), None)
+        line = next((x for x in lines if x.startswith(f"kmssign: signed: {name} (")), None)
         assert line is not None, output
-        assert KMS_SUBJECT in line and "timestamp: 20" in line, line
+        assert KMS_SUBJECT in line and "Z" in line and ", timestamp 20" in line, line
     assert count in lines, output
 
 

@@ -22,15 +22,9 @@ DISABLED_NOTE = f"kmssign: {DISABLE_VARIABLE} is set; not signing"
 
 
 def describe(result: FileResult, name: str) -> str:
-    """One log line for one file (control characters escaped, as the CLI's lines)."""
-    if result.status == "signed":
-        when = result.timestamp.isoformat() if result.timestamp else "no timestamp"
-        line = f"kmssign: signed {name} (signer: {result.signer}; timestamp: {when})"
-    elif result.status == "skipped":
-        line = f"kmssign: skipped {name} ({result.reason})"
-    else:
-        line = f"kmssign: FAILED {name}: {result.reason}"
-    return printable(line)
+    """One log line for one file: the CLI's line for it (``FileResult.line``), after
+    ``kmssign:``, control characters escaped."""
+    return printable(f"kmssign: {result.line(name)}")
 
 
 def failure_error(failed: list[tuple[str, FileResult]]) -> SigningError:

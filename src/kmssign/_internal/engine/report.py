@@ -100,6 +100,29 @@ class FileResult:
             self.reason = unexpected(exc)
         return self
 
+    def line(self, name: str | None = None) -> str:
+        """The one line every front end says for this file (the CLI, the build plugins,
+        the PyInstaller helpers, the Action): ``signed: NAME (signer, sha256, timestamp
+        2026-01-02T03:04:05Z)``, ``skipped: NAME (already signed)``, ``failed: NAME:
+        reason``; ``-> OUTPUT`` after the name when the file was written elsewhere.
+        ``name`` (default: the path) is how the front end names the file. Not escaped:
+        :func:`~kmssign.errors.printable` it before printing."""
+        where = str(self.path) if name is None else name
+        if self.status == "failed":
+            return f"failed: {where}: {self.reason}"
+        details = [d for d in (self.signer, self.digest) if d]
+        if self.timestamp is not None:
+            when = self.timestamp
+            when = when.astimezone(dt.timezone.utc) if when.tzinfo is not None else when
+            details.append(f"timestamp {when:%Y-%m-%dT%H:%M:%SZ}")
+        elif self.status in ("signed", "verified") and self.signer:
+            details.append("no timestamp")
+        if self.reason:
+            details.append(self.reason)
+        if self.output is not None and self.output != self.path:
+            where += f" -> {self.output}"
+        return f"{self.status}: {where}" + (f" ({', '.join(details)})" if details else "")
+
 
 @dataclass
 class Report:

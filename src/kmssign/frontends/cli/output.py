@@ -42,24 +42,7 @@ def describe(result: FileResult) -> str:
 
 
 def _describe(result: FileResult) -> str:
-    if result.status == "failed":
-        return f"failed: {result.path}: {result.reason}"
-    details = []
-    if result.signer:
-        details.append(result.signer)
-    if result.digest:
-        details.append(result.digest)
-    if result.timestamp is not None:
-        details.append(f"timestamp {result.timestamp:%Y-%m-%dT%H:%M:%SZ}")
-    elif result.status in ("signed", "verified") and result.signer:
-        details.append("no timestamp")
-    if result.reason:
-        details.append(result.reason)
-    suffix = f" ({', '.join(details)})" if details else ""
-    where = str(result.path)
-    if result.output is not None and result.output != result.path:
-        where += f" -> {result.output}"
-    return f"{result.status}: {where}{suffix}"
+    return result.line()
 
 
 def as_json(report: Report, error: str | None = None) -> dict[str, Any]:
