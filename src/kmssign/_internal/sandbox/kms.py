@@ -3,7 +3,6 @@ the ``kmssign[sandbox]`` extra), and the signing key made in it."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from kmssign.errors import KmsSignError
@@ -31,6 +30,8 @@ class LocalKms:
         self.endpoint_url = ""
 
     def start(self) -> LocalKms:
+        import logging  # here: the CLI's parser reads KEY_SPECS from this module
+
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
         self._server.start()
         host, port = self._server.get_host_and_port()
