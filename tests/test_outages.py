@@ -76,7 +76,8 @@ def test_a_trickling_tsa_is_cut_off_at_the_deadline_and_not_asked_again(
     for line in failed[1:]:
         assert ": not asking the timestamp servers again in this run: no timestamp server " \
             "answered: " in line
-    assert len([line for line in err.splitlines() if line.startswith("timestamp server ")]) == 3
+    # one line for the file and server while it was retried, not one per try
+    assert len([line for line in err.splitlines() if line.startswith("timestamp server ")]) == 1
     assert snapshot(samples) == before
 
 

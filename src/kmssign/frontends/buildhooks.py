@@ -41,10 +41,12 @@ def failure_error(failed: list[tuple[str, FileResult]]) -> SigningError:
 
 
 def log_results(named: Iterable[tuple[str, FileResult]], log: Log) -> None:
-    """A line per file, then raise :func:`failure_error` or log the count."""
+    """A line per file signed or skipped, then raise :func:`failure_error` naming every
+    file that failed (each reason said once, there), or log the count."""
     named = list(named)
     for name, result in named:
-        log(describe(result, name))
+        if result.status != "failed":  # the error names each failure, with its reason once
+            log(describe(result, name))
     failed = [(n, r) for n, r in named if r.status == "failed"]
     if failed:
         raise failure_error(failed)

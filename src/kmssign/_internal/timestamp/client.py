@@ -224,7 +224,9 @@ class TimestampClient:
                     return self._attempt(url, request, signature_value, digest, nonce)
                 except _Retry as exc:
                     reason = f"{exc} (try {attempt + 1} of {self.tries})"
-                    self._report(url, reason)
+                    if attempt == 0:  # one line per file and server while it is retried
+                        again = f"; up to {self.tries} tries" if self.tries > 1 else ""
+                        self._report(url, f"{exc}{again}")
                     if attempt + 1 < self.tries:
                         self._sleep(self.backoff * 2**attempt)
                 except (TimestampError, VerificationError) as exc:
@@ -232,7 +234,11 @@ class TimestampClient:
                     self._report(url, reason)
                     break
             failures.append(f"{url}: {reason}")
-        message = redact("no timestamp server answered: " + "; ".join(failures))
+        # each server's failure, then the way out
+        message = redact(
+            f"no timestamp server answered: {'; '.join(failures)}; check the network (a "
+            "proxy?) and timestamp-urls, or set timestamp to optional"
+        )
         self._breaker.trip(message)
         raise TimestampError(message)
 

@@ -16,6 +16,8 @@ _FLAG_WORDING = (
     ("signing without append replaces it", "sign without --append to replace it"),
     ("chain not checked (no trusted roots given)", "chain not checked (--no-chain)"),
     ("(require-timestamp)", "(--require-timestamp)"),
+    ("and timestamp-urls, or set timestamp to optional",
+     "and --timestamp-url, or pass --timestamp optional"),
     ("output needs exactly one input file", "--output needs exactly one input file"),
     ("set the region setting,", "pass --region, set region in [tool.kmssign],"),
 )
