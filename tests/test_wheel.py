@@ -96,6 +96,8 @@ def test_wheel_dir_leaves_the_original_and_writes_into_dir(
     assert code == 0, err
     assert demo_wheel.read_bytes() == original
     signed = dest / demo_wheel.name
+    for name in PE_MEMBERS:  # each line says where the signed member went (#23 item 3)
+        assert f"signed: {demo_wheel}!{name} -> {signed}!{name} (" in out, out
     wheelutil.check_signed_wheel(signed, pki, tmp_path)
 
 

@@ -130,6 +130,12 @@ def _finish(
         note = FileResult(wheel.path, "skipped", reason=f"no PE member to sign{where}")
         return [FileResult(wheel.path, "failed", reason=problem) if problem else note]
     if problem is None:
+        target = target_of(wheel.path, dest_dir)
+        if dest_dir is not None:  # each member's line names the wheel it went into (-w)
+            for result in results:
+                member = str(result.path).partition("!")[2]
+                if result.status == "signed" and member:
+                    result.output = Path(f"{target}!{member}")
         return results
     for result in results:
         if result.status == "signed":  # its signature went nowhere
