@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
 
 from kmssign._internal.pki.certs import validate_chain
 from kmssign._internal.pki.msroots import (
@@ -115,13 +117,17 @@ def test_the_programs_dates_bound_trust_as_windows_applies_them() -> None:
 
     assert check(CODE_SIGNING) is None  # no usages listed: every purpose
     assert "does not chain" in str(check(CODE_SIGNING, "Extended key usages: ['time_stamping']"))
-    assert "does not chain" in str(check(
+    assert "is disallowed by Microsoft's root program for code signing" in str(check(
         CODE_SIGNING, "Disallowed extended key usages: ['code_signing']"))
+    assert check(CODE_SIGNING, "Disallowed extended key usages: ['email_protection']") is None
     cutoff = issued + dt.timedelta(days=30)
     disallowed = f"Disallowed Filetime: {_filetime(cutoff)}"
     assert f"is disallowed by Microsoft's root program since {cutoff:%Y-%m-%d}" in str(
         check(CODE_SIGNING, disallowed))
     assert check(CODE_SIGNING, disallowed, at=issued + dt.timedelta(days=10)) is None
+    # a date with purposes: only those purposes from that date on
+    only_email = "Disallowed extended key usages: ['email_protection']"
+    assert check(CODE_SIGNING, disallowed, only_email) is None
     before = issued - dt.timedelta(days=5)
     not_before = f"Not before Filetime: {_filetime(before)}"
     assert f"only for certificates issued before {before:%Y-%m-%d}" in str(
@@ -129,3 +135,44 @@ def test_the_programs_dates_bound_trust_as_windows_applies_them() -> None:
     scoped = "Not before extended key usages: ['email_protection']"
     assert check(CODE_SIGNING, not_before, scoped) is None
     assert check(CODE_SIGNING, f"Not before Filetime: {_filetime(cutoff)}") is None
+
+
+def _signed_with(algorithm: str) -> tuple[x509.Certificate, x509.Certificate]:
+    """(root, a CA certificate the root signed over ``algorithm``: "sha1" or "md5"), as the
+    timestamp chains of the 2000s and 2010s were (Microsoft Time-Stamp PCA, COMODO: SHA-1
+    throughout). cryptography signs no certificate over SHA-1: the TBS part is re-signed."""
+    from asn1crypto import x509 as asn1_x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    root = make_root("Legacy Test Root")
+    modern = root.issue("Legacy Test PCA", make_key("rsa2048").public_key(), ca=True)
+    cert = asn1_x509.Certificate.load(modern.public_bytes(serialization.Encoding.DER))
+    tbs = cert["tbs_certificate"]
+    tbs["signature"] = {"algorithm": f"{algorithm}_rsa"}
+    hashed = {"sha1": hashes.SHA1(), "md5": hashes.MD5()}[algorithm]
+    data = tbs.dump(force=True)
+    signature = root.key.sign(data, padding.PKCS1v15(), hashed)  # type: ignore[call-arg, union-attr]
+    legacy = asn1_x509.Certificate({
+        "tbs_certificate": tbs, "signature_algorithm": {"algorithm": f"{algorithm}_rsa"},
+        "signature_value": signature,
+    })
+    return root.cert, x509.load_der_x509_certificate(legacy.dump())
+
+
+def test_sha1_signed_chains_are_accepted_as_windows_accepts_them_md5_is_not() -> None:
+    """cryptography's own issuer check refuses SHA-1 ("Unsupported signature algorithm"),
+    which made every legacy Microsoft and COMODO timestamp chain 'not chain to a trusted
+    root'; Windows accepts SHA-1 there, and refuses MD5."""
+    now = dt.datetime.now(dt.timezone.utc)
+    root, leaf = _signed_with("sha1")
+    with pytest.raises(ValueError, match="Unsupported signature algorithm"):
+        leaf.verify_directly_issued_by(root)
+    assert validate_chain(leaf, [], [root], now) == [leaf, root]
+    try:
+        root, leaf = _signed_with("md5")
+    except (ValueError, UnsupportedAlgorithm):
+        return  # this OpenSSL cannot even make one
+    assert leaf.signature_hash_algorithm is not None
+    with pytest.raises(VerificationError, match="does not chain"):
+        validate_chain(leaf, [], [root], now)

@@ -12,7 +12,8 @@ from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -144,6 +145,30 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return False
     try:
         cert.verify_directly_issued_by(issuer)
+    except ValueError:  # "Unsupported signature algorithm": SHA-1, among others
+        return _sha1_signed_by(cert, issuer)
+    except (InvalidSignature, TypeError, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def _sha1_signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """A certificate signature over SHA-1, which cryptography's own check refuses: Windows
+    accepts it in Authenticode and timestamp chains (Microsoft Time-Stamp PCA, COMODO's
+    and VeriSign's timestamp chains of the 2000s and 2010s are SHA-1 throughout), so
+    kmssign does too. MD5 and MD2, which Windows refuses, stay refused."""
+    try:
+        algorithm = cert.signature_hash_algorithm
+        if not isinstance(algorithm, hashes.SHA1):
+            return False
+        key = issuer.public_key()
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(),
+                       algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
+        else:
+            return False
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         return False
     return True

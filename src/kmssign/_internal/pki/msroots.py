@@ -48,15 +48,13 @@ class ProgramRoot:
     """One root of the program and the conditions of its trust."""
 
     usages: frozenset[str] | None  # None: every purpose
-    disallowed_usages: frozenset[str]
+    disallowed_usages: frozenset[str] | None  # None: every purpose (from disallowed_from)
     disallowed_from: dt.datetime | None
     not_before: dt.datetime | None
     not_before_usages: frozenset[str] | None  # None: every purpose
 
     def serves(self, purpose: str) -> bool:
-        return (self.usages is None or purpose in self.usages) and (
-            purpose not in self.disallowed_usages
-        )
+        return self.usages is None or purpose in self.usages
 
 
 def _usages(text: str) -> frozenset[str]:
@@ -87,11 +85,12 @@ def parse_program_bundle(text: str) -> list[tuple[x509.Certificate, ProgramRoot]
             _ = (cert.subject, cert.issuer, cert.serial_number)
             usages = fields.get("extended key usages")
             before_usages = fields.get("not before extended key usages")
+            disallowed_usages = fields.get("disallowed extended key usages")
             disallowed = fields.get("disallowed filetime")
             not_before = fields.get("not before filetime")
             found.append((cert, ProgramRoot(
                 usages=_usages(usages) if usages else None,
-                disallowed_usages=_usages(fields.get("disallowed extended key usages", "[]")),
+                disallowed_usages=_usages(disallowed_usages) if disallowed_usages else None,
                 disallowed_from=_when(disallowed) if disallowed else None,
                 not_before=_when(not_before) if not_before else None,
                 not_before_usages=_usages(before_usages) if before_usages else None,
@@ -117,13 +116,25 @@ class ProgramAnchors(Anchors):
         conditions = self.conditions.get(root.fingerprint(_SHA1))
         if conditions is None:
             return None
-        name = subject_of(root)
-        if conditions.disallowed_from is not None and at >= conditions.disallowed_from:
+        name, purpose = subject_of(root), _PURPOSE_WORDS[self.purpose]
+        # disallowed: for signatures made (timestamped) from that date on; for the
+        # purposes listed, or every purpose when none is; listed without a date: always
+        barred = conditions.disallowed_usages is None or (
+            self.purpose in conditions.disallowed_usages
+        )
+        if conditions.disallowed_from is not None and barred and (
+            at >= conditions.disallowed_from
+        ):
             return (f"root {name} is disallowed by {PROGRAM} since "
                     f"{conditions.disallowed_from:%Y-%m-%d} (signature time {at:%Y-%m-%d})")
+        if conditions.disallowed_from is None and barred and conditions.disallowed_usages:
+            return f"root {name} is disallowed by {PROGRAM} for {purpose}"
+        # not before: for certificates issued from that date on (the leaf's notBefore)
         applies = conditions.not_before_usages is None or (
             self.purpose in conditions.not_before_usages
         )
+        if conditions.not_before is None and applies and conditions.not_before_usages:
+            return f"root {name} is trusted by {PROGRAM} for no new {purpose} certificates"
         if conditions.not_before is not None and applies and (
             leaf.not_valid_before_utc >= conditions.not_before
         ):
