@@ -257,13 +257,19 @@ def test_every_url_failing_raises_naming_each(server, rec) -> None:
         rec.client(urls, tries=1).timestamp(SIGNATURE)
     message = str(excinfo.value)
     assert isinstance(excinfo.value, KmsSignError)
-    assert message.startswith("no timestamp server answered: ")
-    assert f"{urls[0]}: HTTP 500" in message
-    assert f"{refused}: connection refused" in message
-    assert f"{urls[2]}: TSA certificate" in message
-    assert message.index(urls[0]) < message.index(refused) < message.index(urls[2])
-    assert "\n" not in message
+    assert message.startswith("no timestamp server answered: 3 servers tried, the last ")
+    # each server's failure: a line as it happens, and in the exception for a library caller
+    failures = excinfo.value.failures
+    assert failures[0].startswith(f"{urls[0]}: HTTP 500")
+    assert failures[1].startswith(f"{refused}: connection refused")
+    assert failures[2].startswith(f"{urls[2]}: TSA certificate")
     assert len(rec.lines) == 3
+    for line, url in zip(rec.lines, urls, strict=True):
+        assert f"timestamp server {url} failed: " in line
+    # the final message: the last failure in full, then the way out, on one short line
+    assert f"{urls[2]}: TSA certificate" in message and urls[0] not in message
+    assert message.endswith("or set timestamp to optional")
+    assert "\n" not in message and len(message) < 300
 
 
 def test_injected_post_function_is_used(pki, rec, server) -> None:

@@ -104,6 +104,8 @@ class TimestampError(KmsSignError):
     """No acceptable RFC 3161 timestamp could be obtained."""
 
     code = "service-error"
+    # each server's failure ("URL: reason"), in the order they were asked, where known
+    failures: tuple[str, ...] = ()
 
 
 class TimestampUnavailableError(TimestampError):

@@ -234,13 +234,19 @@ class TimestampClient:
                     self._report(url, reason)
                     break
             failures.append(f"{url}: {reason}")
-        # each server's failure, then the way out
+        # one server's failure in full; of several, the last in full (each was reported as
+        # it happened) and how many were tried; then the way out
+        said = failures[-1] if len(failures) == 1 else (
+            f"{len(failures)} servers tried, the last {failures[-1]}"
+        )
         message = redact(
-            f"no timestamp server answered: {'; '.join(failures)}; check the network (a "
+            f"no timestamp server answered: {said}; check the network (a "
             "proxy?) and timestamp-urls, or set timestamp to optional"
         )
         self._breaker.trip(message)
-        raise TimestampError(message)
+        error = TimestampError(message)
+        error.failures = tuple(redact(failure) for failure in failures)
+        raise error
 
     def _report(self, url: str, reason: str) -> None:
         with self._log_lock:
