@@ -3,6 +3,7 @@ the Windows acceptance job, its PE helpers, and the job-summary Markdown of the 
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import json
 import os
@@ -169,7 +170,10 @@ def test_summary_of_real_sign_and_verify_reports(
     entry = next(f for f in signed["files"] if f["path"].endswith(odd_name))
     assert entry["timestamp"] and "kmssign Test Signer rsa2048" in entry["signer"]
     path_cell = "`" + entry["path"].replace("|", "\\|") + "`"
-    expected = f"| {path_cell} | signed | {entry['signer']} | sha256 | {entry['timestamp']} |  |"
+    when = dt.datetime.fromisoformat(entry["timestamp"]).astimezone(dt.timezone.utc)
+    # the time as every kmssign line gives it: UTC, to the second, with Z
+    stamp = f"{when:%Y-%m-%dT%H:%M:%SZ}"
+    expected = f"| {path_cell} | signed | {entry['signer']} | sha256 | {stamp} |  |"
     assert expected in rows
 
     not_pe = files / "notes.exe"

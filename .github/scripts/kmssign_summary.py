@@ -14,6 +14,7 @@ that ran kmssign decides whether the job fails.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import io
 import json
 import sys
@@ -34,6 +35,20 @@ def cell(value: object) -> str:
     return " ".join(text.replace("|", "\\|").split())
 
 
+def utc(value: object) -> object:
+    """A report's ISO 8601 time as kmssign's lines give it (UTC, to the second, with Z);
+    anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if when.tzinfo is None:
+        return value
+    return f"{when.astimezone(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
+
+
 def row(entry: dict[str, Any]) -> str:
     details = [entry["reason"]] if entry.get("reason") else []
     details += [f"warning: {w}" for w in entry.get("warnings") or []]
@@ -42,7 +57,7 @@ def row(entry: dict[str, Any]) -> str:
         cell(entry.get("status")),
         cell(entry.get("signer")),
         cell(entry.get("digest")),
-        cell(entry.get("timestamp")),
+        cell(utc(entry.get("timestamp"))),
         cell(details),
     ]
     return "| " + " | ".join(cells) + " |"
