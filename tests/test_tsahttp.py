@@ -5,14 +5,28 @@ total deadline per request."""
 from __future__ import annotations
 
 import threading
-import time
 import urllib.error
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from kmssign._internal.net import deadline
 from kmssign._internal.timestamp import transport as tsahttp
+from tests.support.clock import ManualClock
+
+
+class _WatchedClock(ManualClock):
+    """A clock the test moves, which tells when the client has read it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looked = threading.Event()
+        self.closed = False
+
+    def monotonic(self) -> float:
+        self.looked.set()
+        return super().monotonic()
 
 
 class _Server:
@@ -22,6 +36,8 @@ class _Server:
         self.connections = 0
         self.requests: list[str] = []
         self.drop_after_reply = False  # close idle connections without saying so
+        self.clock: _WatchedClock | None = None  # the clock a trickled reply moves
+        self.trickled = 0  # bytes of the trickled reply sent
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,17 +57,8 @@ class _Server:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                if self.path.endswith("/trickle"):  # 50 bytes, one every 0.2 s
-                    self.send_response(200)
-                    self.send_header("Content-Length", "50")
-                    self.end_headers()
-                    try:
-                        for _ in range(50):
-                            time.sleep(0.2)
-                            self.wfile.write(b".")
-                            self.wfile.flush()
-                    except OSError:  # the client gave up, as it should
-                        self.close_connection = True
+                if self.path.endswith("/trickle"):
+                    server.trickle(self)
                     return
                 if self.path == "/busy":
                     self.send_response(503)
@@ -74,6 +81,29 @@ class _Server:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def trickle(self, handler: BaseHTTPRequestHandler) -> None:
+        """A reply of 50 bytes, one every 0.25 s of the test's clock: before each byte the
+        server waits until the client has looked at the clock again (it does before every
+        receive), then moves the clock on and writes the byte."""
+        assert self.clock is not None
+        handler.send_response(200)
+        handler.send_header("Content-Length", "50")
+        handler.end_headers()
+        handler.wfile.flush()
+        try:
+            for _ in range(50):
+                if not self.clock.looked.wait(30):
+                    return  # the client stopped reading without closing: the test fails
+                self.clock.looked.clear()
+                if self.clock.closed:
+                    return
+                self.trickled += 1  # counted first: the client may give up at once
+                self.clock.advance(0.25)
+                handler.wfile.write(b".")
+                handler.wfile.flush()
+        except OSError:  # the client gave up, as it should
+            handler.close_connection = True
 
     def url(self, path: str = "/tsa") -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
@@ -145,17 +175,27 @@ def test_proxy_decision_follows_the_environment(
 def test_a_trickled_reply_ends_at_the_deadline(
     server: _Server, monkeypatch: pytest.MonkeyPatch, via_proxy: bool
 ) -> None:
-    """No read waits 1 s, but the whole reply would take 10: the 1 s deadline ends it."""
+    """No read waits long, but the whole reply would take 12.5 s of the clock: the 1 s
+    deadline ends it after four bytes (a socket timeout alone never would)."""
     for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
+    clock = server.clock = _WatchedClock()
+    monkeypatch.setattr(deadline, "CLOCK", clock)
     target = server.url("/trickle")
     if via_proxy:
         monkeypatch.setenv("http_proxy", server.url(""))
         target = "http://tsa.example.invalid/trickle"
-    start = time.monotonic()
-    with pytest.raises(OSError) as caught:
-        tsahttp.http_post(target, b"xy", 1.0)
-    assert time.monotonic() - start < 5
+    start = clock.monotonic()
+    try:
+        with pytest.raises(OSError) as caught:
+            tsahttp.http_post(target, b"xy", 1.0)
+    finally:
+        clock.closed = True
+        clock.looked.set()  # let the server's loop see it
     error = caught.value
     assert isinstance(getattr(error, "reason", error), TimeoutError), repr(error)
     assert server.requests[-1].endswith("/trickle")
+    # it ended by the deadline on the test's clock, not by reading the whole reply (the
+    # fifth byte may be on its way when the client reads the clock and gives up)
+    assert 1.0 <= clock.monotonic() - start <= 1.25
+    assert 4 <= server.trickled <= 5
