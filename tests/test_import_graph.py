@@ -34,6 +34,9 @@ WHEELS = ("kmssign._internal.wheel", "kmssign._internal.engine.wheelscan",
           "kmssign._internal.engine.wheelsign", "kmssign._internal.engine.wheelverify",
           "zipfile", "csv", "importlib.metadata")
 MSI = ("kmssign._internal.msi", "kmssign._internal.cfb")  # loaded for files that are not PE
+# the other commands' parsers and code: a run builds and imports its own command's only
+OTHER_COMMANDS = ("kmssign.frontends.cli.twostep_command", "kmssign.frontends.cli.sandbox_command",
+                  "kmssign.frontends.cli.pyinstaller_command", "kmssign._internal.sandbox")
 
 
 def modules_after(*argv: str, cwd: Path) -> set[str]:
@@ -68,11 +71,11 @@ def test_sign_and_verify_of_loose_files_import_no_wheel_kms_or_http_stack(
         "sign", str(target), *sign_args(pki.identity("rsa2048")), "--quiet", cwd=tmp_path
     )
     assert "kmssign._internal.authenticode.build" in signed
-    assert loaded(signed, KMS + HTTP + WHEELS + MSI) == []
+    assert loaded(signed, KMS + HTTP + WHEELS + MSI + OTHER_COMMANDS) == []
 
     verified = modules_after("verify", "--no-chain", str(target), "--quiet", cwd=tmp_path)
     assert "kmssign._internal.authenticode.verify" in verified
-    assert loaded(verified, KMS + HTTP + WHEELS + MSI) == []
+    assert loaded(verified, KMS + HTTP + WHEELS + MSI + OTHER_COMMANDS) == []
 
 
 def test_wheel_imports_the_wheel_stack_and_no_kms_or_http_stack(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,6 @@ from typing import Any
 from kmssign import api
 from kmssign.config import Settings, load_settings
 from kmssign.errors import ConfigError
-from kmssign.frontends.cli import pyinstaller_command, sandbox_command, twostep_command
 from kmssign.frontends.cli.exits import EXIT_FAILED, EXIT_OK
 from kmssign.frontends.cli.output import Printer
 
@@ -184,13 +184,20 @@ COMMANDS = {
     "timestamp": cmd_timestamp,
     "csr": cmd_csr,
     "pubkey": cmd_pubkey,
-    "digest": twostep_command.cmd_digest,
-    "sign-digests": twostep_command.cmd_sign_digests,
-    "attach": twostep_command.cmd_attach,
-    "pyinstaller": pyinstaller_command.run,  # PyInstaller itself is imported in run()
-    "sandbox": sandbox_command.run,  # moto is imported only when it starts
+}
+# The commands in modules of their own, imported only when one of them runs.
+ELSEWHERE = {
+    "digest": ("twostep_command", "cmd_digest"),
+    "sign-digests": ("twostep_command", "cmd_sign_digests"),
+    "attach": ("twostep_command", "cmd_attach"),
+    "pyinstaller": ("pyinstaller_command", "run"),  # PyInstaller itself is imported in run()
+    "sandbox": ("sandbox_command", "run"),  # moto is imported only when it starts
 }
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command in ELSEWHERE:
+        module, function = ELSEWHERE[args.command]
+        command = getattr(importlib.import_module(f"kmssign.frontends.cli.{module}"), function)
+        return int(command(args))
     return COMMANDS[args.command](args)

@@ -6,8 +6,9 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from kmssign import __version__
 
@@ -179,7 +180,13 @@ MSI_NOTE = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``kmssign`` parser: with every subcommand, or with ``command``'s alone.
+
+    A run of one command needs no other command's parser, and building all of them is
+    most of what argparse costs a short run. Whichever is built, the top level parses
+    alike and each subcommand's parser is the same (tests/test_cli_parser.py checks it).
+    """
     parser = _Parser(
         prog="kmssign",
         description="Authenticode-sign Windows PE files and MSI packages with a key in AWS KMS "
@@ -188,7 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kmssign {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    for name, add in SUBCOMMANDS.items():
+        if command is None or name == command:
+            add(sub)
+    return parser
 
+
+def _add_sign_command(sub: Any) -> None:
     sign = sub.add_parser(
         "sign", help="sign PE files and MSI packages (directories: every one below them)",
         epilog=MSI_NOTE,
@@ -208,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_allow_empty(sign, "sign")
     _add_output(sign)
 
+
+def _add_wheel_command(sub: Any) -> None:
     wheel = sub.add_parser(
         "wheel", help="sign the PE files inside wheels and update RECORD (directories: *.whl)"
     )
@@ -227,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_allow_empty(wheel, "sign", "wheel")
     _add_output(wheel)
 
+
+def _add_verify_command(sub: Any) -> None:
     verify = sub.add_parser("verify", help="verify signatures, chains and timestamps")
     verify.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
     verify.add_argument(
@@ -275,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_allow_empty(verify, "verify")
     _add_output(verify)
 
+
+def _add_timestamp_command(sub: Any) -> None:
     stamp = sub.add_parser("timestamp", help="add a timestamp to signatures that have none")
     stamp.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
     _add_timestamp_urls(stamp)
@@ -288,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_allow_empty(stamp, "timestamp")
     _add_output(stamp)
 
+
+def _add_csr_command(sub: Any) -> None:
     csr = sub.add_parser("csr", help="make a certificate signing request signed by a KMS key")
     csr.add_argument(
         "--subject",
@@ -300,17 +321,58 @@ def build_parser() -> argparse.ArgumentParser:
     csr.add_argument("--digest", choices=("sha256", "sha384", "sha512"), help="default sha256")
     _add_kms(csr)
 
+
+def _add_pubkey_command(sub: Any) -> None:
     pubkey = sub.add_parser("pubkey", help="print the PEM public key of a KMS key")
     pubkey.add_argument("-o", "--output", type=Path, metavar="FILE",
                         help="write the PEM here instead of standard output")
     _add_kms(pubkey)
 
-    from kmssign.frontends.cli import pyinstaller_command, sandbox_command, twostep_command
+
+def _add_pyinstaller_command(sub: Any) -> None:
+    from kmssign.frontends.cli import pyinstaller_command
 
     pyinstaller_command.add_parser(sub)
-    twostep_command.add_parsers(sub)
+
+
+def _add_digest_command(sub: Any) -> None:
+    from kmssign.frontends.cli import twostep_command
+
+    twostep_command.add_digest_parser(sub)
+
+
+def _add_sign_digests_command(sub: Any) -> None:
+    from kmssign.frontends.cli import twostep_command
+
+    twostep_command.add_sign_digests_parser(sub)
+
+
+def _add_attach_command(sub: Any) -> None:
+    from kmssign.frontends.cli import twostep_command
+
+    twostep_command.add_attach_parser(sub)
+
+
+def _add_sandbox_command(sub: Any) -> None:
+    from kmssign.frontends.cli import sandbox_command
+
     sandbox_command.add_parser(sub)
-    return parser
+
+
+SUBCOMMANDS: dict[str, Callable[[Any], None]] = {
+    "sign": _add_sign_command,
+    "wheel": _add_wheel_command,
+    "verify": _add_verify_command,
+    "timestamp": _add_timestamp_command,
+    "csr": _add_csr_command,
+    "pubkey": _add_pubkey_command,
+    "pyinstaller": _add_pyinstaller_command,
+    "digest": _add_digest_command,
+    "sign-digests": _add_sign_digests_command,
+    "attach": _add_attach_command,
+    "sandbox": _add_sandbox_command,
+}
+"""Each subcommand -> what adds its parser, in the order ``kmssign --help`` lists them."""
 
 
 # Commands that may checksum large files, in a process that is all ours.
@@ -347,7 +409,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The first argument names the command (the top level has no option that takes a
+    # value); anything else (--help, --version, a mistyped command) gets every command.
+    command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    args = build_parser(command).parse_args(argv)
     _one_blas_thread(args.command)
     _escaping_output()
     from kmssign.errors import ConfigError, KmsSignError, printable

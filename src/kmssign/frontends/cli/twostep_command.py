@@ -26,7 +26,16 @@ def _add_config(p: argparse.ArgumentParser) -> None:
                    help="pyproject.toml to read [tool.kmssign] from (default: nearest one)")
 
 
-def add_parsers(sub: Any) -> None:
+def _add_common(p: argparse.ArgumentParser) -> None:
+    """The output flags, and every setting the step has no flag for left alone."""
+    from kmssign.frontends.cli import main as m
+
+    m._add_output(p)
+    have = {a.dest for a in p._actions}
+    p.set_defaults(**{dest: None for dest in _SETTINGS_DESTS if dest not in have})
+
+
+def add_digest_parser(sub: Any) -> None:
     from kmssign.frontends.cli import main as m
 
     digest = sub.add_parser(
@@ -44,6 +53,12 @@ def add_parsers(sub: Any) -> None:
     m._add_signature(digest, append=False)
     _add_config(digest)
     m._add_allow_empty(digest, "digest")
+    _add_common(digest)
+
+
+def add_sign_digests_parser(sub: Any) -> None:
+    from kmssign.frontends.cli import main as m
+
     sign = sub.add_parser(
         "sign-digests", help="two-step signing, 2: sign the requests with kmssign's signers"
     )
@@ -52,6 +67,12 @@ def add_parsers(sub: Any) -> None:
     sign.add_argument("-o", "--output", type=Path, required=True, metavar="SIGNATURES.json",
                       help="where to write the signatures (JSON)")
     m._add_key(sign)
+    _add_common(sign)
+
+
+def add_attach_parser(sub: Any) -> None:
+    from kmssign.frontends.cli import main as m
+
     attach = sub.add_parser(
         "attach", help="two-step signing, 3: check the signatures, embed and timestamp them"
     )
@@ -61,10 +82,7 @@ def add_parsers(sub: Any) -> None:
                         help="the signatures for them (kmssign sign-digests, or another tool)")
     m._add_timestamp(attach)
     _add_config(attach)
-    for p in (digest, sign, attach):
-        m._add_output(p)
-        have = {a.dest for a in p._actions}
-        p.set_defaults(**{dest: None for dest in _SETTINGS_DESTS if dest not in have})
+    _add_common(attach)
 
 
 def cmd_digest(args: argparse.Namespace) -> int:
