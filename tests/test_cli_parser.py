@@ -12,6 +12,7 @@ import io
 import pytest
 
 from kmssign.frontends.cli import main as cli
+from kmssign.frontends.cli.arguments import SUBCOMMANDS
 
 
 def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -40,21 +41,21 @@ def outcome(argv: list[str], only: str | None) -> tuple[object, str, str]:
 
 
 def test_the_table_lists_every_command_in_the_order_help_shows() -> None:
-    assert list(subparsers(cli.build_parser())) == list(cli.SUBCOMMANDS)
-    for name in cli.SUBCOMMANDS:
+    assert list(subparsers(cli.build_parser())) == list(SUBCOMMANDS)
+    for name in SUBCOMMANDS:
         assert list(subparsers(cli.build_parser(name))) == [name]
 
 
 def test_every_command_has_a_function_to_run_it() -> None:
     from kmssign.frontends.cli import commands
 
-    assert sorted({*commands.COMMANDS, *commands.ELSEWHERE}) == sorted(cli.SUBCOMMANDS)
+    assert sorted({*commands.COMMANDS, *commands.ELSEWHERE}) == sorted(SUBCOMMANDS)
     for name, (module, function) in commands.ELSEWHERE.items():
         assert callable(getattr(importlib.import_module(f"kmssign.frontends.cli.{module}"),
                                 function)), name
 
 
-@pytest.mark.parametrize("name", list(cli.SUBCOMMANDS))
+@pytest.mark.parametrize("name", list(SUBCOMMANDS))
 def test_a_command_alone_has_the_same_parser_as_with_every_command(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -110,5 +111,5 @@ def test_a_run_builds_the_parser_of_the_command_it_names_or_of_every_command(
     with pytest.raises(SystemExit, match="0"):
         cli.main(["--help"])
     listing = capsys.readouterr().out
-    assert all(f"\n    {name}" in listing for name in cli.SUBCOMMANDS)
+    assert all(f"\n    {name}" in listing for name in SUBCOMMANDS)
     assert built == ["sign", None, None]

@@ -34,6 +34,10 @@ WHEELS = ("kmssign._internal.wheel", "kmssign._internal.engine.wheelscan",
           "kmssign._internal.engine.wheelsign", "kmssign._internal.engine.wheelverify",
           "zipfile", "csv", "importlib.metadata")
 MSI = ("kmssign._internal.msi", "kmssign._internal.cfb")  # loaded for files that are not PE
+# the verifier: signing a file that carries no signature verifies nothing
+VERIFIER = ("kmssign._internal.authenticode.verify", "kmssign._internal.authenticode.parse",
+            "kmssign._internal.cms.signerinfo", "kmssign._internal.cms.timestamps",
+            "kmssign._internal.engine.verifying", "kmssign._internal.engine.stamping")
 # the other commands' parsers and code: a run builds and imports its own command's only
 OTHER_COMMANDS = ("kmssign.frontends.cli.twostep_command", "kmssign.frontends.cli.sandbox_command",
                   "kmssign.frontends.cli.pyinstaller_command", "kmssign._internal.sandbox")
@@ -71,7 +75,7 @@ def test_sign_and_verify_of_loose_files_import_no_wheel_kms_or_http_stack(
         "sign", str(target), *sign_args(pki.identity("rsa2048")), "--quiet", cwd=tmp_path
     )
     assert "kmssign._internal.authenticode.build" in signed
-    assert loaded(signed, KMS + HTTP + WHEELS + MSI + OTHER_COMMANDS) == []
+    assert loaded(signed, KMS + HTTP + WHEELS + MSI + OTHER_COMMANDS + VERIFIER) == []
 
     verified = modules_after("verify", "--no-chain", str(target), "--quiet", cwd=tmp_path)
     assert "kmssign._internal.authenticode.verify" in verified

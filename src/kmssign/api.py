@@ -32,8 +32,6 @@ from kmssign._internal.engine.signing import (
     plan_file,
     prepare_file,
 )
-from kmssign._internal.engine.stamping import timestamp_file
-from kmssign._internal.engine.verifying import trust_anchors, verify_one
 from kmssign._internal.pe.image import looks_like_pe
 from kmssign._internal.pki.certs import certificate_notes
 from kmssign._internal.pki.csr import build_csr, parse_subject, public_key_pem
@@ -219,6 +217,8 @@ def timestamp_files(
 ) -> Report:
     """Timestamp every signed PE file and MSI package among ``paths`` whose signature has
     no timestamp."""
+    from kmssign._internal.engine.stamping import timestamp_file  # the verifier with it
+
     report = Report()
     files = discovered(
         paths, settings.include, settings.exclude, report, on_result, on_start, log=log
@@ -262,6 +262,8 @@ def verify_files(
     Trust: ``roots`` None (the default) checks signer and TSA chains against Microsoft's
     trusted root program, as Windows does; root certificate files replace it (and
     ``tsa_roots`` replaces them for timestamps); an empty sequence checks no chain."""
+    from kmssign._internal.engine.verifying import trust_anchors, verify_one
+
     allow_unsigned = allow_unsigned or not require_signed
     settings = settings_from_keywords(settings, old, "verify_files")
     include, exclude, jobs = settings.include, settings.exclude, settings.jobs
@@ -362,6 +364,7 @@ def verify_wheels(
     versions, means the same). ``roots`` and ``tsa_roots`` as for :func:`verify_files`."""
     allow_unsigned = allow_unsigned or not require_signed
     from kmssign._internal.engine import wheelverify  # the wheel and zip stack: wheels only
+    from kmssign._internal.engine.verifying import trust_anchors
 
     settings = settings_from_keywords(settings, old, "verify_wheels")
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -17,6 +16,7 @@ from kmssign._internal.authenticode.parse import (
     check_signature,
     parse_signature,
 )
+from kmssign._internal.authenticode.signedfile import SignedFile
 from kmssign._internal.cms.timestamps import check_countersignature, check_token
 from kmssign._internal.pki.certs import extension, subject_of, validate_chain
 from kmssign.errors import (
@@ -45,25 +45,6 @@ class VerifiedFile:
     @property
     def primary(self) -> VerifiedSignature:
         return self.signatures[0]
-
-
-class SignedFile(Protocol):
-    """A file of a signable format, open, as verification needs it (PE images and MSI
-    packages implement it in their own packages)."""
-
-    @property
-    def data_type(self) -> str:
-        """The SpcIndirectDataContent data type this format's signatures carry (OID)."""
-
-    @property
-    def kind(self) -> str:
-        """What the file is, in words: ``a PE image``, ``an MSI package``."""
-
-    def signature(self) -> bytes:
-        """The primary signature (DER ContentInfo) as stored; a KmsSignError without one."""
-
-    def digest(self, algorithm: str) -> bytes:
-        """The file's Authenticode digest (one pass over the file)."""
 
 
 def read_signatures(signed: SignedFile) -> list[ParsedSignature]:

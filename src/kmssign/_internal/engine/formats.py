@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import BinaryIO, Protocol
 
 from kmssign._internal.authenticode.build import pe_image_data_der, sip_info_der
-from kmssign._internal.authenticode.verify import SignedFile
+from kmssign._internal.authenticode.signedfile import SignedFile
 from kmssign._internal.pe.image import has_pe_header
 from kmssign._internal.pe.signable import PEFile
 

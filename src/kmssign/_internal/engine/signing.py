@@ -20,7 +20,6 @@ from kmssign._internal.authenticode.build import (
     build_signed_data,
     signature_value,
 )
-from kmssign._internal.authenticode.verify import intact_signatures
 from kmssign._internal.cms.structures import encoded
 from kmssign._internal.engine.atomic import AtomicFile, check_running
 from kmssign._internal.engine.formats import Signable, format_named, open_signable
@@ -193,6 +192,7 @@ def _kept_as_signed(signable: Signable, result: FileResult) -> FileResult | None
     out."""
     if not signable.signed:
         return None
+    from kmssign._internal.authenticode.verify import intact_signatures  # signed files only
     try:
         intact_signatures(signable)
     except KmsSignError as exc:
@@ -222,6 +222,7 @@ def already_signed(path: Path) -> FileResult | None:
 
 def _nest_target(signable: Signable, digest: str, copy_digest: bytes) -> bytes:
     """The primary signature ``--append`` nests under, once it is found intact."""
+    from kmssign._internal.authenticode.verify import intact_signatures
     known = signable.known_digest(digest, copy_digest, nesting=True)
     try:
         return intact_signatures(signable, known)[0].der

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kmssign.frontends.cli.parsing import Store
+
 # what commands._sign_settings reads; a step without the flag leaves the setting alone
 _SETTINGS_DESTS = (
     "key_file", "signer", "pkcs11_module", "pkcs11_token", "pkcs11_key", "pkcs11_pin_file",
@@ -28,15 +30,15 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     """The output flags, and every setting the step has no flag for left alone."""
-    from kmssign.frontends.cli import main as m
+    from kmssign.frontends.cli import arguments as a
 
-    m._add_output(p)
+    a.add_output(p)
     have = {a.dest for a in p._actions}
     p.set_defaults(**{dest: None for dest in _SETTINGS_DESTS if dest not in have})
 
 
 def add_digest_parser(sub: Any) -> None:
-    from kmssign.frontends.cli import main as m
+    from kmssign.frontends.cli import arguments as a
 
     digest = sub.add_parser(
         "digest", help="two-step signing, 1: write what each file needs signed (no key needed)"
@@ -45,19 +47,19 @@ def add_digest_parser(sub: Any) -> None:
     digest.add_argument("-o", "--output", type=Path, required=True, metavar="REQUESTS.json",
                         help="where to write the signing requests (JSON)")
     c = digest.add_argument_group("certificate")
-    c.add_argument("--certificate", "--cert", dest="certificate", action=m._Store, type=Path,
+    c.add_argument("--certificate", "--cert", dest="certificate", action=Store, type=Path,
                    metavar="CERT", help="signing certificate (leaf first), PEM, DER or .p7b")
     c.add_argument("--chain", type=Path, action="append", metavar="PEM",
                    help="intermediate certificates (repeatable)")
     c.add_argument("--digest", choices=("sha256", "sha384", "sha512"), help="default sha256")
-    m._add_signature(digest, append=False)
+    a.add_signature(digest, append=False)
     _add_config(digest)
-    m._add_allow_empty(digest, "digest")
+    a.add_allow_empty(digest, "digest")
     _add_common(digest)
 
 
 def add_sign_digests_parser(sub: Any) -> None:
-    from kmssign.frontends.cli import main as m
+    from kmssign.frontends.cli import arguments as a
 
     sign = sub.add_parser(
         "sign-digests", help="two-step signing, 2: sign the requests with kmssign's signers"
@@ -66,12 +68,12 @@ def add_sign_digests_parser(sub: Any) -> None:
                       help="the requests kmssign digest wrote")
     sign.add_argument("-o", "--output", type=Path, required=True, metavar="SIGNATURES.json",
                       help="where to write the signatures (JSON)")
-    m._add_key(sign)
+    a.add_key(sign)
     _add_common(sign)
 
 
 def add_attach_parser(sub: Any) -> None:
-    from kmssign.frontends.cli import main as m
+    from kmssign.frontends.cli import arguments as a
 
     attach = sub.add_parser(
         "attach", help="two-step signing, 3: check the signatures, embed and timestamp them"
@@ -80,7 +82,7 @@ def add_attach_parser(sub: Any) -> None:
                         help="the requests kmssign digest wrote")
     attach.add_argument("signatures", type=Path, metavar="SIGNATURES.json",
                         help="the signatures for them (kmssign sign-digests, or another tool)")
-    m._add_timestamp(attach)
+    a.add_timestamp(attach)
     _add_config(attach)
     _add_common(attach)
 
