@@ -5,53 +5,23 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 WIXL = shutil.which("wixl")
 MSIINFO = shutil.which("msiinfo")
 
-_WXS = """<?xml version="1.0" encoding="utf-8"?>
-<Wix xmlns="http://schemas.microsoft.com/wix/2006/wi">
-  <Product Id="*" Name="{name}" Language="1033" Version="1.2.3" Manufacturer="kmssign tests"
-           UpgradeCode="{upgrade}">
-    <Package InstallerVersion="200" Compressed="yes" InstallScope="perMachine"/>
-    <Media Id="1" Cabinet="payload.cab" EmbedCab="yes"/>
-    <Directory Id="TARGETDIR" Name="SourceDir">
-      <Directory Id="ProgramFilesFolder">
-        <Directory Id="INSTALLDIR" Name="{name}">
-{components}
-        </Directory>
-      </Directory>
-    </Directory>
-    <Feature Id="Main" Level="1">
-{refs}
-    </Feature>
-  </Product>
-</Wix>
-"""
-
 
 def build_msi(directory: Path, files: dict[str, bytes], name: str = "Demo") -> Path:
-    """An MSI installing ``files`` (name -> content), their cabinet embedded."""
-    assert WIXL, "wixl is required (apt-get install wixl)"
+    """An MSI installing ``files`` (name -> content), their cabinet embedded: the files
+    are written to ``directory`` and packaged there (by :func:`tests.support.msiutil.build_msi`)."""
+    from tests.support import msiutil  # it builds on this module's WIXL and msiinfo
+
     directory.mkdir(parents=True, exist_ok=True)
-    components, refs = [], []
-    for i, (file_name, content) in enumerate(sorted(files.items())):
+    for file_name, content in files.items():
         (directory / file_name).write_bytes(content)
-        guid = uuid.uuid5(uuid.NAMESPACE_URL, f"kmssign-test/{name}/{file_name}")
-        components.append(
-            f'          <Component Id="C{i}" Guid="{guid}">'
-            f'<File Id="F{i}" Source="{file_name}"/></Component>')
-        refs.append(f'      <ComponentRef Id="C{i}"/>')
-    wxs = directory / f"{name}.wxs"
-    wxs.write_text(_WXS.format(
-        name=name, upgrade=uuid.uuid5(uuid.NAMESPACE_URL, f"kmssign-test/{name}"),
-        components="\n".join(components), refs="\n".join(refs)), encoding="utf-8")
-    out = directory / f"{name}.msi"
-    subprocess.run([WIXL, "-o", str(out), str(wxs)], cwd=directory, check=True,
-                   capture_output=True)
-    return out
+    return msiutil.build_msi(
+        directory / f"{name}.msi", {file_name: directory / file_name for file_name in files}, name
+    )
 
 
 def msiinfo(*args: str) -> str:
@@ -64,5 +34,6 @@ def msiinfo(*args: str) -> str:
 
 def tables_and_rows(msi: Path) -> dict[str, str]:
     """Every table of ``msi`` as ``msiinfo export`` prints it."""
-    return {table: msiinfo("export", str(msi), table)
-            for table in msiinfo("tables", str(msi)).split()}
+    return {
+        table: msiinfo("export", str(msi), table) for table in msiinfo("tables", str(msi)).split()
+    }
