@@ -79,39 +79,31 @@ def test_the_signer_setting_picks_the_package(
     peutil.osslsigncode_verify(path, pki.root_pem)
 
 
-def test_an_unknown_signer_is_one_line_and_touches_nothing(
+@pytest.mark.parametrize(
+    ("name", "code", "message"),
+    [
+        # a name no installed package offers: the known ones are listed
+        ("azure", 2, "signer 'azure' is not installed (known: acme, aws-kms, broken, key-file"),
+        # a registered factory that cannot be imported
+        ("broken", 1, "signer 'broken' (acme_signer:missing_factory) cannot be loaded"),
+    ],
+    ids=["unknown", "cannot-load"],
+)
+def test_a_signer_that_cannot_be_used_is_one_line_and_touches_nothing(
     signer_plugin: InstalledPlugin, pki: TestPKI, samples, capsys,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, name: str, code: int, message: str,
 ) -> None:
     monkeypatch.syspath_prepend(str(signer_plugin.site))
     identity = pki.identity("rsa2048")
     path = samples["t64.exe"]
     before = path.read_bytes()
-    code, out, err = run_cli(
-        capsys, "sign", str(path), "--signer", "azure", "--cert", str(identity.cert_path),
+    status, out, err = run_cli(
+        capsys, "sign", str(path), "--signer", name, "--cert", str(identity.cert_path),
         "--no-timestamp",
     )
-    assert code == 2
+    assert status == code
     assert err.count("\n") == 1, err
-    assert "signer 'azure' is not installed (known: acme, aws-kms, broken, key-file" in err
-    assert path.read_bytes() == before
-
-
-def test_a_factory_that_cannot_load_is_one_line(
-    signer_plugin: InstalledPlugin, pki: TestPKI, samples, capsys,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.syspath_prepend(str(signer_plugin.site))
-    identity = pki.identity("rsa2048")
-    path = samples["t64.exe"]
-    before = path.read_bytes()
-    code, out, err = run_cli(
-        capsys, "sign", str(path), "--signer", "broken", "--cert", str(identity.cert_path),
-        "--no-timestamp",
-    )
-    assert code == 1
-    assert err.count("\n") == 1, err
-    assert "signer 'broken' (acme_signer:missing_factory) cannot be loaded" in err
+    assert message in err
     assert path.read_bytes() == before
 
 
