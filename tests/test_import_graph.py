@@ -38,6 +38,8 @@ MSI = ("kmssign._internal.msi", "kmssign._internal.cfb")  # loaded for files tha
 VERIFIER = ("kmssign._internal.authenticode.verify", "kmssign._internal.authenticode.parse",
             "kmssign._internal.cms.signerinfo", "kmssign._internal.cms.timestamps",
             "kmssign._internal.engine.verifying", "kmssign._internal.engine.stamping")
+# the thread pools (and the logging that concurrent.futures loads): one file runs inline
+ONE_FILE = ("concurrent.futures", "logging")
 # the other commands' parsers and code: a run builds and imports its own command's only
 OTHER_COMMANDS = ("kmssign.frontends.cli.twostep_command", "kmssign.frontends.cli.sandbox_command",
                   "kmssign.frontends.cli.pyinstaller_command", "kmssign._internal.sandbox")
@@ -76,6 +78,7 @@ def test_sign_and_verify_of_loose_files_import_no_wheel_kms_or_http_stack(
     )
     assert "kmssign._internal.authenticode.build" in signed
     assert loaded(signed, KMS + HTTP + WHEELS + MSI + OTHER_COMMANDS + VERIFIER) == []
+    assert loaded(signed, ONE_FILE) == []
 
     verified = modules_after("verify", "--no-chain", str(target), "--quiet", cwd=tmp_path)
     assert "kmssign._internal.authenticode.verify" in verified

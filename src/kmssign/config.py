@@ -37,6 +37,8 @@ DEFAULT_KMS_TIMEOUT = defaults.KMS_TIMEOUT  # seconds for one KMS call, retries 
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting of a run, with its default (docs/reference/settings.md has each)."""
+
     key_id: str | None = None
     key_file: Path | None = None
     certificate: Path | None = None
@@ -104,8 +106,7 @@ _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
 
-# Flag names that are not setting names (short aliases): a key spelled as one is a
-# mistake worth a suggestion.
+# Short flag names that are not setting names: a key spelled as one gets a suggestion.
 _FLAG_ALIASES = {"cert": "certificate", "timestamp-url": "timestamp-urls"}
 
 
@@ -391,7 +392,6 @@ def load_settings(
         if any(name in layer.values for name in sources):
             merged = {k: v for k, v in merged.items() if k not in sources}
         merged.update(layer.values)
-
     if merged.get("timestamp", "required") == "required" and merged.get("timestamp_urls") == ():
         problems.append("timestamp-urls is empty but timestamp is 'required'")
     if problems:

@@ -175,29 +175,29 @@ def one_line(text: object) -> str:
 # scheme://userinfo@ : the user information ends at the netloc's last "@". Blanks in
 # it are not valid, but a password may hold them: one counts as part of it when an "@"
 # follows before the netloc (or the quoted value) ends. When in doubt, hide.
-_URL_USERINFO = re.compile(
-    r"""([A-Za-z][A-Za-z0-9+.-]*://)(?:[^/?#\s]|[ \t](?=[^/?#'"\n]*@))*@"""
-)
+# (The patterns here are compiled when first used, by the re module's cache: most runs
+# never print a message, and compiling them all costs a short run a millisecond or two.)
+_URL_USERINFO = r"""([A-Za-z][A-Za-z0-9+.-]*://)(?:[^/?#\s]|[ \t](?=[^/?#'"\n]*@))*@"""
 
 
 def redact(text: object) -> str:
     """``text`` with the user information (``user:password@``) of every URL in it
     replaced by ``***@``, so that credentials never reach a message, log line or report."""
-    return _URL_USERINFO.sub(r"\1***@", str(text))
+    return re.sub(_URL_USERINFO, r"\1***@", str(text))
 
 
-_LONG_NUMBER = re.compile(r"\d{21,}")
+_LONG_NUMBER = r"\d{21,}"
 # What asn1crypto and cryptography say, in fewer words and none of their internals.
 _PLAIN = [
-    (re.compile(r"Error parsing asn1crypto\.\w+\.(\w+) - (.*)"), r"\1: \2"),
-    (re.compile(r"Value .* did not match .* alternatives in asn1crypto\.\w+\.(\w+)\b.*"),
+    (r"Error parsing asn1crypto\.\w+\.(\w+) - (.*)", r"\1: \2"),
+    (r"Value .* did not match .* alternatives in asn1crypto\.\w+\.(\w+)\b.*",
      r"\1: unexpected tag"),
-    (re.compile(r"Insufficient data - .*"), "truncated data"),
-    (re.compile(r"error parsing asn1 value: ParseError \{ kind: (\w+).*?(\w+)\"[^\"]*\] \}"),
+    (r"Insufficient data - .*", "truncated data"),
+    (r"error parsing asn1 value: ParseError \{ kind: (\w+).*?(\w+)\"[^\"]*\] \}",
      r"certificate: \1 in \2"),
-    (re.compile(r"error parsing asn1 value: ParseError \{ kind: (\w+).*"), r"certificate: \1"),
-    (re.compile(r"'[\w-]+' codec can't decode.*"), "a string in an unexpected encoding"),
-    (re.compile(r"Could not deserialize key data.*"), "unreadable public key"),
+    (r"error parsing asn1 value: ParseError \{ kind: (\w+).*", r"certificate: \1"),
+    (r"'[\w-]+' codec can't decode.*", "a string in an unexpected encoding"),
+    (r"Could not deserialize key data.*", "unreadable public key"),
 ]
 
 
@@ -210,12 +210,12 @@ def plain_reason(exc: BaseException) -> str:
     no library internals, long numbers cut."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     for pattern, plain in _PLAIN:
-        if pattern.match(text):
-            text = pattern.sub(plain, text, count=1)
+        if re.match(pattern, text):
+            text = re.sub(pattern, plain, text, count=1)
             break
     # cryptography's error kinds: "ShortData" -> "short data"
     text = re.sub(r"^certificate: (\w+)", lambda m: "certificate: " + _words(m.group(1)), text)
-    text = _LONG_NUMBER.sub(lambda m: f"{m.group()[:8]}...({len(m.group())} digits)", text)
+    text = re.sub(_LONG_NUMBER, lambda m: f"{m.group()[:8]}...({len(m.group())} digits)", text)
     return text if len(text) <= 160 else text[:157] + "..."
 
 

@@ -32,6 +32,8 @@ from kmssign.errors import (
 
 @dataclass(frozen=True)
 class VerifiedSignature:
+    """One signature of a file, checked: who signed, with which digest, and when."""
+
     signer: str
     digest: str
     timestamp: dt.datetime | None
@@ -40,6 +42,8 @@ class VerifiedSignature:
 
 @dataclass(frozen=True)
 class VerifiedFile:
+    """A file's signatures, checked: the primary one first, then the nested ones."""
+
     signatures: tuple[VerifiedSignature, ...]
 
     @property

@@ -115,6 +115,8 @@ def check_signature(signer: SignerInfo, public_key: Any, failure: str) -> None:
 
 @dataclass(frozen=True)
 class _Identity:
+    """What identifies a certificate to a SignerInfo's ``sid``."""
+
     serial: bytes  # contents of the serial INTEGER
     issuer_der: bytes
     issuer: asn1_x509.Name

@@ -205,6 +205,8 @@ def _unpack(token: bytes) -> tuple[bytes, list[bytes], bytes]:
 
 @dataclass(frozen=True)
 class _TsaCertificate:
+    """A TSA certificate as a token's checks need it."""
+
     certificate: x509.Certificate
     public_key: object
     subject: str

@@ -16,11 +16,13 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from kmssign._internal.engine.atomic import abort_all
 from kmssign._internal.engine.report import FileResult
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 P = TypeVar("P")  # what stage one hands to stage two
 
@@ -65,6 +67,9 @@ class Pipeline(Generic[P]):
         return [r for r in results if r is not None]
 
     def _run_staged(self, results: list[FileResult | None], count: int) -> None:
+        # imported here: one file runs inline, and concurrent.futures loads logging
+        from concurrent.futures import ThreadPoolExecutor
+
         window = threading.BoundedSemaphore(self.jobs + self.local_workers)
         pending: list[Future[None]] = []
         local = ThreadPoolExecutor(self.local_workers, thread_name_prefix="kmssign-local")

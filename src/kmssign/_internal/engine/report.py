@@ -63,6 +63,8 @@ def outcome_of(exc: BaseException) -> Outcome:
 
 @dataclass
 class FileResult:
+    """What a run did with one file: its status and outcome code, and what it found."""
+
     path: Path
     status: Status
     reason: str | None = None
@@ -126,6 +128,8 @@ class FileResult:
 
 @dataclass
 class Report:
+    """A run's results, one per file, and its notes about the run as a whole."""
+
     results: list[FileResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # about the run, not one file
 

@@ -18,6 +18,8 @@ MAX_CERT_TABLE = 64 << 20  # read_certificates refuses larger tables (memory bou
 
 @dataclass(frozen=True)
 class WinCertificate:
+    """One WIN_CERTIFICATE entry of a PE file's certificate table."""
+
     revision: int
     cert_type: int
     data: bytes
