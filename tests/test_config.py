@@ -193,6 +193,61 @@ def test_environment_parsing(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("KMSSIGN_TIMESTAMP_URL", "KMSSIGN_TIMESTAMP_URLS"),
+        ("KMSSIGN_KEYID", "KMSSIGN_KEY_ID"),
+        ("KMSSIGN_CERT", "KMSSIGN_CERTIFICATE"),  # the flag's short name
+        ("KMSSIGN_DISABLED", "KMSSIGN_DISABLE"),  # not a setting, but read
+        ("KMSSIGN_PKCS11_PIN_FIL", "KMSSIGN_PKCS11_PIN_FILE"),
+    ],
+)
+def test_a_misspelled_variable_is_an_error_naming_the_right_one(
+    tmp_path: Path, name: str, meant: str
+) -> None:
+    """Set as it is, it would be ignored without a word (the timestamp servers of
+    KMSSIGN_TIMESTAMP_URL replaced by the defaults, say)."""
+    env = {name: "http://tsa.example", "KMSSIGN_KEY_ID": "alias/ci"}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(cwd=tmp_path, env=env, config=project(tmp_path, ""))
+    assert f"{name} is not a kmssign variable (did you mean {meant}?)" in str(caught.value)
+
+
+def test_other_kmssign_variables_pass(tmp_path: Path) -> None:
+    """A signer package's own variables, the secrets and an empty variable are not
+    settings, and not mistaken for misspelled ones."""
+    env = {
+        "KMSSIGN_ACME_TOKEN": "x", "KMSSIGN_VAULT_URL": "https://vault.example",
+        "KMSSIGN_PKCS11_PIN": "1234", "KMSSIGN_KEY_PASSWORD": "pw",
+        "KMSSIGN_ACTION_PACKAGES": "acme-signer", "KMSSIGN_KEYID": "",
+    }
+    settings = load_settings(cwd=tmp_path, env=env, config=project(tmp_path, ""))
+    assert settings == Settings(source=tmp_path / "pyproject.toml")
+
+
+def test_every_variable_kmssign_reads_is_known_to_the_spelling_check() -> None:
+    """A KMSSIGN_ variable named in a string anywhere in kmssign is a setting's or in
+    OTHER_VARIABLES: otherwise setting it would be refused as a misspelling."""
+    import re
+
+    import kmssign
+    from kmssign import config
+
+    known = {config.ENV_PREFIX + k.upper().replace("-", "_") for k in config.KEYS}
+    known.update(config.OTHER_VARIABLES)
+    root = Path(kmssign.__file__).parent
+    quoted = re.compile(r"[\"'](KMSSIGN_[A-Z0-9_]*[A-Z0-9])[\"']")
+    read = {
+        name
+        for path in root.rglob("*.py")
+        if path != root / "config.py"  # the list itself
+        for name in quoted.findall(path.read_text(encoding="utf-8"))
+    }
+    assert read, "no KMSSIGN_ variable found in the sources"
+    assert read <= known, sorted(read - known)
+
+
+@pytest.mark.parametrize(
     ("text", "value"),
     [("true", True), ("1", True), ("YES", True), ("false", False), ("0", False), ("no", False)],
 )

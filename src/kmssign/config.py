@@ -309,12 +309,40 @@ def _table_layer(
     return layer
 
 
+# KMSSIGN_ variables that are not settings, read where they are used: the switch, the
+# secrets (never settings: they would be quoted back in messages), the Action's packages.
+OTHER_VARIABLES: tuple[str, ...] = (
+    "KMSSIGN_DISABLE", "KMSSIGN_KEY_PASSWORD", "KMSSIGN_PKCS11_PIN", "KMSSIGN_ACTION_PACKAGES",
+)
+
+
+def _misspelled_variables(env: Mapping[str, str]) -> list[str]:
+    """A problem for each set ``KMSSIGN_`` variable that kmssign does not read but whose
+    name is close to one it does (``KMSSIGN_TIMESTAMP_URL``): set as it is, it would be
+    ignored without a word. Other ``KMSSIGN_`` names (a signer package's own) pass."""
+    import difflib
+
+    known = [_env_name(key) for key in _KINDS] + list(OTHER_VARIABLES)
+    problems = []
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or name in known or not env[name].strip():
+            continue
+        alias = _FLAG_ALIASES.get(name[len(ENV_PREFIX) :].lower().replace("_", "-"))
+        close = [_env_name(alias)] if alias else difflib.get_close_matches(
+            name, known, n=1, cutoff=0.85
+        )
+        if close:
+            problems.append(f"{name} is not a kmssign variable (did you mean {close[0]}?)")
+    return problems
+
+
 def _env_layer(env: Mapping[str, str], cwd: Path, problems: list[str]) -> _Layer:
     layer = _Layer("env", cwd, problems)
     for key in _KINDS:
         value = env.get(_env_name(key))
         if value is not None and value.strip():  # empty means unset (e.g. a missing CI secret)
             layer.add(key, value)
+    problems.extend(_misspelled_variables(env))
     layer.check_exclusive()
     return layer
 
