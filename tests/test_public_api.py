@@ -59,7 +59,8 @@ def test_unknown_names_are_attribute_errors() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "name"),
     [
-        ("kmssign.engine.signing", "kmssign._internal.engine.signing", "open_session"),
+        ("kmssign.engine.signing", "kmssign._internal.engine.session", "open_session"),
+        ("kmssign.engine.signing", "kmssign._internal.engine.signing", "sign_file"),
         ("kmssign.pe.image", "kmssign._internal.pe.image", "parse_pe"),
         ("kmssign.authenticode.verify", "kmssign._internal.authenticode.verify",
          "read_signatures"),

@@ -76,7 +76,52 @@ def test_the_signer_setting_picks_the_package(
     )
     assert code == 0, err
     assert (tmp_path / "acme.log").read_text().count("\n") == 1
+    assert (tmp_path / "acme.log.closed").read_text() == "closed\n"  # the run made it
     peutil.osslsigncode_verify(path, pki.root_pem)
+
+
+def test_a_signer_the_run_made_is_closed_when_the_run_fails(
+    signer_plugin: InstalledPlugin, pki: TestPKI, samples, tmp_path: Path, capsys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The certificate is not the key's: the run ends before any file, and the signer it
+    made (a token's sessions, in real life) is released all the same."""
+    monkeypatch.syspath_prepend(str(signer_plugin.site))
+    monkeypatch.setenv("ACME_SIGNER_KEY", str(pki.identity("p256").key_path))
+    monkeypatch.setenv("ACME_SIGNER_LOG", str(tmp_path / "acme.log"))
+    path = samples["t64.exe"]
+    before = path.read_bytes()
+    code, out, err = run_cli(
+        capsys, "sign", str(path), "--signer", "acme",
+        "--cert", str(pki.identity("rsa2048").cert_path), "--no-timestamp",
+    )
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert code != 0 and len(errors) == 1 and "does not belong to acme signer" in errors[0], err
+    assert (tmp_path / "acme.log.closed").read_text() == "closed\n"
+    assert path.read_bytes() == before
+
+
+def test_a_signer_given_by_the_caller_stays_open(
+    signer_plugin: InstalledPlugin, pki: TestPKI, samples, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A library caller that passes its own signer closes it when it wants: a run neither
+    closes it nor keeps it from signing again."""
+    from kmssign import api
+    from kmssign.config import Settings
+
+    monkeypatch.syspath_prepend(str(signer_plugin.site))
+    import acme_signer  # type: ignore[import-not-found]
+
+    identity = pki.identity("rsa2048")
+    log = tmp_path / "acme.log"
+    signer = acme_signer.AcmeSigner(str(identity.key_path), str(log), None)
+    settings = Settings(certificate=identity.cert_path, timestamp="off")
+    for name in ("t64.exe", "w32.exe"):
+        report = api.sign_files([samples[name]], settings, signer=signer)
+        assert [r.status for r in report.results] == ["signed"], report.results
+    assert log.read_text().count("\n") == 2
+    assert not (tmp_path / "acme.log.closed").exists()
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,9 @@ PACKAGES = {
 # old module -> the modules its names are in now (first one that has a name wins)
 MODULES: dict[str, tuple[str, ...]] = {
     "kmssign.pyproject": ("kmssign._internal.pyproject",),
+    "kmssign.engine.signing": (
+        "kmssign._internal.engine.signing", "kmssign._internal.engine.session",
+    ),
     "kmssign.signers.local": ("kmssign._internal.signers.local",),
     "kmssign.signers.aws_kms": ("kmssign._internal.signers.aws_kms",),
     "kmssign.frontends.pyinstaller": ("kmssign.pyinstaller",),

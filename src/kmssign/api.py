@@ -20,15 +20,18 @@ from kmssign._internal.engine.batch import OnResult, OnStart, discovered, unusab
 from kmssign._internal.engine.discovery import discover, find_wheels, is_wheel_name, selected
 from kmssign._internal.engine.pipeline import Pipeline, run_simple
 from kmssign._internal.engine.report import FileResult, Outcome, Report, Status
-from kmssign._internal.engine.signing import (
+from kmssign._internal.engine.session import (
     Log,
+    close_signer,
+    create_signer,
+    nolog,
+    open_session,
+)
+from kmssign._internal.engine.signing import (
     Prepared,
     already_signed,
     complete_file,
-    create_signer,
     file_sha256,
-    nolog,
-    open_session,
     plan_file,
     prepare_file,
 )
@@ -115,7 +118,10 @@ def sign_files(
         pipeline: Pipeline[Prepared] = Pipeline(
             prepare, lambda p: complete_file(p, session), jobs=settings.jobs, on_result=on_result
         )
-        report.results.extend(pipeline.run(len(files)))
+        try:
+            report.results.extend(pipeline.run(len(files)))
+        finally:
+            session.close()
     return report
 
 
@@ -160,7 +166,14 @@ def sign_digests(
     from kmssign._internal.engine.twosteprun import sign_run
 
     requests = load_requests(Path(requests_file))
-    signatures = sign_run(requests, signer or create_signer(settings, log), jobs=settings.jobs)
+    own = None  # a signer made here is released here
+    if signer is None:
+        signer = own = create_signer(settings, log)
+    try:
+        signatures = sign_run(requests, signer, jobs=settings.jobs)
+    finally:
+        if own is not None:
+            close_signer(own)
     with atomic_output(Path(output)) as out:
         out.write(dump_signatures(requests, signatures).encode())
     return len(requests.requests)
@@ -335,11 +348,15 @@ def sign_wheels(
     if wheels and not dry_run:  # no key, certificate or KMS call for nothing
         session = open_session(settings, signer=signer, timestamper=timestamper, log=log)
     report = unusable(problems, on_result)
-    report.results.extend(wheelsign.sign_wheels(
-        wheels, settings, session, dest_dir=Path(dest_dir) if dest_dir else None,
-        on_start=(lambda n: on_start(n + len(problems))) if on_start else None,
-        on_result=on_result,
-    ))
+    try:
+        report.results.extend(wheelsign.sign_wheels(
+            wheels, settings, session, dest_dir=Path(dest_dir) if dest_dir else None,
+            on_start=(lambda n: on_start(n + len(problems))) if on_start else None,
+            on_result=on_result,
+        ))
+    finally:
+        if session is not None:
+            session.close()
     return report
 
 

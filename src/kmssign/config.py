@@ -18,6 +18,7 @@ from typing import Literal
 from kmssign._internal.disable import DISABLE_VARIABLE, disabled
 from kmssign._internal.net import defaults
 from kmssign._internal.pyproject import find_pyproject, read_toml, table_at, table_in
+from kmssign._internal.spelling import FLAG_ALIASES, misspelled, suggestion
 from kmssign.errors import ConfigError, redact
 
 __all__ = ["DEFAULT_JOBS", "DISABLE_VARIABLE", "Settings", "disabled", "load_settings", "table_in"]
@@ -104,23 +105,6 @@ FRONTEND_TABLES: tuple[str, ...] = ("setuptools",)
 SIGNER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
-
-
-# Short flag names that are not setting names: a key spelled as one gets a suggestion.
-_FLAG_ALIASES = {"cert": "certificate", "timestamp-url": "timestamp-urls"}
-
-
-def did_you_mean(key: str) -> str:
-    """`` (did you mean certificate?)`` for an unknown key close to a setting's name: a
-    flag's name (``cert``, ``--key-id``), snake_case, or a misspelling; else ``""``."""
-    import difflib
-
-    plain = key.strip().lstrip("-").replace("_", "-").lower()
-    guess = plain if plain in _KINDS else _FLAG_ALIASES.get(plain)
-    if guess is None:
-        close = difflib.get_close_matches(plain, KEYS, n=1, cutoff=0.6)
-        guess = close[0] if close else None
-    return f" (did you mean {guess}?)" if guess else ""
 
 
 def _field(key: str) -> str:
@@ -302,38 +286,11 @@ def _table_layer(
     layer = _Layer("toml:" + table_name, base, problems)
     for key, value in table.items():
         if key not in _KINDS:
-            problems.append(f"{table_name}.{key} is not a known setting{did_you_mean(key)}")
+            problems.append(f"{table_name}.{key} is not a known setting{suggestion(key, KEYS)}")
             continue
         layer.add(key, value)
     layer.check_exclusive()
     return layer
-
-
-# KMSSIGN_ variables that are not settings, read where they are used: the switch, the
-# secrets (never settings: they would be quoted back in messages), the Action's packages.
-OTHER_VARIABLES: tuple[str, ...] = (
-    "KMSSIGN_DISABLE", "KMSSIGN_KEY_PASSWORD", "KMSSIGN_PKCS11_PIN", "KMSSIGN_ACTION_PACKAGES",
-)
-
-
-def _misspelled_variables(env: Mapping[str, str]) -> list[str]:
-    """A problem for each set ``KMSSIGN_`` variable that kmssign does not read but whose
-    name is close to one it does (``KMSSIGN_TIMESTAMP_URL``): set as it is, it would be
-    ignored without a word. Other ``KMSSIGN_`` names (a signer package's own) pass."""
-    import difflib
-
-    known = [_env_name(key) for key in _KINDS] + list(OTHER_VARIABLES)
-    problems = []
-    for name in sorted(env):
-        if not name.startswith(ENV_PREFIX) or name in known or not env[name].strip():
-            continue
-        alias = _FLAG_ALIASES.get(name[len(ENV_PREFIX) :].lower().replace("_", "-"))
-        close = [_env_name(alias)] if alias else difflib.get_close_matches(
-            name, known, n=1, cutoff=0.85
-        )
-        if close:
-            problems.append(f"{name} is not a kmssign variable (did you mean {close[0]}?)")
-    return problems
 
 
 def _env_layer(env: Mapping[str, str], cwd: Path, problems: list[str]) -> _Layer:
@@ -342,7 +299,10 @@ def _env_layer(env: Mapping[str, str], cwd: Path, problems: list[str]) -> _Layer
         value = env.get(_env_name(key))
         if value is not None and value.strip():  # empty means unset (e.g. a missing CI secret)
             layer.add(key, value)
-    problems.extend(_misspelled_variables(env))
+    problems.extend(misspelled(
+        env, [_env_name(key) for key in _KINDS],
+        {_env_name(name): _env_name(key) for name, key in FLAG_ALIASES.items()},
+    ))
     layer.check_exclusive()
     return layer
 

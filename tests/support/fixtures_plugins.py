@@ -2,7 +2,8 @@
 
 ``acme-signer`` registers the factory ``acme`` in the ``kmssign.signers`` entry point
 group. It signs with the private key file named by ``ACME_SIGNER_KEY`` and appends one
-line per signature to ``ACME_SIGNER_LOG``, so a test can tell it really signed.
+line per signature to ``ACME_SIGNER_LOG``, so a test can tell it really signed, and a line
+to ``ACME_SIGNER_LOG.closed`` when it is closed.
 """
 
 from __future__ import annotations
@@ -80,6 +81,12 @@ class AcmeSigner:
         if isinstance(self._key, rsa.RSAPrivateKey):
             return self._key.sign(data, padding.PKCS1v15(), algorithm)
         return self._key.sign(data, ec.ECDSA(algorithm))
+
+
+    def close(self):
+        # a run closes the signer it made, once; the test reads this file
+        with open(self._log_path + ".closed", "a") as log:
+            log.write("closed\\n")
 
 
 def make_signer(settings, log):

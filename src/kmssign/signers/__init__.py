@@ -16,7 +16,10 @@ Signers from other packages: register a factory in the entry point group
 The factory is called once per run, should make no network call (fetch the public key
 lazily, cache it), and raises :class:`kmssign.errors.ConfigError` or
 :class:`kmssign.errors.SigningError` with a one-line message for what is missing.
-``sign`` is called from several threads at once.
+``sign`` is called from several threads at once. A signer that holds something to
+release (a token's sessions and login, a connection) may have a ``close()`` method: a run
+that made the signer through its factory calls it once the run ends, failed or not; a
+signer passed to the library by its caller is left to the caller.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from pathlib import Path
 from kmssign._internal.engine.atomic import clear_leftover, resume
 from kmssign._internal.engine.discovery import NOT_PE, discover, is_wheel_name
 from kmssign._internal.engine.report import FileResult, Outcome, Report
-from kmssign._internal.engine.signing import Log, nolog
+from kmssign._internal.engine.session import Log, nolog
 
 OnResult = Callable[[FileResult], None]
 OnStart = Callable[[int], None]

@@ -7,10 +7,8 @@ written only when everything succeeded; otherwise it stays byte-for-byte as it w
 
 from __future__ import annotations
 
-import functools
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,27 +23,12 @@ from kmssign._internal.engine.atomic import AtomicFile, check_running
 from kmssign._internal.engine.formats import Signable, format_named, open_signable
 from kmssign._internal.engine.locking import TargetLock, lock_target
 from kmssign._internal.engine.report import FileResult, Outcome, same_kind
-from kmssign._internal.net.breaker import FirstSuccess
-from kmssign._internal.pki.certs import (
-    SigningCertificates,
-    leaf_warnings,
-    select_signing_certificates,
-    subject_of,
-)
-from kmssign.config import Settings
+from kmssign._internal.engine.session import SigningSession
 from kmssign.errors import (
-    ConfigError,
     KmsSignError,
     TimestampError,
     TimestampUnavailableError,
 )
-from kmssign.signers import DIGESTS, DigestName, Signer, Timestamper
-
-Log = Callable[[str], None]
-
-
-def nolog(_message: str) -> None:
-    """The log of a run nobody listens to."""
 
 
 def file_sha256(path: Path) -> str:
@@ -55,91 +38,6 @@ def file_sha256(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class SigningSession:
-    """Everything resolved once per run: key, certificates, digest, timestamp client."""
-
-    signer: Signer
-    certificates: SigningCertificates
-    digest: DigestName
-    timestamper: Timestamper | None
-    timestamp_policy: str
-    description: str | None
-    url: str | None
-    log: Log = nolog
-    first_stamp: FirstSuccess = field(default_factory=FirstSuccess, compare=False)
-
-    @functools.cached_property
-    def signer_subject(self) -> str:
-        return subject_of(self.certificates.leaf)
-
-
-def create_signer(settings: Settings, log: Log = nolog) -> Signer:
-    """The signer the settings name (``signer``, or the key setting given), made by its
-    factory in the ``kmssign.signers`` entry point group."""
-    from kmssign._internal.engine import signerchoice
-
-    return signerchoice.create_signer(settings, log)
-
-
-def open_session(
-    settings: Settings,
-    *,
-    signer: Signer | None = None,
-    timestamper: Timestamper | None = None,
-    log: Log = nolog,
-) -> SigningSession:
-    """Resolve the key and certificates once; fail before any file is touched."""
-    problems = []
-    stores = signer is not None  # may the signer keep certificates beside its key?
-    if signer is None:
-        from kmssign._internal.engine.signerchoice import NO_KEY, signer_name
-
-        name = signer_name(settings)
-        stores = name not in (None, "aws-kms", "key-file")
-        if name is None:
-            problems.append(NO_KEY)
-    if settings.certificate is None and stores:
-        # a signer that stores certificates beside its key (a token) may supply it
-        signer = signer or create_signer(settings, log)
-    stored = getattr(signer, "token_certificates", None)
-    if settings.certificate is None and not callable(stored):
-        problems.append("no certificate: set certificate (PEM, DER or .p7b)")
-    if settings.digest not in DIGESTS:
-        problems.append(f"digest must be one of {', '.join(DIGESTS)}")
-    if problems:
-        raise ConfigError(problems)
-    signer = signer or create_signer(settings, log)
-    certificates = select_signing_certificates(
-        settings.certificate if settings.certificate is not None else stored(),  # type: ignore[misc]
-        settings.chain, signer.public_key_der(), signer.name,
-    )
-    for warning in leaf_warnings(certificates.leaf):
-        log(f"warning: {warning}")
-    requested: DigestName = settings.digest  # type: ignore[assignment]
-    digest = signer.digest_for(requested)
-    if digest != requested:
-        log(f"note: {signer.name} is an EC key bound to {digest}; using {digest}, not {requested}")
-    if settings.timestamp == "off":
-        timestamper = None
-    elif timestamper is None:
-        from kmssign._internal.timestamp.client import TimestampClient
-
-        timestamper = TimestampClient(
-            settings.timestamp_urls, timeout=settings.timestamp_timeout, log=log
-        )
-    return SigningSession(
-        signer=signer,
-        certificates=certificates,
-        digest=digest,
-        timestamper=timestamper,
-        timestamp_policy=settings.timestamp,
-        description=settings.description,
-        url=settings.url,
-        log=log,
-    )
 
 
 def plan_file(path: Path, skip_signed: bool, append: bool = False) -> FileResult:

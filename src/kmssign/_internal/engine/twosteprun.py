@@ -11,7 +11,8 @@ from pathlib import Path
 from kmssign._internal.cms.algorithms import verify_raw_signature
 from kmssign._internal.engine.pipeline import run_simple
 from kmssign._internal.engine.report import FileResult
-from kmssign._internal.engine.signing import Log, SigningSession, already_signed
+from kmssign._internal.engine.session import Log, SigningSession
+from kmssign._internal.engine.signing import already_signed
 from kmssign._internal.engine.twostep import (
     PresetSigner,
     Request,

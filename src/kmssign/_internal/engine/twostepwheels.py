@@ -11,7 +11,8 @@ from pathlib import Path
 
 from kmssign._internal.engine.discovery import selected
 from kmssign._internal.engine.report import FileResult
-from kmssign._internal.engine.signing import SigningSession, file_sha256, plan_file
+from kmssign._internal.engine.session import SigningSession
+from kmssign._internal.engine.signing import file_sha256, plan_file
 from kmssign._internal.engine.twostep import Request, Requests, make_request, relative_path
 from kmssign._internal.engine.wheelscan import ScannedWheel, scan_wheel
 from kmssign._internal.engine.wheelsign import _refusal, sign_wheels

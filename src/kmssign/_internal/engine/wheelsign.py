@@ -22,13 +22,8 @@ from kmssign._internal.engine.atomic import AtomicFile
 from kmssign._internal.engine.discovery import selected
 from kmssign._internal.engine.pipeline import Pipeline
 from kmssign._internal.engine.report import FileResult
-from kmssign._internal.engine.signing import (
-    Prepared,
-    SigningSession,
-    complete_file,
-    plan_file,
-    prepare_file,
-)
+from kmssign._internal.engine.session import SigningSession
+from kmssign._internal.engine.signing import Prepared, complete_file, plan_file, prepare_file
 from kmssign._internal.engine.wheelscan import PEMember, ScannedWheel, scan_wheel
 from kmssign._internal.wheel.record import encode_digest
 from kmssign._internal.wheel.rewrite import Replacement, copy_range, pack_bytes, write_archive

@@ -1,0 +1,151 @@
+"""A signing run's session: the key, the certificates, the digest and the timestamp
+client, resolved once before any file is touched, and released when the run ends."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kmssign._internal.net.breaker import FirstSuccess
+from kmssign._internal.pki.certs import (
+    SigningCertificates,
+    leaf_warnings,
+    select_signing_certificates,
+    subject_of,
+)
+from kmssign.config import Settings
+from kmssign.errors import ConfigError
+from kmssign.signers import DIGESTS, DigestName, Signer, Timestamper
+
+Log = Callable[[str], None]
+
+
+def nolog(_message: str) -> None:
+    """The log of a run nobody listens to."""
+
+
+@dataclass(frozen=True)
+class SigningSession:
+    """Everything resolved once per run: key, certificates, digest, timestamp client."""
+
+    signer: Signer
+    certificates: SigningCertificates
+    digest: DigestName
+    timestamper: Timestamper | None
+    timestamp_policy: str
+    description: str | None
+    url: str | None
+    log: Log = nolog
+    first_stamp: FirstSuccess = field(default_factory=FirstSuccess, compare=False)
+    owns_signer: bool = field(default=False, compare=False)  # made by open_session
+
+    @functools.cached_property
+    def signer_subject(self) -> str:
+        return subject_of(self.certificates.leaf)
+
+    def close(self) -> None:
+        """Release the signer when this session made it (a signer given by the caller
+        stays the caller's to close)."""
+        if self.owns_signer:
+            close_signer(self.signer)
+
+
+def close_signer(signer: object) -> None:
+    """Release what a signer holds, where it has a ``close()`` (a token's sessions and
+    login): without it they would last until the process ends."""
+    close = getattr(signer, "close", None)
+    if callable(close):
+        close()
+
+
+def create_signer(settings: Settings, log: Log = nolog) -> Signer:
+    """The signer the settings name (``signer``, or the key setting given), made by its
+    factory in the ``kmssign.signers`` entry point group."""
+    from kmssign._internal.engine import signerchoice
+
+    return signerchoice.create_signer(settings, log)
+
+
+def open_session(
+    settings: Settings,
+    *,
+    signer: Signer | None = None,
+    timestamper: Timestamper | None = None,
+    log: Log = nolog,
+) -> SigningSession:
+    """Resolve the key and certificates once; fail before any file is touched.
+
+    A signer made here (none was given) belongs to the session: :meth:`SigningSession.close`
+    releases it, and a failure here already has."""
+    made: list[Signer] = []
+
+    def make() -> Signer:
+        made.append(create_signer(settings, log))
+        return made[0]
+
+    try:
+        return _open_session(settings, signer, timestamper, log, make)
+    except BaseException:
+        for own in made:
+            close_signer(own)
+        raise
+
+
+def _open_session(
+    settings: Settings,
+    signer: Signer | None,
+    timestamper: Timestamper | None,
+    log: Log,
+    make: Callable[[], Signer],
+) -> SigningSession:
+    owns = signer is None
+    problems = []
+    stores = signer is not None  # may the signer keep certificates beside its key?
+    if signer is None:
+        from kmssign._internal.engine.signerchoice import NO_KEY, signer_name
+
+        name = signer_name(settings)
+        stores = name not in (None, "aws-kms", "key-file")
+        if name is None:
+            problems.append(NO_KEY)
+    if settings.certificate is None and stores:
+        # a signer that stores certificates beside its key (a token) may supply it
+        signer = signer or make()
+    stored = getattr(signer, "token_certificates", None)
+    if settings.certificate is None and not callable(stored):
+        problems.append("no certificate: set certificate (PEM, DER or .p7b)")
+    if settings.digest not in DIGESTS:
+        problems.append(f"digest must be one of {', '.join(DIGESTS)}")
+    if problems:
+        raise ConfigError(problems)
+    signer = signer or make()
+    certificates = select_signing_certificates(
+        settings.certificate if settings.certificate is not None else stored(),  # type: ignore[misc]
+        settings.chain, signer.public_key_der(), signer.name,
+    )
+    for warning in leaf_warnings(certificates.leaf):
+        log(f"warning: {warning}")
+    requested: DigestName = settings.digest  # type: ignore[assignment]
+    digest = signer.digest_for(requested)
+    if digest != requested:
+        log(f"note: {signer.name} is an EC key bound to {digest}; using {digest}, not {requested}")
+    if settings.timestamp == "off":
+        timestamper = None
+    elif timestamper is None:
+        from kmssign._internal.timestamp.client import TimestampClient
+
+        timestamper = TimestampClient(
+            settings.timestamp_urls, timeout=settings.timestamp_timeout, log=log
+        )
+    return SigningSession(
+        signer=signer,
+        certificates=certificates,
+        digest=digest,
+        timestamper=timestamper,
+        timestamp_policy=settings.timestamp,
+        description=settings.description,
+        url=settings.url,
+        log=log,
+        owns_signer=owns,
+    )
