@@ -77,6 +77,8 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("wheel", "sign_s", "  kmssign sign of its 5 PE files, loose", "{:.2f} s"),
     ("wheel", "ratio", "  to cp + loose signing (target <= 1.6x)", "{:.2f}x"),
     ("wheel", "verify_s", "  kmssign verify (RECORD's check)", "{:.2f} s"),
+    ("wheel", "floor_s", "  floor: inflate + hash all, deflate PE, write", "{:.2f} s"),
+    ("wheel", "floor_ratio", "  floor to cp + loose signing", "{:.2f}x"),
     ("wheel", "rss_mib", "  kmssign wheel peak RSS (target < 100)", "{:.0f} MiB"),
 ]
 

@@ -11,6 +11,7 @@ import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -312,3 +313,36 @@ def test_without_isal_zlib_reads_and_compresses_the_members(
     code, out, err = run_cli(capsys, "verify", str(demo_wheel), "--ca", str(pki.root_pem),
                              "--require-signed")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("middle", ["kept", "changed by signing"])
+def test_a_signed_members_middle_is_deflated_while_the_wheel_is_read_and_spliced_in(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, pki: TestPKI,
+    demo_wheel: Path, tmp_path: Path, middle: str,
+) -> None:
+    """Each unsigned, deflated PE member (three of the four; one is stored) has its
+    middle deflated during the scan and spliced into its new data; a middle that signing
+    changed after all (here one that starts before the CheckSum field) is not used, and
+    that member is deflated whole. The wheel is right either way."""
+    from kmssign._internal.engine import wheelsign
+
+    packs: list[tuple[bool, bool]] = []  # (a middle was given, it was spliced)
+    real_pack, real_deflate = wheelsign.pack, wheelsign.deflate_range
+
+    def spy(src: Any, out: Any, method: int, *, hasher: Any = None, middle: Any = None) -> Any:
+        packed = real_pack(src, out, method, hasher=hasher, middle=middle)
+        packs.append((middle is not None, middle is not None and packed is not None))
+        return packed
+
+    monkeypatch.setattr(wheelsign, "pack", spy)
+    if middle != "kept":
+        monkeypatch.setattr(wheelsign, "deflate_range",
+                            lambda source, _start, end, data: real_deflate(source, 0, end, data))
+    code, out, err = run_cli(capsys, "wheel", str(demo_wheel), *sign_args(pki.identity()))
+    assert code == 0, err
+    assert "4 signed, 1 skipped, 0 failed" in out
+    wheelutil.check_signed_wheel(demo_wheel, pki, tmp_path)
+    if middle == "kept":
+        assert sorted(packs) == [(False, False), (True, True), (True, True), (True, True)]
+    else:  # tried, refused, packed again without
+        assert sorted(packs) == [(False, False)] * 4 + [(True, False)] * 3

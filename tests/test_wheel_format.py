@@ -1,11 +1,14 @@
 """The zip layer on its own and through ``kmssign wheel``: archives written back without
 replacements are byte-identical (plain, ZIP64 headers, data descriptors, more than 65535
-members); ZIP64 and streamed wheels sign and verify."""
+members); ZIP64 and streamed wheels sign and verify; a signed member's middle, deflated
+before signing, spliced into its new data."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ import pytest
 from kmssign._internal.wheel import rewrite, zipdir
 from kmssign._internal.wheel.record import parse_record
 from kmssign._internal.wheel.rewrite import pack_bytes, write_archive
-from kmssign._internal.wheel.streams import Packed, read_member
+from kmssign._internal.wheel.streams import Packed, deflate_range, pack, read_member
 from kmssign._internal.wheel.zipdir import FLAG_DESCRIPTOR, read_archive
 from kmssign.errors import WheelFormatError
 from tests.support import peutil, wheelutil
@@ -183,3 +186,42 @@ def test_offsets_and_sizes_past_4_gib_get_zip64_fields_and_end_records(tmp_path:
     assert (parsed.extra, parsed.comment, parsed.external_attr) == (
         member.extra, b"note", member.external_attr
     )
+
+
+@pytest.mark.parametrize("isal", [True, False], ids=["isal-if-installed", "zlib"])
+def test_a_middle_deflated_apart_is_spliced_between_a_new_head_and_tail(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, isal: bool
+) -> None:
+    """A signed member's unchanged middle, deflated before signing, joins the head and
+    tail deflated after into one stream that zlib inflates to the signed bytes; a middle
+    that no longer matches is refused (None), not spliced."""
+    if not isal:
+        monkeypatch.setattr("kmssign._internal.wheel.codec._isal", None)
+    launcher = peutil.LAUNCHERS["t64.exe"].read_bytes()
+    original = tmp_path / "original.exe"
+    original.write_bytes(launcher * 40 + bytes(range(256)) * 9000 + b"odd")  # > 3 chunks
+    before = original.read_bytes()
+    start, end = 0x200, len(before)
+    middle = deflate_range(original, start, end, tmp_path / "middle")
+    signed = tmp_path / "signed.exe"
+    signed.write_bytes(b"MZ new head" + before[11:start] + before[start:] + bytes(5) + b"table")
+    out = io.BytesIO()
+    hasher = hashlib.sha256()
+    with open(signed, "rb") as src:
+        packed = pack(src, out, zipfile.ZIP_DEFLATED, hasher=hasher, middle=middle)
+    data = signed.read_bytes()
+    assert packed == Packed(zlib.crc32(data), len(out.getvalue()), len(data))
+    assert hasher.digest() == hashlib.sha256(data).digest()
+    inflater = zlib.decompressobj(-15)
+    assert inflater.decompress(out.getvalue()) == data
+    assert inflater.eof and not inflater.unused_data
+    assert (tmp_path / "middle").stat().st_size < packed.compress_size < len(data) // 2
+
+    changed = bytearray(data)
+    changed[end - 1] ^= 1  # the middle's last byte
+    signed.write_bytes(changed)
+    with open(signed, "rb") as src:
+        assert pack(src, io.BytesIO(), zipfile.ZIP_DEFLATED, middle=middle) is None
+    signed.write_bytes(data[: end - 1])  # cut short inside the middle
+    with open(signed, "rb") as src:
+        assert pack(src, io.BytesIO(), zipfile.ZIP_DEFLATED, middle=middle) is None

@@ -80,12 +80,18 @@ class _Scan:
     """One wheel's members, checked on worker threads."""
 
     def __init__(
-        self, path: Path, record: Record, select: Callable[[str], bool], workdir: Path
+        self,
+        path: Path,
+        record: Record,
+        select: Callable[[str], bool],
+        workdir: Path,
+        on_pe: Callable[[PEMember], None] | None,
     ) -> None:
         self.path = path
         self.record = record
         self.select = select
         self.workdir = workdir
+        self.on_pe = on_pe
 
     def batch(self, members: list[Member]) -> list[PEMember]:
         found = []
@@ -94,6 +100,8 @@ class _Scan:
                 extracted = self.member(f, member)
                 if extracted is not None:
                     found.append(PEMember(self.path, member, extracted))
+                    if self.on_pe is not None:
+                        self.on_pe(found[-1])
         return found
 
     def member(self, f: BinaryIO, member: Member) -> Path | None:
@@ -129,14 +137,22 @@ class _Scan:
         return None
 
 
-def scan_wheel(path: Path, workdir: Path, select: Callable[[str], bool]) -> ScannedWheel:
-    """Read and check ``path``; WheelFormatError (naming the member) for any problem."""
+def scan_wheel(
+    path: Path,
+    workdir: Path,
+    select: Callable[[str], bool],
+    on_pe: Callable[[PEMember], None] | None = None,
+) -> ScannedWheel:
+    """Read and check ``path``; WheelFormatError (naming the member) for any problem.
+
+    ``on_pe`` is called (on a worker thread) with each PE member as soon as it has been
+    extracted and its bytes matched RECORD, while the other members are still read."""
     workdir.mkdir(parents=True, exist_ok=True)
     with open(path, "rb") as f:
         stat = os.fstat(f.fileno())
         archive = read_archive(f)
         record, record_member = _read_record(f, archive)
-    scan = _Scan(path, record, select, workdir)
+    scan = _Scan(path, record, select, workdir, on_pe)
     with ThreadPoolExecutor(local_threads(), thread_name_prefix="kmssign-wheel") as pool:
         found = [pe for batch in pool.map(scan.batch, _batches(archive.members)) for pe in batch]
     return ScannedWheel(

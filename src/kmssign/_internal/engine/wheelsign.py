@@ -8,6 +8,14 @@ signed concurrently) and are compressed again with their old method; then each w
 whose members all came through is written once, atomically, in place or into
 ``dest_dir``, with RECORD updated. A wheel with a failed member stays byte-identical and
 nothing is written for it.
+
+Compressing a signed member is most of what signing adds to the check, so most of it is
+done during the scan: as soon as an unsigned, deflated PE member is extracted, the part
+that signing will not change (from after its CheckSum field and certificate table
+entry to its end; the table is appended after it) is deflated on its own, beside the
+reading of the other members. Once signed, only the member's head and the new table are
+deflated, the middle is compared byte for byte with what was deflated and spliced in
+(and the whole member deflated again, should it differ).
 """
 
 from __future__ import annotations
@@ -15,21 +23,24 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from kmssign._internal.engine.atomic import AtomicFile
 from kmssign._internal.engine.discovery import selected
-from kmssign._internal.engine.pipeline import Pipeline
+from kmssign._internal.engine.pipeline import Pipeline, local_threads
 from kmssign._internal.engine.report import FileResult
 from kmssign._internal.engine.session import SigningSession
 from kmssign._internal.engine.signing import Prepared, complete_file, plan_file, prepare_file
 from kmssign._internal.engine.wheelscan import PEMember, ScannedWheel, scan_wheel
+from kmssign._internal.pe.image import parse_pe
 from kmssign._internal.wheel.record import encode_digest
 from kmssign._internal.wheel.rewrite import Replacement, copy_range, pack_bytes, write_archive
-from kmssign._internal.wheel.streams import pack
+from kmssign._internal.wheel.streams import Middle, deflate_range, pack
+from kmssign._internal.wheel.zipdir import DEFLATED
 from kmssign.config import Settings
-from kmssign.errors import WheelFormatError
+from kmssign.errors import PEFormatError, WheelFormatError
 
 OnResult = Callable[[FileResult], None]
 
@@ -40,6 +51,7 @@ class _Job:
 
     wheel: int  # index into the scanned wheels
     pe: PEMember
+    middle: Future[Middle | None] | None = None  # deflated during the scan
     result: FileResult | None = None
     replacement: Replacement | None = None
     row: tuple[str, int] | None = None  # RECORD's new hash and size
@@ -60,13 +72,44 @@ def _refusal(wheel: ScannedWheel, skip_signed: bool) -> str | None:
             "signing the wheel")
 
 
-def _pack(job: _Job, wheel: ScannedWheel) -> None:
+def _deflate_middle(pe: PEMember) -> Middle | None:
+    """Deflate what signing keeps of an unsigned, deflated PE member: from after the
+    CheckSum field and the certificate table's entry to the end (None for any other)."""
+    if pe.member.method != DEFLATED:
+        return None
+    try:
+        with open(pe.extracted, "rb") as f:
+            image = parse_pe(f)
+    except PEFormatError:  # signing will say what is wrong with it
+        return None
+    start = max(image.checksum_offset + 4, image.security_entry_offset + 8)
+    if image.has_certificate_table or start >= image.size:
+        return None  # a signed member is mostly skipped; re-signing replaces its table
+    middle = pe.extracted.with_name(pe.extracted.name + ".middle")
+    return deflate_range(pe.extracted, start, image.size, middle)
+
+
+def _signed_path(pe: PEMember) -> Path:
+    """Where a member is signed to (beside its extracted bytes, which stay as read)."""
+    return pe.extracted.with_name(pe.extracted.name + ".signed")
+
+
+def _pack(job: _Job, wheel: ScannedWheel, signed: Path) -> None:
     """Compress the signed member with its old method; note RECORD's new row."""
     member = job.pe.member
-    hasher = wheel.record.expected(member.name).new_hash()
+    expected = wheel.record.expected(member.name)
+    middle = job.middle.result() if job.middle is not None else None
+    hasher = expected.new_hash()
     packed_path = job.pe.extracted.with_name(job.pe.extracted.name + ".packed")
-    with open(job.pe.extracted, "rb") as src, open(packed_path, "wb") as out:
-        packed = pack(src, out, member.method, hasher=hasher)
+    with open(signed, "rb") as src, open(packed_path, "wb") as out:
+        packed = pack(src, out, member.method, hasher=hasher, middle=middle)
+        if packed is None:  # signing changed the middle after all: deflate it whole
+            src.seek(0)
+            out.seek(0)
+            out.truncate()
+            hasher = expected.new_hash()
+            packed = pack(src, out, member.method, hasher=hasher)
+            assert packed is not None
     job.replacement = Replacement(packed_path, packed)
     job.row = (encode_digest(hasher.name, hasher.digest()), packed.file_size)
 
@@ -158,37 +201,78 @@ def sign_wheels(
             for result in new:
                 on_result(result)
 
-    def select(name: str) -> bool:
-        return selected(name, settings.include, settings.exclude)
-
     with tempfile.TemporaryDirectory(prefix="kmssign-wheel-") as work:
-        scanned: list[ScannedWheel] = []
-        early: list[FileResult] = []
-        for n, path in enumerate(wheels):
-            try:
-                wheel = scan_wheel(path, Path(work, str(n)), select)
-                refusal = _refusal(wheel, settings.skip_signed)
-                if refusal is not None:
-                    raise WheelFormatError(refusal)
-                scanned.append(wheel)
-            except Exception as exc:  # anything: one wheel never ends a batch
-                early.append(FileResult(path, "failed").fail(exc))
+        _sign_in(Path(work), wheels, settings, session, dest_dir, on_start, deliver)
+    return results
+
+
+Middles = dict[Path, "Future[Middle | None]"]  # by extracted member
+
+
+def _scan(
+    work: Path, wheels: Sequence[Path], settings: Settings, deflaters: ThreadPoolExecutor | None
+) -> tuple[list[ScannedWheel], list[FileResult], Middles]:
+    """The wheels scanned, or why not; each PE member's middle being deflated (unless
+    ``deflaters`` is None) while the rest of its wheel is read."""
+    scanned: list[ScannedWheel] = []
+    early: list[FileResult] = []
+    middles: Middles = {}
+    for n, path in enumerate(wheels):
+        mine: list[Future[Middle | None]] = []
+
+        def deflate_middle(pe: PEMember, mine: list[Future[Middle | None]] = mine) -> None:
+            assert deflaters is not None
+            mine.append(deflaters.submit(_deflate_middle, pe))
+            middles[pe.extracted] = mine[-1]
+
+        try:
+            wheel = scan_wheel(
+                path, work / str(n), lambda name: selected(name, settings.include,
+                                                           settings.exclude),
+                deflate_middle if deflaters is not None else None,
+            )
+            refusal = _refusal(wheel, settings.skip_signed)
+            if refusal is not None:
+                raise WheelFormatError(refusal)
+            scanned.append(wheel)
+        except Exception as exc:  # anything: one wheel never ends a batch
+            for future in mine:
+                future.cancel()
+            early.append(FileResult(path, "failed").fail(exc))
+    return scanned, early, middles
+
+
+def _sign_in(
+    work: Path,
+    wheels: Sequence[Path],
+    settings: Settings,
+    session: SigningSession | None,
+    dest_dir: Path | None,
+    on_start: Callable[[int], None] | None,
+    deliver: Callable[[list[FileResult]], None],
+) -> None:
+    deflaters = ThreadPoolExecutor(local_threads(), thread_name_prefix="kmssign-deflate")
+    try:
+        scanned, early, middles = _scan(work, wheels, settings,
+                                        deflaters if session is not None else None)
         if on_start is not None:
             on_start(len(early) + sum(max(1, len(w.pe_members)) for w in scanned))
         deliver(early)
-        jobs = [_Job(n, pe) for n, w in enumerate(scanned) for pe in w.pe_members]
+        jobs = [_Job(n, pe, middles.get(pe.extracted))
+                for n, w in enumerate(scanned) for pe in w.pe_members]
         if session is None:
             for job in jobs:
                 job.result = plan_file(job.pe.extracted, settings.skip_signed)
                 job.result.path = job.pe.display
             for n, wheel in enumerate(scanned):
-                mine = [j.result for j in jobs if j.wheel == n and j.result is not None]
-                deliver(mine or [FileResult(wheel.path, "skipped", reason="no PE member")])
-            return results
+                planned = [j.result for j in jobs if j.wheel == n and j.result is not None]
+                deliver(planned or [FileResult(wheel.path, "skipped", reason="no PE member")])
+            return
         _run(jobs, scanned, settings, session)
         for n, wheel in enumerate(scanned):
             deliver(_finish(wheel, [j for j in jobs if j.wheel == n], dest_dir))
-    return results
+    finally:  # no deflater still writing into the work directory when it is removed
+        deflaters.shutdown(wait=True, cancel_futures=True)
 
 
 def _run(
@@ -198,7 +282,8 @@ def _run(
 
     def prepare(index: int) -> tuple[_Job, Prepared] | FileResult:
         job = jobs[index]
-        prepared = prepare_file(job.pe.extracted, session, skip_signed=settings.skip_signed)
+        prepared = prepare_file(job.pe.extracted, session, skip_signed=settings.skip_signed,
+                                output=_signed_path(job.pe))
         if isinstance(prepared, FileResult):
             prepared.path = job.pe.display
             job.result = prepared
@@ -212,7 +297,7 @@ def _run(
         result.output = None  # the member goes back into its wheel, not to a file of its own
         if result.status == "signed":
             try:
-                _pack(job, scanned[job.wheel])
+                _pack(job, scanned[job.wheel], _signed_path(job.pe))
             except Exception as exc:  # anything: one file never ends a batch
                 result.fail(exc)
         job.result = result

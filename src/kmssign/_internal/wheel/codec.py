@@ -23,6 +23,7 @@ except ImportError:  # the pure path: same bytes in, valid deflate out
     _isal = None
 
 ZLIB_LEVEL = 1
+SYNC_FLUSH: int = (_isal or zlib).Z_SYNC_FLUSH
 ERRORS: tuple[type[Exception], ...] = (
     (zlib.error, cast("type[Exception]", _isal.error)) if _isal is not None else (zlib.error,)
 )
@@ -35,7 +36,12 @@ def inflater() -> Any:
 
 
 def deflater() -> Any:
-    """A raw-deflate compressor with zlib's interface (``compress``, ``flush``)."""
+    """A raw-deflate compressor with zlib's interface (``compress``, ``flush``).
+
+    ``flush(SYNC_FLUSH)`` ends its output on a byte boundary without a final block, so
+    that another deflater's output may follow it in the same member's data (each one
+    starts with no history): how a signed member's unchanged middle, deflated while
+    the wheel was being checked, is joined to its new head and tail."""
     if _isal is not None:
         return _isal.compressobj(_isal.ISAL_DEFAULT_COMPRESSION, _isal.DEFLATED, -15)
     return zlib.compressobj(ZLIB_LEVEL, zlib.DEFLATED, -15)

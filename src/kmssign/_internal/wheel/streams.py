@@ -7,6 +7,7 @@ import hashlib
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 from kmssign._internal.wheel import codec
@@ -85,32 +86,111 @@ class Packed:
     file_size: int
 
 
+@dataclass(frozen=True)
+class Middle:
+    """Bytes ``[start, end)`` of ``source`` deflated on their own into ``data`` (a fresh
+    deflater, ended by a sync flush): a signed member's part that signing leaves as it
+    was, deflated before the signature exists, for :func:`pack` to splice in."""
+
+    source: Path
+    start: int
+    end: int
+    data: Path
+
+
+def deflate_range(source: Path, start: int, end: int, data: Path) -> Middle:
+    """Deflate bytes ``[start, end)`` of ``source`` into the file ``data``."""
+    deflater = codec.deflater()
+    with open(source, "rb") as src, open(data, "wb") as out:
+        src.seek(start)
+        remaining = end - start
+        while remaining:
+            chunk = src.read(min(CHUNK, remaining))
+            if not chunk:
+                raise WheelFormatError(f"{source} is shorter than {end} bytes")
+            remaining -= len(chunk)
+            out.write(deflater.compress(chunk))
+        out.write(deflater.flush(codec.SYNC_FLUSH))
+    return Middle(source, start, end, data)
+
+
+class _Packer:
+    """The member's data written to ``out`` as the source's bytes come in."""
+
+    def __init__(self, out: BinaryIO, hasher: hashlib._Hash | None) -> None:
+        self.out = out
+        self.hasher = hasher
+        self.crc = 0
+        self.file_size = 0
+        self.compress_size = 0
+
+    def take(self, chunk: memoryview) -> None:
+        self.crc = zlib.crc32(chunk, self.crc)
+        if self.hasher is not None:
+            self.hasher.update(chunk)
+        self.file_size += len(chunk)
+
+    def put(self, data: bytes | memoryview) -> None:
+        self.compress_size += len(data)
+        self.out.write(data)
+
+
+def _chunks(src: BinaryIO, length: int | None) -> Iterator[memoryview]:
+    """``src``'s next ``length`` bytes (None: all that is left), a buffer at a time."""
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    while length is None or length > 0:
+        got = src.readinto(view[: CHUNK if length is None else min(CHUNK, length)])  # type: ignore[attr-defined]
+        if not got:
+            return
+        if length is not None:
+            length -= got
+        yield view[:got]
+
+
 def pack(
     src: BinaryIO,
     out: BinaryIO,
     method: int,
     *,
     hasher: hashlib._Hash | None = None,
-) -> Packed:
+    middle: Middle | None = None,
+) -> Packed | None:
     """Write ``src``'s bytes to ``out`` as a member's data: stored, or raw deflate;
-    ``hasher`` (RECORD's hash of the member) sees the uncompressed bytes."""
-    deflater = codec.deflater() if method == DEFLATED else None
-    crc = 0
-    file_size = 0
-    compress_size = 0
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    while got := src.readinto(buffer):  # type: ignore[attr-defined]
-        chunk = view[:got]
-        crc = zlib.crc32(chunk, crc)
-        if hasher is not None:
-            hasher.update(chunk)
-        file_size += got
-        data = deflater.compress(chunk) if deflater is not None else chunk
-        compress_size += len(data)
-        out.write(data)
-    if deflater is not None:
-        tail = deflater.flush()
-        compress_size += len(tail)
-        out.write(tail)
-    return Packed(crc, compress_size, file_size)
+    ``hasher`` (RECORD's hash of the member) sees the uncompressed bytes.
+
+    With ``middle`` (deflate only), ``src``'s bytes from ``middle.start`` to
+    ``middle.end`` are compared with its source's and its deflated data is copied in,
+    between the head and the tail deflated here, each by a deflater of its own. None
+    when the bytes differ: ``out`` and ``hasher`` are then spoiled, and the caller packs
+    again without ``middle``.
+    """
+    packer = _Packer(out, hasher)
+    if method != DEFLATED:
+        for chunk in _chunks(src, None):
+            packer.take(chunk)
+            packer.put(chunk)
+        return Packed(packer.crc, packer.compress_size, packer.file_size)
+    if middle is not None:
+        head = codec.deflater()
+        for chunk in _chunks(src, middle.start):
+            packer.take(chunk)
+            packer.put(head.compress(chunk))
+        packer.put(head.flush(codec.SYNC_FLUSH))
+        with open(middle.source, "rb") as source:
+            source.seek(middle.start)
+            for chunk in _chunks(src, middle.end - middle.start):
+                if source.read(len(chunk)) != chunk.tobytes():  # memcmp; a view compares slowly
+                    return None
+                packer.take(chunk)
+        if packer.file_size != middle.end:
+            return None
+        with open(middle.data, "rb") as data:
+            for chunk in _chunks(data, None):
+                packer.put(chunk)
+    tail = codec.deflater()
+    for chunk in _chunks(src, None):
+        packer.take(chunk)
+        packer.put(tail.compress(chunk))
+    packer.put(tail.flush())
+    return Packed(packer.crc, packer.compress_size, packer.file_size)
