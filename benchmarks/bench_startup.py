@@ -43,10 +43,16 @@ THIRD_PARTY = (
 )
 
 
+# An installed package has its bytecode compiled (pip does it at install time); with
+# PYTHONDONTWRITEBYTECODE set, a checkout's modules would be compiled again by every run.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def measure(cmd: list[str], cwd: Path) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one process run to completion."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd,
+                            env=ENV)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
@@ -66,7 +72,7 @@ def main() -> None:
         sign = ["sign", str(small), "--key-file", str(identity.key_path), "--cert",
                 str(identity.cert_path), "--no-timestamp", "-o", str(out), "--quiet"]
         listing = subprocess.run([sys.executable, "-c", THIRD_PARTY, *sign], cwd=work,
-                                 capture_output=True, text=True, check=True)
+                                 capture_output=True, text=True, check=True, env=ENV)
         libraries = json.loads(listing.stdout.strip().splitlines()[-1])
         out.unlink()
         imports = "; ".join(f"import {name}" for name in libraries)
