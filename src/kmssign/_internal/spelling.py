@@ -23,13 +23,15 @@ def misspelled(
     (neither one of ``settings``, the settings' variables, nor one of OTHER_VARIABLES) but
     whose name is close to one it does, or is one of ``aliases`` (a flag's short name:
     ``KMSSIGN_CERT``). Other names, such as a signer package's own, pass."""
+    known = [*settings, *OTHER_VARIABLES]
+    unread = [name for name in sorted(env)
+              if name.startswith(PREFIX) and name not in known and env[name].strip()]
+    if not unread:
+        return []  # most runs end here, without importing difflib
     import difflib
 
-    known = [*settings, *OTHER_VARIABLES]
     problems = []
-    for name in sorted(env):
-        if not name.startswith(PREFIX) or name in known or not env[name].strip():
-            continue
+    for name in unread:
         alias = aliases.get(name)
         close = [alias] if alias else difflib.get_close_matches(name, known, n=1, cutoff=0.85)
         if close:
