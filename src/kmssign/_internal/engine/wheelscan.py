@@ -4,6 +4,7 @@ a work directory (found by content, as loose files are).
 
 Members are read on a few threads at once (zlib and hashlib let go of the GIL), each
 thread with its own handle on the wheel; memory stays at a few chunks per thread.
+Members named like PE files are read first, then the largest first.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from kmssign.errors import WheelFormatError
 MAX_RECORD = 256 << 20  # a RECORD larger than this is refused rather than read
 _BATCH_BYTES = 16 << 20  # members are handed to the threads in batches of about this
 _BATCH_COUNT = 256
+_PE_SUFFIXES = (".dll", ".pyd", ".exe", ".sys")
 
 
 def member_path(wheel: Path, name: str) -> Path:
@@ -52,6 +54,18 @@ class ScannedWheel:
     signatures: list[str]  # RECORD.jws / RECORD.p7s members
     pe_members: list[PEMember]
     stat: os.stat_result  # to notice a wheel changed between the scan and the write
+
+
+def _reading_order(members: Sequence[Member], select: Callable[[str], bool]) -> list[Member]:
+    """The members in the order they are read: those whose names say PE file first (so
+    that signing's work on them can start while the rest is read), then the largest
+    first (so that no thread is left with a large one at the end). Which members are
+    PE files is still decided by their bytes."""
+    def key(member: Member) -> tuple[bool, int]:
+        named_pe = member.name.lower().endswith(_PE_SUFFIXES) and select(member.name)
+        return not named_pe, -member.compress_size
+
+    return sorted(members, key=key)
 
 
 def _batches(members: Sequence[Member]) -> Iterator[list[Member]]:
@@ -154,7 +168,10 @@ def scan_wheel(
         record, record_member = _read_record(f, archive)
     scan = _Scan(path, record, select, workdir, on_pe)
     with ThreadPoolExecutor(local_threads(), thread_name_prefix="kmssign-wheel") as pool:
-        found = [pe for batch in pool.map(scan.batch, _batches(archive.members)) for pe in batch]
+        batches = _batches(_reading_order(archive.members, select))
+        found = [pe for batch in pool.map(scan.batch, batches) for pe in batch]
+    position = {member.name: n for n, member in enumerate(archive.members)}
+    found.sort(key=lambda pe: position[pe.member.name])  # reported in the wheel's order
     return ScannedWheel(
         path=path,
         archive=archive,
