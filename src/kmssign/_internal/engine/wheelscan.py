@@ -24,7 +24,7 @@ from kmssign._internal.wheel.zipdir import Archive, Member, read_archive
 from kmssign.errors import WheelFormatError
 
 MAX_RECORD = 256 << 20  # a RECORD larger than this is refused rather than read
-_BATCH_BYTES = 16 << 20  # members are handed to the threads in batches of about this
+_BATCH_BYTES = 4 << 20  # members are handed to the threads in batches of about this
 _BATCH_COUNT = 256
 _PE_SUFFIXES = (".dll", ".pyd", ".exe", ".sys")
 
