@@ -1,9 +1,12 @@
-"""A two-stage worker pipeline: local work on a few threads, network work on many.
+"""The worker pool that signs (or verifies) a batch: one task per file, on ``jobs`` threads.
 
-Stage one (hashing, copying, DER) runs on about as many threads as there are cores;
-stage two (KMS and timestamp round trips, then the final write) on ``jobs`` threads,
-so network slots are never held by hashing and at most ``jobs`` requests are in flight.
-A window bounds how many files are between the stages (open temporary files, memory).
+Each worker takes the next file and runs its stages in order on its own thread: the local
+work (hashing, copying, DER), then the network work (KMS and timestamp round trips, then
+the final write). At most ``jobs`` files are under way, so at most ``jobs`` requests are in
+flight; the local work of at most about as many files as there are cores runs at once (a
+semaphore), so a batch of large files does not hash sixteen of them side by side. A file
+is handed to no other thread between its stages: a handover (a queue, a future, a thread
+woken) cost a batch of small files more CPU than the file's own DER work.
 
 When the batch ends early (Ctrl-C, SIGTERM, or an error escaping a stage), files not yet
 started are never started, every temporary file is removed at once
@@ -16,13 +19,10 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from kmssign._internal.engine.atomic import abort_all
 from kmssign._internal.engine.report import FileResult
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future
 
 P = TypeVar("P")  # what stage one hands to stage two
 
@@ -49,68 +49,64 @@ class Pipeline(Generic[P]):
         self.on_result = on_result
         self._lock = threading.Lock()
         self._stopped = False
+        self._next = 0
 
     def run(self, count: int) -> list[FileResult]:
         """Process items ``0..count-1``; results come back in item order."""
         results: list[FileResult | None] = [None] * count
         self._stopped = False
+        self._next = 0
         try:
             if self.jobs == 1 or count <= 1:
                 for index in range(count):
                     self._deliver(results, index, self._both(index))
             else:
-                self._run_staged(results, count)
+                self._run_workers(results, count)
         except BaseException:
             self._stopped = True
             abort_all()
             raise
         return [r for r in results if r is not None]
 
-    def _run_staged(self, results: list[FileResult | None], count: int) -> None:
-        # imported here: one file runs inline, and concurrent.futures loads logging
-        from concurrent.futures import ThreadPoolExecutor
+    def _run_workers(self, results: list[FileResult | None], count: int) -> None:
+        local = threading.BoundedSemaphore(self.local_workers)
+        failed: list[BaseException] = []
+        finished = threading.Semaphore(0)  # released by each worker as it ends
 
-        window = threading.BoundedSemaphore(self.jobs + self.local_workers)
-        pending: list[Future[None]] = []
-        local = ThreadPoolExecutor(self.local_workers, thread_name_prefix="kmssign-local")
-        net = ThreadPoolExecutor(self.jobs, thread_name_prefix="kmssign-net")
-
-        def stage_one(index: int) -> None:
+        def work() -> None:
             try:
-                prepared = self.prepare(index)
-                if isinstance(prepared, FileResult):
+                while (index := self._take(count)) is not None:
+                    with local:
+                        prepared = self.prepare(index)
+                    if not isinstance(prepared, FileResult):
+                        prepared = self.complete(prepared)
                     self._deliver(results, index, prepared)
-                    window.release()
-                    return
-                pending.append(net.submit(stage_two, index, prepared))
-            except BaseException:
-                window.release()
-                raise
-
-        def stage_two(index: int, prepared: P) -> None:
-            try:
-                self._deliver(results, index, self.complete(prepared))
+            except BaseException as exc:  # handed to the thread that runs the batch
+                self._stopped = True  # the other workers start no new file
+                failed.append(exc)
             finally:
-                window.release()
+                finished.release()
 
-        try:
-            for index in range(count):
-                window.acquire()
-                pending.append(local.submit(stage_one, index))
-            # Every stage-one future is in `pending` before the loop below starts; the
-            # stage-two futures they add are appended while we wait.
-            position = 0
-            while position < len(pending):
-                pending[position].result()
-                position += 1
-        except BaseException:
-            # Not waiting for the files in progress: their temporary files are removed
-            # (by run), so they end without writing; queued files never start.
-            for executor in (local, net):
-                executor.shutdown(wait=False, cancel_futures=True)
-            raise
-        local.shutdown()
-        net.shutdown()
+        workers = [
+            threading.Thread(target=work, name=f"kmssign-worker-{n}")
+            for n in range(min(self.jobs, count))
+        ]
+        for worker in workers:
+            worker.start()
+        # Not waiting for the files in progress once one failed (or on Ctrl-C here): their
+        # temporary files are removed (by run), so they end without writing.
+        for _ in workers:
+            finished.acquire()
+            if failed:
+                raise failed[0]
+
+    def _take(self, count: int) -> int | None:
+        """The next file to start, or None once all have started (or the batch stopped)."""
+        with self._lock:
+            if self._stopped or self._next >= count:
+                return None
+            self._next += 1
+            return self._next - 1
 
     def _both(self, index: int) -> FileResult:
         prepared = self.prepare(index)

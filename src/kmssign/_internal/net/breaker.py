@@ -17,7 +17,7 @@ from collections.abc import Callable
 class CircuitBreaker:
     """Closed until :meth:`trip`; then open for good, remembering the first reason.
 
-    Thread-safe: the pipeline's network threads share one.
+    Thread-safe: the pipeline's workers share one.
     """
 
     def __init__(self) -> None:
