@@ -89,7 +89,8 @@ def sign_files(
 
     Raises KmsSignError subclasses for run-level problems (settings, key, certificate)
     before any file is touched; per-file problems are ``failed`` results in the report.
-    At most ``settings.jobs`` KMS/timestamp requests are in flight at once.
+    At most ``settings.jobs`` KMS requests are in flight at once, and as many timestamp
+    requests.
     """
     report = Report()
     files = discovered(
@@ -116,7 +117,8 @@ def sign_files(
             )
 
         pipeline: Pipeline[Prepared] = Pipeline(
-            prepare, lambda p: complete_file(p, session), jobs=settings.jobs, on_result=on_result
+            prepare, lambda p: complete_file(p, session), jobs=session.slots.workers,
+            on_result=on_result,
         )
         try:
             report.results.extend(pipeline.run(len(files)))
@@ -211,7 +213,8 @@ def attach_signatures(
         return prepare_file(files[index], session, skip_signed=False)
 
     pipeline: Pipeline[Prepared] = Pipeline(
-        prepare, lambda p: complete_file(p, session), jobs=settings.jobs, on_result=on_result
+        prepare, lambda p: complete_file(p, session), jobs=session.slots.workers,
+        on_result=on_result,
     )
     with certificate_notes(log):
         report = Report(pipeline.run(len(files)))

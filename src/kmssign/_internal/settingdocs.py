@@ -32,7 +32,9 @@ MEANINGS: dict[str, str] = {
     "exclude": "Skip files (or wheel members) whose path matches one of these globs.",
     "skip-signed": "Leave files whose signatures are intact as they are (a signature the file "
     "no longer matches fails); `false` replaces signatures.",
-    "jobs": "Files signed concurrently; bounds the KMS and timestamp requests in flight.",
+    "jobs": "Signing requests (KMS, token) in flight at once, and as many timestamp requests: "
+    "a file waits for its timestamp while the next is signed; files verified at once. 1: one "
+    "file at a time.",
     "timestamp-timeout": "Total time for one timestamp request in seconds: connecting, sending "
     "and the whole reply.",
     "kms-timeout": "Total time for one KMS call (`GetPublicKey`, `Sign`) in seconds, retries "

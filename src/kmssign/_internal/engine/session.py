@@ -4,6 +4,7 @@ client, resolved once before any file is touched, and released when the run ends
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ from kmssign._internal.pki.certs import (
     select_signing_certificates,
     subject_of,
 )
-from kmssign.config import Settings
+from kmssign.config import DEFAULT_JOBS, Settings
 from kmssign.errors import ConfigError
 from kmssign.signers import DIGESTS, DigestName, Signer, Timestamper
 
@@ -23,6 +24,23 @@ Log = Callable[[str], None]
 
 def nolog(_message: str) -> None:
     """The log of a run nobody listens to."""
+
+
+class RequestSlots:
+    """At most ``jobs`` requests in flight to each service of a run: the signer (KMS, a
+    token) and the timestamp servers. A file waiting for its timestamp holds no signer
+    slot, so the next file's signature is made meanwhile."""
+
+    def __init__(self, jobs: int = DEFAULT_JOBS) -> None:
+        self.jobs = max(1, jobs)
+        self.sign = threading.BoundedSemaphore(self.jobs)
+        self.stamp = threading.BoundedSemaphore(self.jobs)
+
+    @property
+    def workers(self) -> int:
+        """Files under way at once, so that both kinds of slot stay busy (each file needs one
+        of each in turn); with ``jobs`` 1, one file at a time."""
+        return 2 * self.jobs if self.jobs > 1 else 1
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,7 @@ class SigningSession:
     log: Log = nolog
     first_stamp: FirstSuccess = field(default_factory=FirstSuccess, compare=False)
     owns_signer: bool = field(default=False, compare=False)  # made by open_session
+    slots: RequestSlots = field(default_factory=RequestSlots, compare=False)
 
     @functools.cached_property
     def signer_subject(self) -> str:
@@ -148,4 +167,5 @@ def _open_session(
         url=settings.url,
         log=log,
         owns_signer=owns,
+        slots=RequestSlots(settings.jobs),
     )

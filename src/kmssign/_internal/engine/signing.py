@@ -248,15 +248,17 @@ def _complete_locked(prepared: Prepared, session: SigningSession) -> FileResult:
         if session.timestamper is not None and session.timestamp_policy == "required":
             # no KMS Sign without its token: one file at a time until a token came back
             probe = session.first_stamp.enter(check_running, session.timestamper.check_available)
-        content_info = build_signed_data(
-            file_digest=prepared.file_digest,
-            digest=session.digest,
-            signer=session.signer,
-            leaf=session.certificates.leaf, chain=session.certificates.chain,
-            description=session.description, url=session.url,
-            content_data=format_named(prepared.signable.format).content_data(),
-        )
-        content_info = _timestamp(session, content_info, result)
+        with session.slots.sign:
+            content_info = build_signed_data(
+                file_digest=prepared.file_digest,
+                digest=session.digest,
+                signer=session.signer,
+                leaf=session.certificates.leaf, chain=session.certificates.chain,
+                description=session.description, url=session.url,
+                content_data=format_named(prepared.signable.format).content_data(),
+            )
+        with session.slots.stamp:
+            content_info = _timestamp(session, content_info, result)
         if prepared.existing is not None:
             content_info = add_nested(prepared.existing, content_info)
         prepared.signable.finish_copy(prepared.output.handle, prepared.state, content_info)

@@ -11,7 +11,7 @@ from pathlib import Path
 from kmssign._internal.cms.algorithms import verify_raw_signature
 from kmssign._internal.engine.pipeline import run_simple
 from kmssign._internal.engine.report import FileResult
-from kmssign._internal.engine.session import Log, SigningSession
+from kmssign._internal.engine.session import Log, RequestSlots, SigningSession
 from kmssign._internal.engine.signing import already_signed
 from kmssign._internal.engine.twostep import (
     PresetSigner,
@@ -143,4 +143,5 @@ def attach_session(
         description=requests.description,
         url=requests.url,
         log=log,
+        slots=RequestSlots(settings.jobs),
     )

@@ -303,5 +303,7 @@ def _run(
         job.result = result
         return result
 
-    pipeline: Pipeline[tuple[_Job, Prepared]] = Pipeline(prepare, complete, jobs=settings.jobs)
+    pipeline: Pipeline[tuple[_Job, Prepared]] = Pipeline(
+        prepare, complete, jobs=session.slots.workers
+    )
     pipeline.run(len(jobs))

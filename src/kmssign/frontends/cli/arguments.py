@@ -53,7 +53,8 @@ def add_output(p: argparse.ArgumentParser, jobs_default: int = 16) -> None:
         "--jobs",
         type=int,
         metavar="N",
-        help=f"files processed concurrently (default {jobs_default}; 1 = sequential)",
+        help=f"requests in flight to each service, files verified at once (default "
+        f"{jobs_default}; 1 = sequential)",
     )
 
 
