@@ -66,6 +66,8 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("batch", "wall_s", "batch of 300 files (--quick: 48), --jobs 16", "{:.2f} s"),
     ("batch", "floor_s", "  latency floor: files x 230 ms / 16", "{:.2f} s"),
     ("batch", "ratio", "  to the floor (target <= 1.2x)", "{:.2f}x"),
+    ("batch", "pipeline_floor_s", "  pipeline floor: files x 150 ms / 16 + 80 ms", "{:.2f} s"),
+    ("batch", "pipeline_ratio", "  to the pipeline floor", "{:.2f}x"),
     ("batch", "cpu_per_file_ms", "  kmssign's CPU per file", "{:.1f} ms"),
     ("batch", "sign_calls", "  KMS Sign calls per batch (target: files)", "{}"),
     ("startup", "sign_s", "short run: kmssign sign (100 KiB)", "{:.3f} s"),
