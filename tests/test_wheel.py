@@ -321,23 +321,27 @@ def test_a_signed_members_middle_is_deflated_while_the_wheel_is_read_and_spliced
     demo_wheel: Path, tmp_path: Path, middle: str,
 ) -> None:
     """Each unsigned, deflated PE member (three of the four; one is stored) has its
-    middle deflated during the scan and spliced into its new data; a middle that signing
-    changed after all (here one that starts before the CheckSum field) is not used, and
-    that member is deflated whole. The wheel is right either way."""
+    middle deflated during the scan, in pieces, and spliced into its new data; a middle
+    that signing changed after all (here one whose first piece starts before the
+    CheckSum field) is not used, and that member is deflated whole. The wheel is right
+    either way."""
     from kmssign._internal.engine import wheelsign
 
     packs: list[tuple[bool, bool]] = []  # (a middle was given, it was spliced)
     real_pack, real_deflate = wheelsign.pack, wheelsign.deflate_range
 
-    def spy(src: Any, out: Any, method: int, *, hasher: Any = None, middle: Any = None) -> Any:
+    def spy(src: Any, out: Any, method: int, *, hasher: Any = None, middle: Any = ()) -> Any:
         packed = real_pack(src, out, method, hasher=hasher, middle=middle)
-        packs.append((middle is not None, middle is not None and packed is not None))
+        packs.append((bool(middle), bool(middle) and packed is not None))
         return packed
 
     monkeypatch.setattr(wheelsign, "pack", spy)
+    monkeypatch.setattr(wheelsign, "_PIECE", 4096)  # each middle in many pieces
     if middle != "kept":
-        monkeypatch.setattr(wheelsign, "deflate_range",
-                            lambda source, _start, end, data: real_deflate(source, 0, end, data))
+        monkeypatch.setattr(
+            wheelsign, "deflate_range",
+            lambda source, start, end, data: real_deflate(source, start - 0x100, end, data),
+        )
     code, out, err = run_cli(capsys, "wheel", str(demo_wheel), *sign_args(pki.identity()))
     assert code == 0, err
     assert "4 signed, 1 skipped, 0 failed" in out

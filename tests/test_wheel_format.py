@@ -192,9 +192,9 @@ def test_offsets_and_sizes_past_4_gib_get_zip64_fields_and_end_records(tmp_path:
 def test_a_middle_deflated_apart_is_spliced_between_a_new_head_and_tail(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, isal: bool
 ) -> None:
-    """A signed member's unchanged middle, deflated before signing, joins the head and
-    tail deflated after into one stream that zlib inflates to the signed bytes; a middle
-    that no longer matches is refused (None), not spliced."""
+    """A signed member's unchanged middle, deflated before signing in two pieces, joins
+    the head and tail deflated after into one stream that zlib inflates to the signed
+    bytes; a middle that no longer matches is refused (None), not spliced."""
     if not isal:
         monkeypatch.setattr("kmssign._internal.wheel.codec._isal", None)
     launcher = peutil.LAUNCHERS["t64.exe"].read_bytes()
@@ -202,7 +202,9 @@ def test_a_middle_deflated_apart_is_spliced_between_a_new_head_and_tail(
     original.write_bytes(launcher * 40 + bytes(range(256)) * 9000 + b"odd")  # > 3 chunks
     before = original.read_bytes()
     start, end = 0x200, len(before)
-    middle = deflate_range(original, start, end, tmp_path / "middle")
+    split = start + 3_000_001  # two pieces, deflated apart
+    middle = [deflate_range(original, start, split, tmp_path / "piece0"),
+              deflate_range(original, split, end, tmp_path / "piece1")]
     signed = tmp_path / "signed.exe"
     signed.write_bytes(b"MZ new head" + before[11:start] + before[start:] + bytes(5) + b"table")
     out = io.BytesIO()
@@ -215,7 +217,8 @@ def test_a_middle_deflated_apart_is_spliced_between_a_new_head_and_tail(
     inflater = zlib.decompressobj(-15)
     assert inflater.decompress(out.getvalue()) == data
     assert inflater.eof and not inflater.unused_data
-    assert (tmp_path / "middle").stat().st_size < packed.compress_size < len(data) // 2
+    pieces = sum(piece.data.stat().st_size for piece in middle)
+    assert pieces < packed.compress_size < len(data) // 2
 
     changed = bytearray(data)
     changed[end - 1] ^= 1  # the middle's last byte
@@ -225,3 +228,6 @@ def test_a_middle_deflated_apart_is_spliced_between_a_new_head_and_tail(
     signed.write_bytes(data[: end - 1])  # cut short inside the middle
     with open(signed, "rb") as src:
         assert pack(src, io.BytesIO(), zipfile.ZIP_DEFLATED, middle=middle) is None
+    signed.write_bytes(data)
+    with open(signed, "rb") as src:  # pieces that do not follow one another
+        assert pack(src, io.BytesIO(), zipfile.ZIP_DEFLATED, middle=middle[::-1]) is None

@@ -12,10 +12,11 @@ nothing is written for it.
 Compressing a signed member is most of what signing adds to the check, so most of it is
 done during the scan: as soon as an unsigned, deflated PE member is extracted, the part
 that signing will not change (from after its CheckSum field and certificate table
-entry to its end; the table is appended after it) is deflated on its own, beside the
-reading of the other members. Once signed, only the member's head and the new table are
-deflated, the middle is compared byte for byte with what was deflated and spliced in
-(and the whole member deflated again, should it differ).
+entry to its end; the table is appended after it) is deflated in pieces of 8 MiB, each
+on its own and in parallel, beside the reading of the other members. Once signed, only
+the member's head and the new table are deflated, the middle is compared byte for byte
+with what was deflated and spliced in (and the whole member deflated again, should it
+differ).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from kmssign.config import Settings
 from kmssign.errors import PEFormatError, WheelFormatError
 
 OnResult = Callable[[FileResult], None]
+_PIECE = 8 << 20  # a signed member's kept middle is deflated in pieces of this, in parallel
 
 
 @dataclass
@@ -51,7 +53,7 @@ class _Job:
 
     wheel: int  # index into the scanned wheels
     pe: PEMember
-    middle: Future[Middle | None] | None = None  # deflated during the scan
+    middle: list[Future[Middle]]  # its pieces, deflated during the scan
     result: FileResult | None = None
     replacement: Replacement | None = None
     row: tuple[str, int] | None = None  # RECORD's new hash and size
@@ -72,9 +74,9 @@ def _refusal(wheel: ScannedWheel, skip_signed: bool) -> str | None:
             "signing the wheel")
 
 
-def _deflate_middle(pe: PEMember) -> Middle | None:
-    """Deflate what signing keeps of an unsigned, deflated PE member: from after the
-    CheckSum field and the certificate table's entry to the end (None for any other)."""
+def _middle(pe: PEMember) -> tuple[int, int] | None:
+    """What signing keeps of an unsigned, deflated PE member: from after its CheckSum
+    field and certificate table entry to its end (None for any other member)."""
     if pe.member.method != DEFLATED:
         return None
     try:
@@ -85,8 +87,7 @@ def _deflate_middle(pe: PEMember) -> Middle | None:
     start = max(image.checksum_offset + 4, image.security_entry_offset + 8)
     if image.has_certificate_table or start >= image.size:
         return None  # a signed member is mostly skipped; re-signing replaces its table
-    middle = pe.extracted.with_name(pe.extracted.name + ".middle")
-    return deflate_range(pe.extracted, start, image.size, middle)
+    return start, image.size
 
 
 def _signed_path(pe: PEMember) -> Path:
@@ -98,7 +99,7 @@ def _pack(job: _Job, wheel: ScannedWheel, signed: Path) -> None:
     """Compress the signed member with its old method; note RECORD's new row."""
     member = job.pe.member
     expected = wheel.record.expected(member.name)
-    middle = job.middle.result() if job.middle is not None else None
+    middle = [piece.result() for piece in job.middle]
     hasher = expected.new_hash()
     packed_path = job.pe.extracted.with_name(job.pe.extracted.name + ".packed")
     with open(signed, "rb") as src, open(packed_path, "wb") as out:
@@ -206,24 +207,32 @@ def sign_wheels(
     return results
 
 
-Middles = dict[Path, "Future[Middle | None]"]  # by extracted member
+Middles = dict[Path, list["Future[Middle]"]]  # by extracted member
 
 
 def _scan(
     work: Path, wheels: Sequence[Path], settings: Settings, deflaters: ThreadPoolExecutor | None
 ) -> tuple[list[ScannedWheel], list[FileResult], Middles]:
     """The wheels scanned, or why not; each PE member's middle being deflated (unless
-    ``deflaters`` is None) while the rest of its wheel is read."""
+    ``deflaters`` is None), a piece per thread, while the rest of its wheel is read."""
     scanned: list[ScannedWheel] = []
     early: list[FileResult] = []
     middles: Middles = {}
     for n, path in enumerate(wheels):
-        mine: list[Future[Middle | None]] = []
+        mine: list[Future[Middle]] = []
 
-        def deflate_middle(pe: PEMember, mine: list[Future[Middle | None]] = mine) -> None:
+        def deflate_middle(pe: PEMember, mine: list[Future[Middle]] = mine) -> None:
             assert deflaters is not None
-            mine.append(deflaters.submit(_deflate_middle, pe))
-            middles[pe.extracted] = mine[-1]
+            kept = _middle(pe)
+            if kept is None:
+                return
+            start, end = kept
+            pieces = [deflaters.submit(deflate_range, pe.extracted, offset,
+                                       min(offset + _PIECE, end),
+                                       pe.extracted.with_name(f"{pe.extracted.name}.{offset}"))
+                      for offset in range(start, end, _PIECE)]
+            mine.extend(pieces)
+            middles[pe.extracted] = pieces
 
         try:
             wheel = scan_wheel(
@@ -258,7 +267,7 @@ def _sign_in(
         if on_start is not None:
             on_start(len(early) + sum(max(1, len(w.pe_members)) for w in scanned))
         deliver(early)
-        jobs = [_Job(n, pe, middles.get(pe.extracted))
+        jobs = [_Job(n, pe, middles.get(pe.extracted, []))
                 for n, w in enumerate(scanned) for pe in w.pe_members]
         if session is None:
             for job in jobs:
