@@ -7,8 +7,8 @@ import fnmatch
 import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from kmssign._internal.engine.atomic import NAME_ROOM, is_temporary
 from kmssign._internal.engine.formats import refusal, sniff
@@ -22,8 +22,7 @@ _KINDS = (
 )
 
 
-@dataclass(frozen=True)
-class Found:
+class Found(NamedTuple):
     """The outcome of discovery: PE files to process, what cannot be processed (with the
     reason), and temporary files that kmssign runs left (never processed)."""
 

@@ -10,9 +10,8 @@ is shared; a format says only how the file is digested and where its signature l
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import ModuleType
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, NamedTuple, Protocol
 
 from kmssign._internal.authenticode.build import pe_image_data_der, sip_info_der
 from kmssign._internal.authenticode.signedfile import SignedFile
@@ -45,8 +44,7 @@ class Signable(SignedFile, Protocol):
     ) -> dict[str, bytes]: ...
 
 
-@dataclass(frozen=True)
-class Format:
+class Format(NamedTuple):
     """A signable file format: ``sniff`` looks at an open file (from its start) cheaply,
     ``open`` parses it (the format's error for a broken file), ``content_data`` is the
     DER SpcIndirectDataContent ``data`` of its signatures."""

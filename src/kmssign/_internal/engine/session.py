@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from kmssign._internal.net.breaker import FirstSuccess
 from kmssign._internal.pki.certs import (
@@ -43,21 +42,33 @@ class RequestSlots:
         return 2 * self.jobs if self.jobs > 1 else 1
 
 
-@dataclass(frozen=True)
 class SigningSession:
     """Everything resolved once per run: key, certificates, digest, timestamp client."""
 
-    signer: Signer
-    certificates: SigningCertificates
-    digest: DigestName
-    timestamper: Timestamper | None
-    timestamp_policy: str
-    description: str | None
-    url: str | None
-    log: Log = nolog
-    first_stamp: FirstSuccess = field(default_factory=FirstSuccess, compare=False)
-    owns_signer: bool = field(default=False, compare=False)  # made by open_session
-    slots: RequestSlots = field(default_factory=RequestSlots, compare=False)
+    def __init__(
+        self,
+        signer: Signer,
+        certificates: SigningCertificates,
+        digest: DigestName,
+        timestamper: Timestamper | None,
+        timestamp_policy: str,
+        description: str | None,
+        url: str | None,
+        log: Log = nolog,
+        owns_signer: bool = False,  # made by open_session
+        slots: RequestSlots | None = None,
+    ) -> None:
+        self.signer = signer
+        self.certificates = certificates
+        self.digest = digest
+        self.timestamper = timestamper
+        self.timestamp_policy = timestamp_policy
+        self.description = description
+        self.url = url
+        self.log = log
+        self.owns_signer = owns_signer
+        self.first_stamp = FirstSuccess()
+        self.slots = slots or RequestSlots()
 
     @functools.cached_property
     def signer_subject(self) -> str:

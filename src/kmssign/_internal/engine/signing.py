@@ -8,9 +8,8 @@ written only when everything succeeded; otherwise it stays byte-for-byte as it w
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from kmssign._internal.authenticode.build import (
     add_nested,
@@ -57,8 +56,7 @@ def plan_file(path: Path, skip_signed: bool, append: bool = False) -> FileResult
     return result
 
 
-@dataclass
-class Prepared:
+class Prepared(NamedTuple):
     """A file hashed and copied (without its old signature) into a temporary file.
 
     ``source`` stays open until the signed file is written: a format whose signature
@@ -159,9 +157,8 @@ def prepare_file(
         lock.release()
         raise
     if isinstance(prepared, Prepared):
-        prepared.lock = lock
-    else:
-        lock.release()
+        return prepared._replace(lock=lock)
+    lock.release()
     return prepared
 
 

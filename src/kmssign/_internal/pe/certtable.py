@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from kmssign._internal.der import DerError, read
 from kmssign._internal.pe.image import WIN_CERT, PEImage, align8, read_at
@@ -16,8 +15,7 @@ WIN_CERT_TYPE_PKCS_SIGNED_DATA = 0x0002
 MAX_CERT_TABLE = 64 << 20  # read_certificates refuses larger tables (memory bound)
 
 
-@dataclass(frozen=True)
-class WinCertificate:
+class WinCertificate(NamedTuple):
     """One WIN_CERTIFICATE entry of a PE file's certificate table."""
 
     revision: int

@@ -16,9 +16,8 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from kmssign.errors import PEFormatError
 
@@ -35,8 +34,7 @@ WIN_CERT = struct.Struct("<IHH")
 _SECURITY_DIR = 4
 
 
-@dataclass(frozen=True)
-class PEImage:
+class PEImage(NamedTuple):
     """Where the parts Authenticode cares about are, as file offsets."""
 
     size: int

@@ -4,8 +4,7 @@ certificate table, then the new table appended and the headers fixed."""
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from kmssign._internal.pe import hashing
 from kmssign._internal.pe.certtable import unwrap_table, win_certificate
@@ -17,8 +16,7 @@ from kmssign._internal.pe.reading import LARGE, chunks, new_hash, split
 from kmssign.errors import PEFormatError
 
 
-@dataclass
-class SignedCopy:
+class SignedCopy(NamedTuple):
     """What finish_signed_copy needs after begin_signed_copy streamed the image."""
 
     base: int  # position of the image's first byte in `out`

@@ -6,9 +6,8 @@ import datetime as dt
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -83,8 +82,7 @@ def spki_der(cert: x509.Certificate) -> bytes:
     )
 
 
-@dataclass(frozen=True)
-class SigningCertificates:
+class SigningCertificates(NamedTuple):
     """The leaf that matches the signing key, and the certificates that lead to a root."""
 
     leaf: x509.Certificate
