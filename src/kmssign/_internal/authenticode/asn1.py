@@ -116,6 +116,13 @@ def _register() -> None:
     cms.CMSAttribute._oid_specs["spc_statement_type"] = SetOfSpcStatementType
     cms.CMSAttribute._oid_specs["spc_nested_signature"] = SetOfContentInfo
     cms.CMSAttribute._oid_specs["ms_rfc3161_timestamp"] = SetOfContentInfo
+    # asn1crypto builds a class's name -> OID map on its first use by name, and a thread
+    # that uses the class while another builds it finds the name missing (ValueError):
+    # signing on several threads did. Build the maps of the classes signing and
+    # timestamping name OIDs in now, at import, on one thread.
+    for cls in (cms.ContentType, cms.CMSAttributeType, algos.DigestAlgorithmId,
+                algos.SignedDigestAlgorithmId):
+        cls.unmap(next(iter(cls._map.values())))
 
 
 _register()
