@@ -43,6 +43,8 @@ VERIFIER = ("kmssign._internal.authenticode.verify", "kmssign._internal.authenti
 ONE_FILE = ("concurrent.futures", "logging")
 # what suggests a name (difflib): only for a name that is wrong
 SUGGESTIONS = ("difflib",)
+# certificate requests: the csr command's (kmssign.api imports them when first used)
+CSR = ("kmssign._internal.pki.csr", "asn1crypto.csr")
 # the other commands' parsers and code: a run builds and imports its own command's only
 OTHER_COMMANDS = ("kmssign.frontends.cli.twostep_command", "kmssign.frontends.cli.sandbox_command",
                   "kmssign.frontends.cli.pyinstaller_command", "kmssign._internal.sandbox")
@@ -82,11 +84,11 @@ def test_sign_and_verify_of_loose_files_import_no_wheel_kms_or_http_stack(
     )
     assert "kmssign._internal.authenticode.build" in signed
     assert loaded(signed, KMS + HTTP + WHEELS + MSI + OTHER_COMMANDS + VERIFIER) == []
-    assert loaded(signed, ONE_FILE + SUGGESTIONS) == []
+    assert loaded(signed, ONE_FILE + SUGGESTIONS + CSR) == []
 
     verified = modules_after("verify", "--no-chain", str(target), "--quiet", cwd=tmp_path)
     assert "kmssign._internal.authenticode.verify" in verified
-    assert loaded(verified, KMS + HTTP + WHEELS + MSI + OTHER_COMMANDS) == []
+    assert loaded(verified, KMS + HTTP + WHEELS + MSI + OTHER_COMMANDS + CSR) == []
 
 
 def test_wheel_imports_the_wheel_stack_and_no_kms_or_http_stack(

@@ -56,6 +56,21 @@ def test_unknown_names_are_attribute_errors() -> None:
         exec("from kmssign import engine_internals", {})
 
 
+def test_every_name_of_kmssign_api_resolves_and_the_csr_helpers_are_the_csr_modules() -> None:
+    from kmssign import api
+    from kmssign._internal.pki import csr
+
+    for name in api.__all__:
+        assert getattr(api, name) is not None, name
+    for name in ("build_csr", "parse_subject", "public_key_pem"):  # imported when first used
+        assert getattr(api, name) is getattr(csr, name)
+    namespace: dict[str, object] = {}
+    exec("from kmssign.api import build_csr", namespace)
+    assert namespace["build_csr"] is csr.build_csr
+    with pytest.raises(AttributeError, match="no attribute 'sign_everything'"):
+        api.sign_everything  # noqa: B018
+
+
 @pytest.mark.parametrize(
     ("old", "new", "name"),
     [

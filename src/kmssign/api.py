@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from kmssign._deprecated import settings_from_keywords
 from kmssign._internal.engine.atomic import (
@@ -37,10 +38,12 @@ from kmssign._internal.engine.signing import (
 )
 from kmssign._internal.pe.image import looks_like_pe
 from kmssign._internal.pki.certs import certificate_notes
-from kmssign._internal.pki.csr import build_csr, parse_subject, public_key_pem
 from kmssign.config import Settings
 from kmssign.errors import ConfigError, FileAccessError
 from kmssign.signers import Signer, Timestamper
+
+if TYPE_CHECKING:
+    from kmssign._internal.pki.csr import build_csr, parse_subject, public_key_pem
 
 # The library API (docs/explanation/library.md lists the same names; a test holds them
 # to it): the batch functions, the result types, and helpers the front ends share.
@@ -69,6 +72,21 @@ __all__ = [
     "verify_files",
     "verify_wheels",
 ]
+
+# The certificate-request helpers are imported when first used (``__getattr__``): a run
+# that signs files never needs them, nor asn1crypto's csr module.
+_CSR_HELPERS = ("build_csr", "parse_subject", "public_key_pem")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _CSR_HELPERS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from kmssign._internal.pki import csr
+
+    value = getattr(csr, name)
+    globals()[name] = value
+    return value
+
 
 def sign_files(
     paths: Iterable[Path | str],
