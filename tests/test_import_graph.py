@@ -4,6 +4,7 @@ benchmarks/bench_startup.py)."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.helpers import sign_args
+from tests.support.helpers import run_cli, sign_args
 from tests.support.pki import TestPKI
 from tests.support.wheelutil import DIST, VERSION, write_wheel
 
@@ -104,3 +105,26 @@ def test_wheel_imports_the_wheel_stack_and_no_kms_or_http_stack(
     )
     assert "kmssign._internal.engine.wheelsign" in modules
     assert loaded(modules, KMS + HTTP + ("importlib.metadata",)) == []
+
+
+def test_the_command_freezes_what_its_imports_made_and_an_in_process_call_does_not(
+    pki: TestPKI, samples: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The ``kmssign`` process (main() with no arguments) moves the objects its imports made
+    out of the collector's way (gc.freeze); a caller of main(argv), a test included, keeps
+    its collector as it was."""
+    target = tmp_path / "t64.exe"
+    shutil.copyfile(samples["t64.exe"], target)
+    args = ["sign", str(target), *sign_args(pki.identity("rsa2048")), "--quiet"]
+    code = ("import gc, sys; from kmssign.frontends.cli.main import main; code = main(); "
+            "print(code, gc.get_freeze_count())")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KMSSIGN_")}
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          check=True, cwd=tmp_path, env=env)
+    exit_code, frozen = map(int, proc.stdout.split())
+    assert exit_code == 0 and frozen > 1000, proc.stderr
+
+    before = gc.get_freeze_count()
+    assert run_cli(capsys, "sign", str(target), *sign_args(pki.identity("rsa2048")),
+                   "--quiet", "--no-skip-signed")[0] == 0
+    assert gc.get_freeze_count() == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -71,8 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return interrupted(exc)
 
 
-def _main(argv: Sequence[str] | None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+def _main(argv_given: Sequence[str] | None) -> int:
+    argv = sys.argv[1:] if argv_given is None else list(argv_given)
     # The first argument names the command (the top level has no option that takes a
     # value); anything else (--help, --version, a mistyped command) gets every command.
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
@@ -83,6 +84,8 @@ def _main(argv: Sequence[str] | None) -> int:
     from kmssign.frontends.cli import commands
     from kmssign.frontends.cli.exits import exit_code_for
     from kmssign.frontends.cli.output import flag_wording
+    if argv_given is None:  # the kmssign process itself, not a caller of main(argv):
+        gc.freeze()  # what the imports made lives until exit; no collection looks at it again
 
     with signals_interrupt():
         try:
