@@ -42,6 +42,8 @@ VERIFIER = ("kmssign._internal.authenticode.verify", "kmssign._internal.authenti
             "kmssign._internal.engine.verifying", "kmssign._internal.engine.stamping")
 # the thread pools (and the logging that concurrent.futures loads): one file runs inline
 ONE_FILE = ("concurrent.futures", "logging")
+# what large files need: hashing on worker threads (queue), the kernel's copy
+LARGE_FILES = ("queue", "kmssign._internal.pe.kernelcopy")
 # what suggests a name (difflib): only for a name that is wrong
 SUGGESTIONS = ("difflib",)
 # certificate requests: the csr command's (kmssign.api imports them when first used)
@@ -85,11 +87,11 @@ def test_sign_and_verify_of_loose_files_import_no_wheel_kms_or_http_stack(
     )
     assert "kmssign._internal.authenticode.build" in signed
     assert loaded(signed, KMS + HTTP + WHEELS + MSI + OTHER_COMMANDS + VERIFIER) == []
-    assert loaded(signed, ONE_FILE + SUGGESTIONS + CSR) == []
+    assert loaded(signed, ONE_FILE + SUGGESTIONS + CSR + LARGE_FILES) == []
 
     verified = modules_after("verify", "--no-chain", str(target), "--quiet", cwd=tmp_path)
     assert "kmssign._internal.authenticode.verify" in verified
-    assert loaded(verified, KMS + HTTP + WHEELS + MSI + OTHER_COMMANDS + CSR) == []
+    assert loaded(verified, KMS + HTTP + WHEELS + MSI + OTHER_COMMANDS + CSR + LARGE_FILES) == []
 
 
 def test_wheel_imports_the_wheel_stack_and_no_kms_or_http_stack(

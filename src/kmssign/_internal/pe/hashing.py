@@ -4,15 +4,17 @@ threads for large ones (hashlib and numpy drop the GIL on large buffers)."""
 from __future__ import annotations
 
 import hashlib
-import queue
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from kmssign._internal.pe.checksum import Checksum, holds_gil
 from kmssign._internal.pe.image import CHUNK
 from kmssign._internal.pe.reading import Data, chunks, read_into
+
+if TYPE_CHECKING:
+    import queue
 
 THREAD_MIN = 4 * CHUNK  # below this, hashing in worker threads does not pay
 _QUEUE_DEPTH = 8  # chunks in flight to each worker thread (bounded memory)
@@ -86,11 +88,13 @@ class Summer:
         self._summing = checksum
         self._queues: list[queue.Queue[_Item | None]] = []
         self._threads: list[threading.Thread] = []
-        self._pool: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._short_slices = threaded and checksum and holds_gil()
         if self._short_slices:
             _short_slices(True)
         if threaded:
+            import queue  # worker threads only: a small file is hashed inline
+
+            self._pool: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
             depth = _QUEUE_DEPTH
             if mapped:  # the pieces are mapped windows (reading.mapped_windows): no buffers
                 depth = _MAPPED_DEPTH

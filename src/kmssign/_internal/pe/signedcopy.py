@@ -11,7 +11,6 @@ from kmssign._internal.pe.certtable import unwrap_table, win_certificate
 from kmssign._internal.pe.checksum import Checksum, accelerate_for
 from kmssign._internal.pe.hashing import Summer
 from kmssign._internal.pe.image import DIR_ENTRY, WIN_CERT, PEImage, align8
-from kmssign._internal.pe.kernelcopy import hash_beside_kernel_copy
 from kmssign._internal.pe.reading import LARGE, chunks, new_hash, split
 from kmssign.errors import PEFormatError
 
@@ -59,6 +58,8 @@ def begin_signed_copy(
         raise PEFormatError("file is too large to sign (a PE image ends below 4 GiB)")
     end = image.image_end
     if end >= LARGE:
+        from kmssign._internal.pe.kernelcopy import hash_beside_kernel_copy
+
         base = out.tell()
         done = hash_beside_kernel_copy(f, image, digest, out)
         if done is not None:
