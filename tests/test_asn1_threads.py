@@ -41,3 +41,22 @@ def test_threads_building_their_first_signed_attributes_at_once_all_succeed() ->
     proc = subprocess.run([sys.executable, "-c", RACE], capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+LATER_NAMES = """
+from kmssign._internal.authenticode import asn1  # builds the maps
+from asn1crypto import cms, tsp  # tsp adds its names to two of those maps
+
+assert cms.ContentType("tst_info").dotted == "1.2.840.113549.1.9.16.1.4"
+assert cms.CMSAttributeType("signing_certificate_v2").dotted == "1.2.840.113549.1.9.16.2.47"
+assert cms.ContentType("spc_indirect_data").dotted == "1.3.6.1.4.1.311.2.1.4"
+"""
+
+
+def test_names_that_asn1crypto_tsp_adds_are_in_the_maps_built_early() -> None:
+    """Building the maps at import must not leave out the names asn1crypto's own tsp
+    module adds when it is imported (the sandbox's timestamp server builds tokens by
+    those names: built before them, its every reply failed)."""
+    proc = subprocess.run([sys.executable, "-c", LATER_NAMES], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr

@@ -15,7 +15,6 @@ from kmssign._deprecated import settings_from_keywords
 from kmssign._internal.engine.atomic import (
     abort_all,
     atomic_output,
-    check_writable,
 )
 from kmssign._internal.engine.batch import OnResult, OnStart, discovered, unusable
 from kmssign._internal.engine.discovery import discover, find_wheels, is_wheel_name, selected
@@ -23,10 +22,10 @@ from kmssign._internal.engine.pipeline import Pipeline, run_simple
 from kmssign._internal.engine.report import FileResult, Outcome, Report, Status
 from kmssign._internal.engine.session import (
     Log,
-    close_signer,
     create_signer,
     nolog,
     open_session,
+    signer_for,
 )
 from kmssign._internal.engine.signing import (
     Prepared,
@@ -39,7 +38,7 @@ from kmssign._internal.engine.signing import (
 from kmssign._internal.pe.image import looks_like_pe
 from kmssign._internal.pki.certs import certificate_notes
 from kmssign.config import Settings
-from kmssign.errors import ConfigError, FileAccessError
+from kmssign.errors import ConfigError
 from kmssign.signers import Signer, Timestamper
 
 if TYPE_CHECKING:
@@ -157,7 +156,6 @@ def digest_files(
     """Two-step signing, step one: write to ``output`` (atomically) what signing each file
     among ``paths`` needs signed. Needs the certificate, not the key. When a file fails,
     ``output`` is not written."""
-    from kmssign._internal.engine.atomic import atomic_output
     from kmssign._internal.engine.twosteprun import digest_run
 
     report = Report()
@@ -181,19 +179,12 @@ def sign_digests(
 ) -> int:
     """Two-step signing, step two: sign every request with the settings' signer (or
     ``signer``) and write the signatures to ``output``; returns how many."""
-    from kmssign._internal.engine.atomic import atomic_output
     from kmssign._internal.engine.twostep import dump_signatures, load_requests
     from kmssign._internal.engine.twosteprun import sign_run
 
     requests = load_requests(Path(requests_file))
-    own = None  # a signer made here is released here
-    if signer is None:
-        signer = own = create_signer(settings, log)
-    try:
-        signatures = sign_run(requests, signer, jobs=settings.jobs)
-    finally:
-        if own is not None:
-            close_signer(own)
+    with signer_for(settings, signer, log) as using:
+        signatures = sign_run(requests, using, jobs=settings.jobs)
     with atomic_output(Path(output)) as out:
         out.write(dump_signatures(requests, signatures).encode())
     return len(requests.requests)
@@ -349,22 +340,11 @@ def sign_wheels(
     a broken wheel (zip, names, RECORD, a signature over RECORD) or a failed member is a
     ``failed`` result and leaves that wheel byte-identical, with nothing in ``dest_dir``.
     """
-    wheels, problems = find_wheels([Path(p) for p in paths])
-    if dest_dir is not None and not dry_run:
-        try:
-            Path(dest_dir).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"cannot create {dest_dir}: {exc.strerror or exc}") from exc
     from kmssign._internal.engine import wheelsign  # the wheel and zip stack: wheels only
 
+    wheels, problems = find_wheels([Path(p) for p in paths])
     if not dry_run:  # a wheel that cannot be written costs no KMS or timestamp call
-        problems = list(problems)
-        for wheel in list(wheels):
-            try:
-                check_writable(wheelsign.target_of(wheel, dest_dir))
-            except FileAccessError as exc:
-                wheels.remove(wheel)
-                problems.append((wheel, str(exc)))
+        wheels, problems = wheelsign.writable(wheels, problems, dest_dir)
     session = None
     if wheels and not dry_run:  # no key, certificate or KMS call for nothing
         session = open_session(settings, signer=signer, timestamper=timestamper, log=log)

@@ -119,7 +119,11 @@ def _register() -> None:
     # asn1crypto builds a class's name -> OID map on its first use by name, and a thread
     # that uses the class while another builds it finds the name missing (ValueError):
     # signing on several threads did. Build the maps of the classes signing and
-    # timestamping name OIDs in now, at import, on one thread.
+    # timestamping name OIDs in now, at import, on one thread. asn1crypto's tsp module
+    # adds its names (tst_info, signing_certificate_v2) to two of them when imported: it is
+    # imported first, or a map built before would never know them.
+    import asn1crypto.tsp  # noqa: F401
+
     for cls in (cms.ContentType, cms.CMSAttributeType, algos.DigestAlgorithmId,
                 algos.SignedDigestAlgorithmId):
         cls.unmap(next(iter(cls._map.values())))

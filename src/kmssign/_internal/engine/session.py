@@ -3,9 +3,10 @@ client, resolved once before any file is touched, and released when the run ends
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from kmssign._internal.net.breaker import FirstSuccess
 from kmssign._internal.pki.certs import (
@@ -79,6 +80,19 @@ class SigningSession:
         stays the caller's to close)."""
         if self.owns_signer:
             close_signer(self.signer)
+
+
+@contextlib.contextmanager
+def signer_for(settings: Settings, signer: Signer | None, log: Log) -> Iterator[Signer]:
+    """``signer``, or the settings' own made for the ``with`` block and released after."""
+    if signer is not None:
+        yield signer
+        return
+    own = create_signer(settings, log)
+    try:
+        yield own
+    finally:
+        close_signer(own)
 
 
 def close_signer(signer: object) -> None:

@@ -28,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from kmssign._internal.engine.atomic import AtomicFile
+from kmssign._internal.engine.atomic import AtomicFile, check_writable
 from kmssign._internal.engine.discovery import selected
 from kmssign._internal.engine.pipeline import Pipeline, local_threads
 from kmssign._internal.engine.report import FileResult
@@ -41,7 +41,7 @@ from kmssign._internal.wheel.rewrite import Replacement, copy_range, pack_bytes,
 from kmssign._internal.wheel.streams import Middle, deflate_range, pack
 from kmssign._internal.wheel.zipdir import DEFLATED
 from kmssign.config import Settings
-from kmssign.errors import PEFormatError, WheelFormatError
+from kmssign.errors import ConfigError, FileAccessError, PEFormatError, WheelFormatError
 
 OnResult = Callable[[FileResult], None]
 _PIECE = 8 << 20  # a signed member's kept middle is deflated in pieces of this, in parallel
@@ -113,6 +113,26 @@ def _pack(job: _Job, wheel: ScannedWheel, signed: Path) -> None:
             assert packed is not None
     job.replacement = Replacement(packed_path, packed)
     job.row = (encode_digest(hasher.name, hasher.digest()), packed.file_size)
+
+
+def writable(
+    wheels: list[Path], problems: Sequence[tuple[Path, str]], dest_dir: Path | None
+) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The wheels whose signed copy can be written (``dest_dir`` made first), and the
+    problems, those that cannot added."""
+    if dest_dir is not None:
+        try:
+            Path(dest_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create {dest_dir}: {exc.strerror or exc}") from exc
+    kept, problems = [], list(problems)
+    for wheel in wheels:
+        try:
+            check_writable(target_of(wheel, dest_dir))
+            kept.append(wheel)
+        except FileAccessError as exc:
+            problems.append((wheel, str(exc)))
+    return kept, problems
 
 
 def target_of(wheel: Path, dest_dir: Path | None) -> Path:
