@@ -82,6 +82,20 @@ class SigningSession:
             close_signer(self.signer)
 
 
+def timestamper_for(
+    settings: Settings, timestamper: Timestamper | None, log: Log
+) -> Timestamper | None:
+    """None with ``timestamp`` off; else ``timestamper``, or a client of the settings'
+    timestamp servers."""
+    if settings.timestamp == "off":
+        return None
+    if timestamper is not None:
+        return timestamper
+    from kmssign._internal.timestamp.client import TimestampClient
+
+    return TimestampClient(settings.timestamp_urls, timeout=settings.timestamp_timeout, log=log)
+
+
 @contextlib.contextmanager
 def signer_for(settings: Settings, signer: Signer | None, log: Log) -> Iterator[Signer]:
     """``signer``, or the settings' own made for the ``with`` block and released after."""
@@ -174,19 +188,11 @@ def _open_session(
     digest = signer.digest_for(requested)
     if digest != requested:
         log(f"note: {signer.name} is an EC key bound to {digest}; using {digest}, not {requested}")
-    if settings.timestamp == "off":
-        timestamper = None
-    elif timestamper is None:
-        from kmssign._internal.timestamp.client import TimestampClient
-
-        timestamper = TimestampClient(
-            settings.timestamp_urls, timeout=settings.timestamp_timeout, log=log
-        )
     return SigningSession(
         signer=signer,
         certificates=certificates,
         digest=digest,
-        timestamper=timestamper,
+        timestamper=timestamper_for(settings, timestamper, log),
         timestamp_policy=settings.timestamp,
         description=settings.description,
         url=settings.url,

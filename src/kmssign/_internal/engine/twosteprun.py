@@ -11,7 +11,7 @@ from pathlib import Path
 from kmssign._internal.cms.algorithms import verify_raw_signature
 from kmssign._internal.engine.pipeline import run_simple
 from kmssign._internal.engine.report import FileResult
-from kmssign._internal.engine.session import Log, RequestSlots, SigningSession
+from kmssign._internal.engine.session import Log, RequestSlots, SigningSession, timestamper_for
 from kmssign._internal.engine.signing import already_signed
 from kmssign._internal.engine.twostep import (
     PresetSigner,
@@ -126,19 +126,11 @@ def attach_session(
     log: Log,
 ) -> SigningSession:
     """A signing session whose signer hands out the checked signatures."""
-    if settings.timestamp == "off":
-        timestamper = None
-    elif timestamper is None:
-        from kmssign._internal.timestamp.client import TimestampClient
-
-        timestamper = TimestampClient(
-            settings.timestamp_urls, timeout=settings.timestamp_timeout, log=log
-        )
     return SigningSession(
         signer=PresetSigner(requests, signatures),
         certificates=requests.certificates,
         digest=requests.digest,
-        timestamper=timestamper,
+        timestamper=timestamper_for(settings, timestamper, log),
         timestamp_policy=settings.timestamp,
         description=requests.description,
         url=requests.url,
